@@ -1,0 +1,81 @@
+"""Names shared by every component: API group, kinds, condition types and their reasons.
+
+Pure: no I/O. Reasons are stable CamelCase strings; alerting routes on them, so never rename one.
+"""
+
+from typing import Final
+
+GROUP: Final = "gpuinventory.io"
+VERSION: Final = "v1alpha1"
+API_VERSION: Final = "gpuinventory.io/v1alpha1"
+
+INVENTORY_KIND: Final = "GPUInventory"
+INVENTORY_PLURAL: Final = "gpuinventories"
+INVENTORY_NAME: Final = "cluster"
+"""The one GPUInventory a cluster has; the CRD refuses any other name."""
+
+NODE_KIND: Final = "GPUNode"
+NODE_PLURAL: Final = "gpunodes"
+
+CATEGORY: Final = "gpu"
+
+PRIMARY_RESOURCE: Final = "nvidia.com/gpu"
+DEFAULT_RESOURCE_NAMES: Final = ("nvidia.com/gpu", "nvidia.com/gpu.shared", "nvidia.com/mig-*")
+DEFAULT_LABEL_PREFIXES: Final = (
+    "nvidia.com/",
+    "topology.kubernetes.io/",
+    "node.kubernetes.io/instance-type",
+    "kubernetes.io/arch",
+    "kubernetes.io/os",
+    "feature.node.kubernetes.io/pci-10de",
+    "gpu-type",
+    "accelerator",
+)
+DEFAULT_AGENT_STALE_AFTER_SECONDS: Final = 300
+
+PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
+GPU_COUNT_LABEL: Final = "nvidia.com/gpu.count"
+
+NODE_CONDITION_TYPES: Final = (
+    "Ready",
+    "MemoryPressure",
+    "DiskPressure",
+    "PIDPressure",
+    "NetworkUnavailable",
+)
+
+# Field managers: each writer owns its own fields (design: "one writer per field").
+OPERATOR_FIELD_MANAGER: Final = "gpu-inventory-operator"
+AGENT_FIELD_MANAGER: Final = "gpu-inventory-agent"
+
+
+class ConditionType:
+    """The four conditions Argo CD, Flux and kstatus read."""
+
+    READY: Final = "Ready"
+    DEGRADED: Final = "Degraded"
+    RECONCILING: Final = "Reconciling"
+    STALLED: Final = "Stalled"
+
+
+class Reason:
+    """Stable reasons for the GPUInventory conditions."""
+
+    # Ready
+    INVENTORY_CURRENT: Final = "InventoryCurrent"
+    INDEXING: Final = "Indexing"
+    WRITE_FAILED: Final = "WriteFailed"
+    # Degraded
+    ALL_HEALTHY: Final = "AllHealthy"
+    UNHEALTHY_GPUS: Final = "UnhealthyGPUs"
+    NODES_NOT_READY: Final = "NodesNotReady"
+    AGENTS_STALE: Final = "AgentsStale"
+    MULTIPLE_PROBLEMS: Final = "MultipleProblems"
+    # Reconciling
+    RECONCILED: Final = "Reconciled"
+    INITIAL_SYNC: Final = "InitialSync"
+    SPEC_CHANGED: Final = "SpecChanged"
+    # Stalled
+    NOT_STALLED: Final = "NotStalled"
+    FORBIDDEN: Final = "Forbidden"
+    INVALID_SPEC: Final = "InvalidSpec"

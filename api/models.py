@@ -1,0 +1,418 @@
+"""The GPUInventory and GPUNode API: the single source of truth for the CRDs in `crds/`.
+
+Pure: no I/O. Field names are snake_case in Python and camelCase on the wire. Every list and
+string is bounded (`maxItems`, `maxLength`), so a broken or hostile agent cannot write an object
+that approaches etcd's 1.5 MiB request limit; `tests/unit/test_crd_size.py` proves the bound.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic.alias_generators import to_camel
+
+from gpu_inventory.api import constants
+
+# Bounds, named once so the size test and the schema agree.
+MAX_GPUS_PER_NODE = 32
+MAX_NODES = 10_000
+MAX_RESOURCE_NAMES = 32
+MAX_LABELS = 64
+MAX_PRODUCTS = 128
+MAX_XIDS = 16
+MAX_REASONS = 8
+MAX_MIG_INSTANCES = 8
+MAX_NVLINKS = 36  # NVML_NVLINK_MAX_LINKS in nvidia-ml-py 13.x
+MAX_CONDITIONS = 16
+
+ShortStr = Annotated[str, StringConstraints(max_length=64)]
+NameStr = Annotated[str, StringConstraints(max_length=253)]
+LabelKey = Annotated[str, StringConstraints(max_length=317)]
+LabelValue = Annotated[str, StringConstraints(max_length=63)]
+MessageStr = Annotated[str, StringConstraints(max_length=1024)]
+ReasonStr = Annotated[str, StringConstraints(max_length=256)]
+Count = Annotated[int, Field(ge=0)]
+Percent = Annotated[int, Field(ge=0, le=100)]
+
+HealthStatus = Literal["Healthy", "Degraded", "Unhealthy", "Unknown"]
+AgentState = Literal["Reporting", "Stale", "Missing", "NVMLUnavailable"]
+ConditionStatus = Literal["True", "False", "Unknown"]
+RecoveryAction = Literal["None", "GpuReset", "NodeReboot", "DrainP2P", "DrainAndReset"]
+XidClass = Literal[
+    "Application", "Memory", "NVLink", "Hardware", "Driver", "Informational", "Unknown"
+]
+XidAction = Literal["None", "RestartApplication", "ResetGPU", "RebootNode", "Investigate"]
+
+
+class WireModel(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are dropped on read."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    def to_wire(self) -> dict[str, Any]:
+        """The JSON-ready dict for the API server (aliases, no unset optionals)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+# --- Conditions --------------------------------------------------------------------------------
+
+
+class Condition(WireModel):
+    """The shape of metav1.Condition, with its validation."""
+
+    type: Annotated[
+        str,
+        StringConstraints(
+            min_length=1,
+            max_length=316,
+            pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])$",
+        ),
+    ]
+    status: ConditionStatus
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    last_transition_time: datetime
+    reason: Annotated[
+        str,
+        StringConstraints(
+            min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$"
+        ),
+    ]
+    message: Annotated[str, StringConstraints(max_length=32768)] = ""
+
+
+Conditions = Annotated[
+    list[Condition],
+    Field(
+        max_length=MAX_CONDITIONS,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    ),
+]
+
+
+# --- GPUInventory ------------------------------------------------------------------------------
+
+
+class GPUInventorySpec(WireModel):
+    """What counts as a GPU and which node labels matter. Every field is optional."""
+
+    resource_names: Annotated[
+        list[NameStr],
+        Field(
+            max_length=MAX_RESOURCE_NAMES,
+            description="Extended resources that count as GPUs; a trailing '*' is a wildcard.",
+        ),
+    ] = list(constants.DEFAULT_RESOURCE_NAMES)
+    primary_resource: Annotated[
+        NameStr, Field(description="The resource the headline numbers count.")
+    ] = constants.PRIMARY_RESOURCE
+    label_prefixes: Annotated[
+        list[LabelKey],
+        Field(
+            max_length=MAX_LABELS,
+            description="Node labels whose key starts with one of these are GPU-relevant.",
+        ),
+    ] = list(constants.DEFAULT_LABEL_PREFIXES)
+    agent_stale_after_seconds: Annotated[
+        int,
+        Field(
+            ge=10,
+            le=86_400,
+            description="A GPUNode whose agent heartbeat is older than this is stale.",
+        ),
+    ] = constants.DEFAULT_AGENT_STALE_AFTER_SECONDS
+
+
+class ResourceTotals(WireModel):
+    """Scheduler numbers for one extended resource name."""
+
+    name: NameStr
+    capacity: Count = 0
+    allocatable: Count = 0
+    allocated: Count = 0
+    available: Count = 0
+
+
+class ProductTotals(WireModel):
+    """Totals for one GPU product (from `nvidia.com/gpu.product` or the agents)."""
+
+    product: NameStr
+    nodes: Count = 0
+    gpus: Count = 0
+    allocatable: Count = 0
+    allocated: Count = 0
+    available: Count = 0
+
+
+class InventorySummary(WireModel):
+    """The headline numbers; counts of the primary resource unless named otherwise."""
+
+    nodes: Count = 0
+    ready_nodes: Count = 0
+    gpus: Annotated[
+        int, Field(ge=0, description="Physical GPUs, from agents or nvidia.com/gpu.count.")
+    ] = 0
+    capacity: Count = 0
+    allocatable: Count = 0
+    allocated: Count = 0
+    available: Count = 0
+    unhealthy_gpus: Annotated[int, Field(ge=0, alias="unhealthyGPUs")] = 0
+    stale_agents: Count = 0
+    products: Annotated[list[NameStr], Field(max_length=MAX_PRODUCTS)] = []
+
+
+class NodeRow(WireModel):
+    """One compact row per GPU node; the details live in the node's GPUNode."""
+
+    name: NameStr
+    product: NameStr = ""
+    ready: bool = False
+    allocatable: Count = 0
+    allocated: Count = 0
+    gpus: Count = 0
+    unhealthy: Count = 0
+    agent: AgentState = "Missing"
+
+
+class GPUInventoryStatus(WireModel):
+    observed_generation: Annotated[int, Field(ge=0)] | None = None
+    summary: InventorySummary = InventorySummary()
+    resources: Annotated[
+        list[ResourceTotals],
+        Field(
+            max_length=MAX_RESOURCE_NAMES * 4,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = []
+    products: Annotated[
+        list[ProductTotals],
+        Field(
+            max_length=MAX_PRODUCTS,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["product"],
+            },
+        ),
+    ] = []
+    nodes: Annotated[
+        list[NodeRow],
+        Field(
+            max_length=MAX_NODES,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = []
+    conditions: Conditions = []
+
+
+# --- GPUNode: readings written by the agent ----------------------------------------------------
+
+
+class AgentInfo(WireModel):
+    version: ShortStr = ""
+    pod_name: NameStr = ""
+    heartbeat_time: datetime | None = None
+    nvml_available: bool = False
+    message: Annotated[
+        MessageStr, Field(description="Why NVML is unavailable, or the last error.")
+    ] = ""
+
+
+class DriverInfo(WireModel):
+    driver_version: ShortStr | None = None
+    cuda_version: ShortStr | None = None
+    nvml_version: ShortStr | None = None
+
+
+class Clocks(WireModel):
+    """Current clocks in MHz."""
+
+    sm: Count | None = None
+    memory: Count | None = None
+    graphics: Count | None = None
+
+
+class EccCounts(WireModel):
+    """ECC mode and error counts. Volatile counts reset when the driver reloads."""
+
+    enabled: bool | None = None
+    volatile_corrected: Count | None = None
+    volatile_uncorrected: Count | None = None
+    aggregate_corrected: Count | None = None
+    aggregate_uncorrected: Count | None = None
+
+
+class RetiredPages(WireModel):
+    """Dynamic page retirement, pre-Ampere GPUs."""
+
+    single_bit_ecc: Count = 0
+    double_bit_ecc: Count = 0
+    pending: bool = False
+
+
+class RemappedRows(WireModel):
+    """Row remapping, Ampere and later. `pending` means a GPU reset is needed."""
+
+    correctable: Count = 0
+    uncorrectable: Count = 0
+    pending: bool = False
+    failure: bool = False
+
+
+class MigInstance(WireModel):
+    uuid: ShortStr
+    gpu_instance_id: Count | None = None
+    compute_instance_id: Count | None = None
+    profile: ShortStr = ""
+    memory_total: Count | None = None
+
+
+class Mig(WireModel):
+    enabled: bool = False
+    pending_enabled: bool | None = None
+    instances: Annotated[list[MigInstance], Field(max_length=MAX_MIG_INSTANCES)] = []
+
+
+class NVLink(WireModel):
+    """NVLink link states: how many links exist and which are down."""
+
+    links: Annotated[int, Field(ge=0, le=MAX_NVLINKS)] = 0
+    active: Annotated[int, Field(ge=0, le=MAX_NVLINKS)] = 0
+    inactive_links: Annotated[
+        list[Annotated[int, Field(ge=0, le=MAX_NVLINKS)]], Field(max_length=MAX_NVLINKS)
+    ] = []
+
+
+class XidEvent(WireModel):
+    xid: Annotated[int, Field(ge=0, le=65_535)]
+    time: datetime
+    class_: Annotated[XidClass, Field(alias="class")] = "Unknown"
+    action: XidAction = "Investigate"
+
+
+class Health(WireModel):
+    status: HealthStatus = "Unknown"
+    reasons: Annotated[list[ReasonStr], Field(max_length=MAX_REASONS)] = []
+
+
+class GPU(WireModel):
+    """One physical GPU. A field NVML does not support is null and named in `unsupported`."""
+
+    uuid: ShortStr
+    index: Annotated[int, Field(ge=0, le=1023)]
+    name: Annotated[str, StringConstraints(max_length=128)] = ""
+    pci_bus_id: Annotated[str, StringConstraints(max_length=32)] = ""
+    memory_total: Count | None = None
+    memory_used: Count | None = None
+    utilization_gpu: Percent | None = None
+    utilization_memory: Percent | None = None
+    temperature: Annotated[int, Field(ge=-100, le=300)] | None = None
+    slowdown_temperature: Annotated[int, Field(ge=0, le=300)] | None = None
+    shutdown_temperature: Annotated[int, Field(ge=0, le=300)] | None = None
+    power_draw_watts: Annotated[float, Field(ge=0, le=100_000)] | None = None
+    power_limit_watts: Annotated[float, Field(ge=0, le=100_000)] | None = None
+    clocks: Clocks = Clocks()
+    clocks_event_reasons: Annotated[list[ShortStr], Field(max_length=16)] = []
+    ecc: EccCounts = EccCounts()
+    retired_pages: RetiredPages | None = None
+    remapped_rows: RemappedRows | None = None
+    recovery_action: RecoveryAction | None = None
+    mig: Mig = Mig()
+    nvlink: NVLink | None = None
+    persistence_mode: bool | None = None
+    xids: Annotated[list[XidEvent], Field(max_length=MAX_XIDS)] = []
+    health: Health = Health()
+    unsupported: Annotated[
+        list[Annotated[str, StringConstraints(max_length=48)]], Field(max_length=48)
+    ] = []
+
+
+# --- GPUNode: the Kubernetes view written by the operator --------------------------------------
+
+
+class NodeResource(WireModel):
+    name: NameStr
+    capacity: Count = 0
+    allocatable: Count = 0
+    allocated: Count = 0
+
+
+class KubernetesView(WireModel):
+    """The operator's view of the node: what the scheduler sees, and the agent's freshness."""
+
+    labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)] = {}
+    conditions: Annotated[dict[ShortStr, bool], Field(max_length=16)] = {}
+    gpu_resources: Annotated[
+        list[NodeResource],
+        Field(
+            max_length=MAX_RESOURCE_NAMES,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["name"],
+            },
+        ),
+    ] = []
+    allocated: Annotated[Count, Field(description="Allocated units of the primary resource.")] = 0
+    agent_state: AgentState = "Missing"
+
+
+class GPUNodeSummary(WireModel):
+    """Written by the agent with its readings, for `kubectl get gpunodes`."""
+
+    gpus: Count = 0
+    product: NameStr = ""
+    health: HealthStatus = "Unknown"
+    unhealthy: Count = 0
+
+
+class GPUNodeStatus(WireModel):
+    summary: GPUNodeSummary | None = None
+    agent: AgentInfo | None = None
+    driver: DriverInfo | None = None
+    gpus: Annotated[
+        list[GPU],
+        Field(
+            max_length=MAX_GPUS_PER_NODE,
+            json_schema_extra={
+                "x-kubernetes-list-type": "map",
+                "x-kubernetes-list-map-keys": ["uuid"],
+            },
+        ),
+    ] = []
+    kubernetes: KubernetesView | None = None
+
+
+# --- Objects -----------------------------------------------------------------------------------
+
+
+class ObjectMeta(WireModel):
+    """The parts of metadata the components read."""
+
+    name: str
+    generation: int | None = None
+    resource_version: str | None = None
+    uid: str | None = None
+    creation_timestamp: datetime | None = None
+    deletion_timestamp: datetime | None = None
+    labels: dict[str, str] = {}
+
+
+class GPUInventory(WireModel):
+    api_version: Literal["gpuinventory.io/v1alpha1"] = constants.API_VERSION
+    kind: Literal["GPUInventory"] = constants.INVENTORY_KIND
+    metadata: ObjectMeta
+    spec: GPUInventorySpec = GPUInventorySpec()
+    status: GPUInventoryStatus | None = None
+
+
+class GPUNode(WireModel):
+    api_version: Literal["gpuinventory.io/v1alpha1"] = constants.API_VERSION
+    kind: Literal["GPUNode"] = constants.NODE_KIND
+    metadata: ObjectMeta
+    status: GPUNodeStatus | None = None
