@@ -409,6 +409,8 @@ class ControlPlane:
         names = []
         for path in sorted(directory.glob("*.yaml")):
             body = yaml.safe_load(path.read_text())
+            if body.get("kind") != "CustomResourceDefinition":
+                continue  # e.g. the kustomization that lists them
             name = body["metadata"]["name"]
             try:
                 extensions.create_custom_resource_definition(body)
