@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import lupa.lua51 as lua51
 import pytest
+from lupa import lua51
 
 from gpu_inventory.testing.binaries import REPO_ROOT
 
