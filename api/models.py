@@ -37,9 +37,19 @@ Count = Annotated[int, Field(ge=0)]
 Percent = Annotated[int, Field(ge=0, le=100)]
 
 HealthStatus = Literal["Healthy", "Degraded", "Unhealthy", "Unknown"]
-AgentState = Literal["Reporting", "Stale", "Missing", "NVMLUnavailable"]
+AgentState = Literal["Reporting", "Stale", "Missing", "NVMLUnavailable", "Invalid"]
+"""Invalid: the GPUNode holds agent data the operator cannot use (a heartbeat from the future)."""
 ConditionStatus = Literal["True", "False", "Unknown"]
-RecoveryAction = Literal["None", "GpuReset", "NodeReboot", "DrainP2P", "DrainAndReset"]
+RecoveryAction = Literal[
+    "None",
+    "GpuReset",
+    "NodeReboot",
+    "DrainP2P",
+    "DrainAndReset",
+    "RecoverImexDomain",
+    "BusReset",
+    "SystemReboot",
+]
 XidClass = Literal[
     "Application", "Memory", "NVLink", "Hardware", "Driver", "Informational", "Unknown"
 ]

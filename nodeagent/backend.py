@@ -1,0 +1,70 @@
+"""The backend interface: what the agent needs from NVML, and the shapes it comes back in.
+
+Pure: no I/O. Two implementations: `nvml.NVMLBackend` (nvidia-ml-py) and `fake.FakeBackend`
+(a scenario file). The agent talks to either through `GPUBackend` only, the way NVIDIA's
+device plugin talks to devices through a narrow interface rather than NVML itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal, Protocol
+
+from gpu_inventory.api import models
+
+LostReason = Literal["GpuIsLost", "ResetRequired", "Vanished", "Unreadable"]
+"""Why a GPU gave no readings: NVML's own error for it (GpuIsLost, ResetRequired), gone from
+NVML's device list (Vanished), or any other failure to read it at all (Unreadable)."""
+
+
+class NVMLUnavailableError(Exception):
+    """No usable NVML on this node (library missing, driver not loaded, version mismatch...).
+
+    The message says why, in words fit for `AgentInfo.message`.
+    """
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeviceReading:
+    """One physical GPU as read now. `gpu.xids` and `gpu.health` are filled in by the agent."""
+
+    gpu: models.GPU
+    lost: LostReason | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeReading:
+    """Everything one read of the node returns."""
+
+    driver: models.DriverInfo
+    devices: tuple[DeviceReading, ...]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class XidSeen:
+    """An XID event as NVML delivered it, attributed to a GPU by UUID."""
+
+    uuid: str
+    xid: int
+
+
+class GPUBackend(Protocol):
+    """A source of GPU readings and XID events."""
+
+    def start(self) -> None:
+        """Initialise; raise `NVMLUnavailableError` when NVML is unusable (the agent retries)."""
+
+    def stop(self) -> None:
+        """Release everything `start` took; safe to call twice or without a successful start."""
+
+    def read(self) -> NodeReading:
+        """Read every GPU. One failing GPU or field never hides the others; raise
+        `NVMLUnavailableError` only when NVML as a whole went away."""
+        ...
+
+    def wait_xids(self, timeout: float) -> list[XidSeen]:
+        """Block up to `timeout` seconds for XID events; return those seen ([] on timeout).
+
+        Called from one thread at a time; `stop` makes a pending wait return promptly.
+        """
+        ...

@@ -1,0 +1,71 @@
+"""The agent's options: one documented dataclass, filled from flags and the environment once.
+
+Pure: no I/O. `main.py` parses; this module checks and documents.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+from gpu_inventory.nodeagent.health import HealthPolicy
+from gpu_inventory.nodeagent.reporter import ReportPolicy
+
+BackendName = Literal["nvml", "fake"]
+
+
+class ConfigError(ValueError):
+    """An option is missing or out of range; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class AgentConfig:
+    node_name: str
+    """The node this agent runs on (env NODE_NAME, from the downward API). Required."""
+    pod_name: str = ""
+    """This agent's pod (env POD_NAME), recorded in `status.agent.podName`."""
+    backend: BackendName = "nvml"
+    """`nvml` (the node's driver) or `fake` (a scenario file; env GPU_INVENTORY_BACKEND)."""
+    scenario: str = ""
+    """For the fake backend: a scenario file, or the name of a shipped one
+    (env GPU_INVENTORY_SCENARIO)."""
+    kubeconfig: str | None = None
+    """A kubeconfig file; default $KUBECONFIG, else in-cluster, else ~/.kube/config."""
+    read_interval_seconds: float = 5.0
+    """Seconds between two reads of NVML (default 5). Reads are local and cheap; writes are
+    paced separately by the report policy."""
+    nvml_retry_seconds: float = 30.0
+    """Seconds between attempts to initialise NVML while it is unavailable (default 30)."""
+    event_wait_seconds: float = 0.5
+    """Timeout of one `nvmlEventSetWait`; bounds how long stopping the event thread takes."""
+    report: ReportPolicy = dataclasses.field(default_factory=ReportPolicy)
+    health: HealthPolicy = dataclasses.field(default_factory=HealthPolicy)
+    health_host: str = "0.0.0.0"
+    """Address of the /healthz endpoint (all interfaces, for the kubelet's probes)."""
+    health_port: int = 8081
+    """Port of the /healthz endpoint; 0 picks a free one and logs it (tests)."""
+
+    def __post_init__(self) -> None:
+        if not self.node_name:
+            raise ConfigError(
+                "NODE_NAME is not set: set it from the downward API (fieldRef spec.nodeName) "
+                "or pass --node-name"
+            )
+        if self.backend not in ("nvml", "fake"):
+            raise ConfigError(f"backend must be 'nvml' or 'fake', got {self.backend!r}")
+        if self.backend == "fake" and not self.scenario:
+            raise ConfigError(
+                "the fake backend needs a scenario: --scenario PATH|NAME or GPU_INVENTORY_SCENARIO"
+            )
+        for name in ("read_interval_seconds", "nvml_retry_seconds", "event_wait_seconds"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.health.xid_window_seconds <= 0:
+            raise ConfigError("the XID window must be > 0 s")
+        if not 0 <= self.health_port <= 65_535:
+            raise ConfigError(f"health port must be 0..65535, got {self.health_port}")
+
+    @property
+    def liveness_stale_seconds(self) -> float:
+        """/healthz fails once the loop has not turned for this long."""
+        return max(60.0, 4 * self.read_interval_seconds)

@@ -1,0 +1,187 @@
+"""`gpu-inventory-agent`: flags and environment -> the agent, its /healthz, and signals.
+
+Exit codes: 0 after SIGTERM/SIGINT (event thread stopped, NVML shut down), 2 for a bad option
+(missing NODE_NAME, unknown scenario, no Kubernetes credentials, port in use). No NVML and no
+API server are not exits: the agent reports the first and retries both.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from types import FrameType
+
+from kubernetes import client, config
+
+from gpu_inventory.nodeagent.agent import Agent
+from gpu_inventory.nodeagent.backend import GPUBackend
+from gpu_inventory.nodeagent.config import AgentConfig, ConfigError
+from gpu_inventory.nodeagent.fake import FakeBackend, ScenarioError, load_scenario
+from gpu_inventory.nodeagent.health import HealthPolicy
+from gpu_inventory.nodeagent.healthz import HealthServer, Liveness
+from gpu_inventory.nodeagent.nvml import NVMLBackend
+from gpu_inventory.nodeagent.reporter import ReportPolicy
+from gpu_inventory.nodeagent.writer import GPUNodeWriter
+
+log = logging.getLogger("gpu_inventory.nodeagent")
+
+_PROG = "gpu-inventory-agent"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=_PROG,
+        description="Read this node's GPUs through NVML and keep its GPUNode status current.",
+    )
+    p.add_argument("--node-name", help="this node (default: $NODE_NAME)")
+    p.add_argument("--pod-name", help="this agent's pod (default: $POD_NAME)")
+    p.add_argument(
+        "--backend", choices=("nvml", "fake"), help="default: $GPU_INVENTORY_BACKEND or nvml"
+    )
+    p.add_argument(
+        "--scenario",
+        help="fake backend: scenario file or shipped name (or $GPU_INVENTORY_SCENARIO)",
+    )
+    p.add_argument("--kubeconfig", help="default: $KUBECONFIG, in-cluster, ~/.kube/config")
+    p.add_argument("--interval", type=float, default=5.0, help="seconds between NVML reads (5)")
+    p.add_argument(
+        "--write-floor", type=float, default=10.0, help="min seconds between writes (10)"
+    )
+    p.add_argument("--heartbeat", type=float, default=60.0, help="max seconds between writes (60)")
+    p.add_argument(
+        "--memory-deadband-mib", type=int, default=256, help="memory-used change that counts (256)"
+    )
+    p.add_argument(
+        "--temperature-deadband", type=int, default=5, help="temperature change that counts (5 C)"
+    )
+    p.add_argument("--xid-window", type=float, default=86_400.0, help="seconds an XID counts")
+    p.add_argument("--nvml-retry", type=float, default=30.0, help="seconds between NVML inits")
+    p.add_argument(
+        "--retry-initial", type=float, default=5.0, help="first wait after a failed write"
+    )
+    p.add_argument("--retry-max", type=float, default=300.0, help="longest wait between writes")
+    p.add_argument("--health-host", default="0.0.0.0", help="address of /healthz (0.0.0.0)")
+    p.add_argument("--health-port", type=int, default=8081, help="port of /healthz; 0 = any free")
+    p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+    return p
+
+
+def agent_config(args: argparse.Namespace, env: Mapping[str, str]) -> AgentConfig:
+    """Flags first, then the environment; raises ConfigError naming the bad option."""
+    try:
+        report = ReportPolicy(
+            write_floor_seconds=args.write_floor,
+            heartbeat_seconds=args.heartbeat,
+            memory_deadband_bytes=args.memory_deadband_mib * 2**20,
+            temperature_deadband_celsius=args.temperature_deadband,
+            retry_initial_seconds=args.retry_initial,
+            retry_max_seconds=args.retry_max,
+        )
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    return AgentConfig(
+        node_name=args.node_name or env.get("NODE_NAME", ""),
+        pod_name=args.pod_name or env.get("POD_NAME", ""),
+        backend=args.backend or env.get("GPU_INVENTORY_BACKEND") or "nvml",  # type: ignore[arg-type]
+        scenario=args.scenario or env.get("GPU_INVENTORY_SCENARIO", ""),
+        kubeconfig=args.kubeconfig,
+        read_interval_seconds=args.interval,
+        nvml_retry_seconds=args.nvml_retry,
+        report=report,
+        health=HealthPolicy(xid_window_seconds=args.xid_window),
+        health_host=args.health_host,
+        health_port=args.health_port,
+    )
+
+
+def backend_for(cfg: AgentConfig) -> GPUBackend:
+    if cfg.backend == "fake":
+        name, scenario = load_scenario(cfg.scenario)
+        log.info("fake NVML backend, scenario %s: %s", name, scenario.description)
+        return FakeBackend(scenario, seed=cfg.node_name)
+    return NVMLBackend()
+
+
+def api_client(kubeconfig: str | None) -> client.ApiClient:
+    """The given kubeconfig, else $KUBECONFIG, else in-cluster, else ~/.kube/config."""
+    configuration = client.Configuration()
+    if (
+        kubeconfig is None
+        and not os.environ.get("KUBECONFIG")
+        and ("KUBERNETES_SERVICE_HOST" in os.environ)
+    ):
+        config.load_incluster_config(client_configuration=configuration)
+    else:
+        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    return client.ApiClient(configuration)
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("gpu-inventory")
+    except importlib.metadata.PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # urllib3 warns on each of its own connection retries; the writer logs the outcome once.
+    logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
+    try:
+        cfg = agent_config(args, os.environ)
+        backend = backend_for(cfg)
+        api = api_client(cfg.kubeconfig)
+    except (ConfigError, ScenarioError) as error:
+        print(f"{_PROG}: {error}", file=sys.stderr)
+        return 2
+    except config.ConfigException as error:
+        print(f"{_PROG}: cannot load Kubernetes credentials: {error}", file=sys.stderr)
+        return 2
+
+    liveness = Liveness(cfg.liveness_stale_seconds)
+    try:
+        server = HealthServer(liveness, host=cfg.health_host, port=cfg.health_port)
+    except OSError as error:
+        print(f"{_PROG}: cannot serve /healthz on port {cfg.health_port}: {error}", file=sys.stderr)
+        api.close()
+        return 2
+    port = server.start()
+    log.info("health endpoint listening on port %d (/healthz)", port)
+
+    version = package_version()
+    writer = GPUNodeWriter(api, cfg.node_name)
+    agent = Agent(cfg, backend, writer, version=version, liveness=liveness)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s; stopping", signal.Signals(signum).name)
+        stop.set()
+        agent.wake()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    log.info(
+        "agent %s for node %s (backend %s; floor %.1fs, heartbeat %.1fs)",
+        version,
+        cfg.node_name,
+        cfg.backend,
+        cfg.report.write_floor_seconds,
+        cfg.report.heartbeat_seconds,
+    )
+    try:
+        agent.run(stop)
+    finally:
+        server.stop()
+        api.close()
+    return 0

@@ -1,0 +1,532 @@
+"""The real GPU backend: NVML through nvidia-ml-py (`import pynvml`).
+
+Every NVML call is made through the `pynvml` module at call time, so tests can patch the real
+functions and the real exception classes are exercised. How each NVML error is treated
+(NVML API reference, nvmlReturn_t: https://docs.nvidia.com/deploy/nvml-api/):
+
+- NotSupported, FunctionNotFound (the driver lacks the symbol), NotFound: the device does not
+  have this: the field is null and named in `GPU.unsupported`.
+- GpuIsLost, ResetRequired: this GPU is gone or needs a reset; the others are still read.
+- Uninitialized, LibraryNotFound, DriverNotLoaded, LibRmVersionMismatch: no usable NVML on the
+  node (`NVMLUnavailableError`); the agent reports it and retries initialisation.
+- Anything else (NoPermission, CorruptedInforom, Unknown...): the field is null and named with
+  the error, e.g. `retiredPages (NoPermission)`.
+- Timeout comes only from `nvmlEventSetWait`, and just means no event arrived.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any, Literal, TypeVar
+
+import pydantic
+import pynvml
+from pydantic.alias_generators import to_camel
+
+from gpu_inventory.api import models
+from gpu_inventory.nodeagent import decode
+from gpu_inventory.nodeagent.backend import (
+    DeviceReading,
+    LostReason,
+    NodeReading,
+    NVMLUnavailableError,
+    XidSeen,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+_Kind = Literal["absent", "lost", "node", "other"]
+
+_ABSENT = (
+    pynvml.NVML_ERROR_NOT_SUPPORTED,
+    pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
+    pynvml.NVML_ERROR_NOT_FOUND,
+)
+_LOST: dict[int, LostReason] = {
+    pynvml.NVML_ERROR_GPU_IS_LOST: "GpuIsLost",
+    pynvml.NVML_ERROR_RESET_REQUIRED: "ResetRequired",
+}
+_NODE = (
+    pynvml.NVML_ERROR_UNINITIALIZED,
+    pynvml.NVML_ERROR_LIBRARY_NOT_FOUND,
+    pynvml.NVML_ERROR_DRIVER_NOT_LOADED,
+    pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH,
+)
+
+
+def error_kind(error: pynvml.NVMLError) -> _Kind:
+    """How the agent treats an NVML error (see the module docstring)."""
+    code = getattr(error, "value", None)
+    if code in _ABSENT:
+        return "absent"
+    if code in _LOST:
+        return "lost"
+    if code in _NODE:
+        return "node"
+    return "other"
+
+
+def error_name(error: pynvml.NVMLError) -> str:
+    """`NVMLError_NoPermission` -> "NoPermission"; a code without a class -> "NVML error 42"."""
+    name = type(error).__name__
+    if name.startswith("NVMLError_"):
+        return name.removeprefix("NVMLError_")
+    return f"NVML error {getattr(error, 'value', '?')}"
+
+
+def describe(error: pynvml.NVMLError) -> str:
+    """NVML's own words for an error, e.g. "NVML: Driver Not Loaded (DriverNotLoaded)"."""
+    try:
+        text = str(error)
+    except Exception:  # str() may call into a library that is not there
+        text = ""
+    return f"NVML: {text} ({error_name(error)})" if text else f"NVML: {error_name(error)}"
+
+
+class _GpuLostError(Exception):
+    def __init__(self, reason: LostReason) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class _Fields:
+    """Reads one GPU field by field; an unsupported field becomes null plus a marker."""
+
+    def __init__(self) -> None:
+        self.unsupported: list[str] = []
+
+    def get(self, markers: str | tuple[str, ...], call: Callable[[], T]) -> T | None:
+        names = (markers,) if isinstance(markers, str) else markers
+        try:
+            return call()
+        except pynvml.NVMLError as error:
+            kind = error_kind(error)
+            if kind == "lost":
+                raise _GpuLostError(_LOST[error.value]) from error
+            if kind == "node":
+                raise NVMLUnavailableError(describe(error)) from error
+            suffix = "" if kind == "absent" else f" ({error_name(error)})"
+            self.unsupported.extend(f"{name}{suffix}" for name in names)
+            return None
+
+
+class NVMLBackend:
+    """`GPUBackend` on the node's NVIDIA driver."""
+
+    def __init__(self) -> None:
+        self._initialised = False
+        self._event_set: Any = None
+        self._stopping = threading.Event()
+        # Identity of each GPU by index, kept so a GPU that stops answering is still named.
+        self._identity: dict[int, tuple[str, str, str]] = {}
+        self._uuid_by_handle: dict[Hashable, str] = {}
+        self._warned: dict[int, str] = {}
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        try:
+            pynvml.nvmlInit()
+        except pynvml.NVMLError as error:
+            raise NVMLUnavailableError(describe(error)) from error
+        self._initialised = True
+        self._stopping.clear()
+        self._register_events()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._event_set is not None:
+            try:
+                pynvml.nvmlEventSetFree(self._event_set)
+            except pynvml.NVMLError as error:
+                log.debug("nvmlEventSetFree: %s", describe(error))
+            self._event_set = None
+        if self._initialised:
+            self._initialised = False
+            try:
+                pynvml.nvmlShutdown()
+            except pynvml.NVMLError as error:
+                log.debug("nvmlShutdown: %s", describe(error))
+
+    # --- readings -------------------------------------------------------------------------------
+
+    def read(self) -> NodeReading:
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+        except pynvml.NVMLError as error:
+            raise NVMLUnavailableError(describe(error)) from error
+        driver = self._driver()
+        devices = tuple(self._read_device(index) for index in range(count))
+        return NodeReading(driver=driver, devices=devices)
+
+    def _driver(self) -> models.DriverInfo:
+        node = _Fields()
+        version = node.get("driverVersion", pynvml.nvmlSystemGetDriverVersion)
+        cuda = node.get("cudaVersion", pynvml.nvmlSystemGetCudaDriverVersion)
+        nvml = node.get("nvmlVersion", pynvml.nvmlSystemGetNVMLVersion)
+        return models.DriverInfo(
+            driver_version=_text(version) if version is not None else None,
+            cuda_version=decode.cuda_version(cuda) if cuda is not None else None,
+            nvml_version=_text(nvml) if nvml is not None else None,
+        )
+
+    def _read_device(self, index: int) -> DeviceReading:
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+        except pynvml.NVMLError as error:
+            kind = error_kind(error)
+            if kind == "node":
+                raise NVMLUnavailableError(describe(error)) from error
+            if kind == "lost":
+                return DeviceReading(self._known(index), lost=_LOST[error.value])
+            self._warn_once(index, f"cannot get a handle: {describe(error)}")
+            return DeviceReading(self._known(index), lost="Unreadable")
+        try:
+            return DeviceReading(self._read_gpu(index, handle))
+        except _GpuLostError as lost:
+            return DeviceReading(self._known(index), lost=lost.reason)
+        except NVMLUnavailableError:
+            raise
+        except Exception as error:  # a bug or a ctypes surprise must not hide the other GPUs
+            self._warn_once(index, f"reading failed: {error!r}", trace=True)
+            return DeviceReading(self._known(index), lost="Unreadable")
+
+    def _warn_once(self, index: int, message: str, *, trace: bool = False) -> None:
+        """Log a GPU's failure once per kind of failure, not on every read."""
+        if self._warned.get(index) != message:
+            self._warned[index] = message
+            log.warning("GPU %d: %s", index, message, exc_info=trace)
+
+    def _known(self, index: int) -> models.GPU:
+        uuid, name, bus = self._identity.get(index, (f"GPU-unknown-index-{index}", "", ""))
+        return models.GPU(uuid=uuid, index=index, name=name, pci_bus_id=bus)
+
+    def _read_gpu(self, index: int, h: Any) -> models.GPU:
+        f = _Fields()
+        found = f.get("uuid", lambda: pynvml.nvmlDeviceGetUUID(h))
+        uuid = _text(found) if found is not None else f"GPU-unknown-index-{index}"
+        name = _text(f.get("name", lambda: pynvml.nvmlDeviceGetName(h)) or "")
+        pci = f.get("pciBusId", lambda: pynvml.nvmlDeviceGetPciInfo(h))
+        bus = _text(pci.busId) if pci is not None else ""
+        self._identity[index] = (uuid, name, bus)
+        self._uuid_by_handle[_handle_key(h)] = uuid
+
+        memory = f.get(("memoryTotal", "memoryUsed"), lambda: pynvml.nvmlDeviceGetMemoryInfo(h))
+        utilization = f.get(
+            ("utilizationGpu", "utilizationMemory"),
+            lambda: pynvml.nvmlDeviceGetUtilizationRates(h),
+        )
+        reasons = f.get(
+            "clocksEventReasons", lambda: pynvml.nvmlDeviceGetCurrentClocksEventReasons(h)
+        )
+        power = f.get("powerDrawWatts", lambda: pynvml.nvmlDeviceGetPowerUsage(h))
+        limit = f.get("powerLimitWatts", lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(h))
+        persistence = f.get("persistenceMode", lambda: pynvml.nvmlDeviceGetPersistenceMode(h))
+        fields: dict[str, Any] = {
+            "uuid": uuid,
+            "index": index,
+            "name": name,
+            "pci_bus_id": bus,
+            "memory_total": memory.total if memory is not None else None,
+            "memory_used": memory.used if memory is not None else None,
+            "utilization_gpu": utilization.gpu if utilization is not None else None,
+            "utilization_memory": utilization.memory if utilization is not None else None,
+            "temperature": f.get("temperature", lambda: _temperature(h)),
+            "slowdown_temperature": f.get(
+                "slowdownTemperature",
+                lambda: pynvml.nvmlDeviceGetTemperatureThreshold(
+                    h, pynvml.NVML_TEMPERATURE_THRESHOLD_SLOWDOWN
+                ),
+            ),
+            "shutdown_temperature": f.get(
+                "shutdownTemperature",
+                lambda: pynvml.nvmlDeviceGetTemperatureThreshold(
+                    h, pynvml.NVML_TEMPERATURE_THRESHOLD_SHUTDOWN
+                ),
+            ),
+            "power_draw_watts": power / 1000 if power is not None else None,  # mW
+            "power_limit_watts": limit / 1000 if limit is not None else None,  # mW
+            "clocks": models.Clocks(
+                sm=f.get("clocks.sm", lambda: _clock(h, pynvml.NVML_CLOCK_SM)),
+                memory=f.get("clocks.memory", lambda: _clock(h, pynvml.NVML_CLOCK_MEM)),
+                graphics=f.get("clocks.graphics", lambda: _clock(h, pynvml.NVML_CLOCK_GRAPHICS)),
+            ),
+            "clocks_event_reasons": decode.clocks_event_reasons(reasons) if reasons else [],
+            "ecc": _ecc(f, h),
+            "recovery_action": _recovery_action(f, h),
+            "mig": _mig(f, h),
+            "nvlink": f.get("nvlink", lambda: _nvlink(h)),
+            "persistence_mode": persistence == pynvml.NVML_FEATURE_ENABLED
+            if persistence is not None
+            else None,
+        }
+        fields.update(_memory_errors(f, h))
+        return _validated(fields, f.unsupported)
+
+    # --- XID events -----------------------------------------------------------------------------
+
+    def _register_events(self) -> None:
+        """Ask NVML for XID events on every GPU that supports them (k8s-device-plugin does the
+        same in `internal/rm/health.go`)."""
+        try:
+            self._event_set = pynvml.nvmlEventSetCreate()
+        except pynvml.NVMLError as error:
+            log.warning("no XID events: nvmlEventSetCreate: %s", describe(error))
+            return
+        try:
+            count = pynvml.nvmlDeviceGetCount()
+        except pynvml.NVMLError as error:
+            log.warning("no XID events: nvmlDeviceGetCount: %s", describe(error))
+            return
+        for index in range(count):
+            try:
+                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
+                self._uuid_by_handle[_handle_key(handle)] = _text(pynvml.nvmlDeviceGetUUID(handle))
+                supported = pynvml.nvmlDeviceGetSupportedEventTypes(handle)
+                mask = supported & pynvml.nvmlEventTypeXidCriticalError
+                if mask:
+                    pynvml.nvmlDeviceRegisterEvents(handle, mask, self._event_set)
+                else:
+                    log.warning("GPU %d: does not report XID events", index)
+            except pynvml.NVMLError as error:
+                log.warning("GPU %d: no XID events: %s", index, describe(error))
+
+    def wait_xids(self, timeout: float) -> list[XidSeen]:
+        event_set = self._event_set
+        if event_set is None:
+            self._stopping.wait(timeout)
+            return []
+        try:
+            data = pynvml.nvmlEventSetWait(event_set, max(int(timeout * 1000), 0))
+        except pynvml.NVMLError as error:
+            kind = error_kind(error)
+            if kind == "node":
+                raise NVMLUnavailableError(describe(error)) from error
+            if getattr(error, "value", None) != pynvml.NVML_ERROR_TIMEOUT:
+                # GpuIsLost and the like: the next read reports the GPU; do not spin.
+                log.debug("nvmlEventSetWait: %s", describe(error))
+                self._stopping.wait(timeout)
+            return []
+        if not data.eventType & pynvml.nvmlEventTypeXidCriticalError:
+            return []
+        uuid = self._uuid_for(data.device)
+        if uuid is None:
+            log.warning("XID %d from a GPU this agent cannot name; dropped", data.eventData)
+            return []
+        return [XidSeen(uuid=uuid, xid=int(data.eventData))]
+
+    def _uuid_for(self, handle: Any) -> str | None:
+        known = self._uuid_by_handle.get(_handle_key(handle))
+        if known is not None:
+            return known
+        try:
+            return _text(pynvml.nvmlDeviceGetUUID(handle))
+        except pynvml.NVMLError:
+            return None
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def _text(value: Any) -> str:
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _handle_key(handle: Any) -> Hashable:
+    """A device handle's identity: the pointer NVML gave (event data carries a new pointer
+    object to the same device), or the handle itself when it is not a pointer."""
+    try:
+        address = ctypes.cast(handle, ctypes.c_void_p).value
+    except (TypeError, ctypes.ArgumentError):
+        address = None
+    return address if address is not None else handle
+
+
+def _temperature(h: Any) -> int:
+    try:
+        return int(pynvml.nvmlDeviceGetTemperatureV(h, pynvml.NVML_TEMPERATURE_GPU))
+    except (pynvml.NVMLError_FunctionNotFound, pynvml.NVMLError_ArgumentVersionMismatch):
+        # Drivers before nvmlDeviceGetTemperatureV (R565) have only the deprecated call.
+        return int(pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU))
+
+
+def _clock(h: Any, kind: int) -> int:
+    return int(pynvml.nvmlDeviceGetClockInfo(h, kind))
+
+
+def _ecc(f: _Fields, h: Any) -> models.EccCounts:
+    mode = f.get("ecc.enabled", lambda: pynvml.nvmlDeviceGetEccMode(h))
+
+    def total(marker: str, error_type: int, counter: int) -> int | None:
+        value = f.get(
+            f"ecc.{marker}", lambda: pynvml.nvmlDeviceGetTotalEccErrors(h, error_type, counter)
+        )
+        return int(value) if value is not None else None
+
+    corrected, uncorrected = (
+        pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED,
+        pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED,
+    )
+    return models.EccCounts(
+        enabled=mode[0] == pynvml.NVML_FEATURE_ENABLED if mode is not None else None,
+        volatile_corrected=total("volatileCorrected", corrected, pynvml.NVML_VOLATILE_ECC),
+        volatile_uncorrected=total("volatileUncorrected", uncorrected, pynvml.NVML_VOLATILE_ECC),
+        aggregate_corrected=total("aggregateCorrected", corrected, pynvml.NVML_AGGREGATE_ECC),
+        aggregate_uncorrected=total("aggregateUncorrected", uncorrected, pynvml.NVML_AGGREGATE_ECC),
+    )
+
+
+def _memory_errors(f: _Fields, h: Any) -> dict[str, Any]:
+    """Remapped rows on Ampere and later, retired pages before (dynamic page retirement docs:
+    https://docs.nvidia.com/deploy/dynamic-page-retirement/); unknown architecture: try both."""
+    architecture = f.get("architecture", lambda: pynvml.nvmlDeviceGetArchitecture(h))
+    if "architecture" in f.unsupported:
+        f.unsupported.remove("architecture")  # not an API field; only steers the reads below
+    remaps = decode.remaps_rows(architecture)
+    rows = pages = None
+    if remaps is False:
+        f.unsupported.append("remappedRows")
+    else:
+        found = f.get("remappedRows", lambda: pynvml.nvmlDeviceGetRemappedRows(h))
+        if found is not None:
+            correctable, uncorrectable, pending, failure = found
+            rows = models.RemappedRows(
+                correctable=correctable,
+                uncorrectable=uncorrectable,
+                pending=bool(pending),
+                failure=bool(failure),
+            )
+    if remaps is True:
+        f.unsupported.append("retiredPages")
+    else:
+        pages = f.get("retiredPages", lambda: _retired_pages(h))
+    return {"remapped_rows": rows, "retired_pages": pages}
+
+
+def _retired_pages(h: Any) -> models.RetiredPages:
+    single = pynvml.nvmlDeviceGetRetiredPages(
+        h, pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS
+    )
+    double = pynvml.nvmlDeviceGetRetiredPages(
+        h, pynvml.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR
+    )
+    pending = pynvml.nvmlDeviceGetRetiredPagesPendingStatus(h)
+    return models.RetiredPages(
+        single_bit_ecc=len(single),
+        double_bit_ecc=len(double),
+        pending=pending == pynvml.NVML_FEATURE_ENABLED,
+    )
+
+
+def _recovery_action(f: _Fields, h: Any) -> models.RecoveryAction | None:
+    code = f.get(
+        "recoveryAction", lambda: _field_value(h, pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION)
+    )
+    if code is None:
+        return None
+    action = decode.recovery_action(code)
+    if action is None:
+        f.unsupported.append(f"recoveryAction (code {code})")
+    return action
+
+
+def _field_value(h: Any, field_id: int) -> int:
+    """One integer field through nvmlDeviceGetFieldValues; its per-field status is raised."""
+    value = pynvml.nvmlDeviceGetFieldValues(h, [field_id])[0]
+    if value.nvmlReturn == pynvml.NVML_ERROR_INVALID_ARGUMENT:
+        # A driver that does not know the field id (older than the field) says so this way.
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+    if value.nvmlReturn != pynvml.NVML_SUCCESS:
+        raise pynvml.NVMLError(value.nvmlReturn)
+    member = {
+        pynvml.NVML_VALUE_TYPE_UNSIGNED_INT: "uiVal",
+        pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG: "ulVal",
+        pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG: "ullVal",
+        pynvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG: "sllVal",
+        pynvml.NVML_VALUE_TYPE_SIGNED_INT: "siVal",
+        pynvml.NVML_VALUE_TYPE_UNSIGNED_SHORT: "usVal",
+    }.get(value.valueType, "uiVal")
+    return int(getattr(value.value, member))
+
+
+def _mig(f: _Fields, h: Any) -> models.Mig:
+    mode = f.get("mig", lambda: pynvml.nvmlDeviceGetMigMode(h))
+    if mode is None:
+        return models.Mig()
+    current, pending = mode
+    enabled = current == pynvml.NVML_DEVICE_MIG_ENABLE
+    instances = f.get("mig.instances", lambda: _mig_instances(h)) if enabled else []
+    return models.Mig(
+        enabled=enabled,
+        pending_enabled=pending == pynvml.NVML_DEVICE_MIG_ENABLE,
+        instances=instances or [],
+    )
+
+
+def _mig_instances(h: Any) -> list[models.MigInstance]:
+    instances: list[models.MigInstance] = []
+    for slot in range(pynvml.nvmlDeviceGetMaxMigDeviceCount(h)):
+        try:
+            mig = pynvml.nvmlDeviceGetMigDeviceHandleByIndex(h, slot)
+        except pynvml.NVMLError_NotFound:
+            continue  # an empty slot
+        instances.append(_mig_instance(mig))
+        if len(instances) == models.MAX_MIG_INSTANCES:
+            break
+    return instances
+
+
+def _mig_instance(mig: Any) -> models.MigInstance:
+    """One MIG device; a field it cannot give is left empty (the instance is still listed)."""
+    part = _Fields()
+    name = part.get("profile", lambda: pynvml.nvmlDeviceGetName(mig))
+    memory = part.get("memory", lambda: pynvml.nvmlDeviceGetMemoryInfo(mig))
+    return models.MigInstance(
+        uuid=_text(pynvml.nvmlDeviceGetUUID(mig)),
+        gpu_instance_id=part.get("gi", lambda: pynvml.nvmlDeviceGetGpuInstanceId(mig)),
+        compute_instance_id=part.get("ci", lambda: pynvml.nvmlDeviceGetComputeInstanceId(mig)),
+        profile=decode.mig_profile(_text(name)) if name is not None else "",
+        memory_total=memory.total if memory is not None else None,
+    )
+
+
+def _nvlink(h: Any) -> models.NVLink:
+    states: list[tuple[int, bool]] = []
+    for link in range(min(pynvml.NVML_NVLINK_MAX_LINKS, models.MAX_NVLINKS)):
+        try:
+            states.append((link, pynvml.nvmlDeviceGetNvLinkState(h, link) == 1))
+        except pynvml.NVMLError as error:
+            if error_kind(error) == "absent" or error.value == pynvml.NVML_ERROR_INVALID_ARGUMENT:
+                continue  # this link does not exist on this board
+            raise
+    if not states:
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+    return models.NVLink(
+        links=len(states),
+        active=sum(1 for _, up in states if up),
+        inactive_links=[link for link, up in states if not up],
+    )
+
+
+def _validated(fields: dict[str, Any], unsupported: list[str]) -> models.GPU:
+    """The GPU model; a value outside the schema's bounds is dropped and named, not fatal."""
+    by_alias = {field.alias or name: name for name, field in models.GPU.model_fields.items()}
+    for _ in range(3):
+        try:
+            return models.GPU.model_validate({**fields, "unsupported": unsupported})
+        except pydantic.ValidationError as error:
+            bad = {by_alias.get(str(e["loc"][0]), str(e["loc"][0])) for e in error.errors()}
+            if not bad <= fields.keys() or bad & {"uuid", "index"}:
+                raise
+            for name in sorted(bad):
+                log.warning(
+                    "GPU %s: %s=%r is out of bounds; dropped", fields["index"], name, fields[name]
+                )
+                default = models.GPU.model_fields[name].get_default(call_default_factory=True)
+                fields[name] = default
+                unsupported.append(f"{to_camel(name)} (out of bounds)")
+    return models.GPU.model_validate({**fields, "unsupported": unsupported})

@@ -1,0 +1,133 @@
+"""Readings -> the agent's part of the GPUNode status, and the merge patch that writes it.
+
+Pure: no I/O; the caller passes `now`. The agent owns `summary`, `agent`, `driver` and `gpus`;
+`kubernetes` belongs to the operator and never appears here.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from gpu_inventory.api import models
+from gpu_inventory.nodeagent import health
+from gpu_inventory.nodeagent.backend import DeviceReading, NodeReading
+
+_MAX_MESSAGE = 1024
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeReport:
+    """What the agent writes. Not a `GPUNodeStatus`: its bounds are the API server's to
+    enforce, so an oversized report reaches it and is refused with a clear message."""
+
+    summary: models.GPUNodeSummary
+    agent: models.AgentInfo
+    driver: models.DriverInfo
+    gpus: tuple[models.GPU, ...]
+
+
+class SeenGPUs:
+    """Every GPU this agent has seen, so one that drops off NVML's list is still reported."""
+
+    def __init__(self) -> None:
+        self._identity: dict[str, models.GPU] = {}
+
+    def vanished(self, devices: Iterable[DeviceReading]) -> list[models.GPU]:
+        """Remember the GPUs read in `devices`; return each earlier one no longer among them.
+
+        Only GPUs that were actually read are remembered: a placeholder for a GPU NVML never
+        named must not turn into a phantom once the GPU is readable under its real UUID.
+        """
+        present = set()
+        for device in devices:
+            gpu = device.gpu
+            present.add(gpu.uuid)
+            if device.lost is None:
+                self._identity[gpu.uuid] = models.GPU(
+                    uuid=gpu.uuid, index=gpu.index, name=gpu.name, pci_bus_id=gpu.pci_bus_id
+                )
+        return [gpu for uuid, gpu in self._identity.items() if uuid not in present]
+
+
+def build_report(
+    reading: NodeReading | None,
+    *,
+    now: datetime,
+    read_at: datetime | None,
+    xids: Mapping[str, Sequence[models.XidEvent]],
+    vanished: Sequence[models.GPU] = (),
+    nvml_message: str = "",
+    version: str = "",
+    pod_name: str = "",
+    policy: health.HealthPolicy = health.DEFAULT_POLICY,
+) -> NodeReport:
+    """The report at `now`. `reading` is None when NVML is unavailable (`nvml_message` says
+    why): then no GPU is reported, rather than stale readings."""
+    gpus: list[models.GPU] = []
+    if reading is not None:
+        devices = [*reading.devices, *(DeviceReading(gpu, lost="Vanished") for gpu in vanished)]
+        for device in devices:
+            gpu = device.gpu.model_copy(update={"xids": list(xids.get(device.gpu.uuid, ()))})
+            verdict = health.assess(gpu, now=now, read_at=read_at, lost=device.lost, policy=policy)
+            gpus.append(gpu.model_copy(update={"health": verdict}))
+    agent = models.AgentInfo(
+        version=version,
+        pod_name=pod_name,
+        heartbeat_time=now,
+        nvml_available=reading is not None,
+        message=_clip(nvml_message if reading is None else _permission_notes(gpus)),
+    )
+    return NodeReport(
+        summary=summarize(gpus),
+        agent=agent,
+        driver=reading.driver if reading is not None else models.DriverInfo(),
+        gpus=tuple(gpus),
+    )
+
+
+def summarize(gpus: Sequence[models.GPU]) -> models.GPUNodeSummary:
+    """For `kubectl get gpunodes`: count, the most common product, worst health."""
+    names = collections.Counter(g.name for g in gpus if g.name)
+    return models.GPUNodeSummary(
+        gpus=len(gpus),
+        product=names.most_common(1)[0][0] if names else "",
+        health=health.worst(g.health.status for g in gpus),
+        unhealthy=sum(1 for g in gpus if g.health.status == "Unhealthy"),
+    )
+
+
+def status_patch(report: NodeReport) -> dict[str, Any]:
+    """The JSON merge patch (RFC 7386) for `/status`: only the agent's fields.
+
+    Objects are sent with explicit nulls, so a reading that became unsupported is removed
+    rather than left stale; `gpus` is a list, which a merge patch replaces whole.
+    """
+    return {
+        "status": {
+            "summary": _with_nulls(report.summary),
+            "agent": _with_nulls(report.agent),
+            "driver": _with_nulls(report.driver),
+            "gpus": [gpu.to_wire() for gpu in report.gpus],
+        }
+    }
+
+
+def _with_nulls(model: models.WireModel) -> dict[str, Any]:
+    return model.model_dump(mode="json", by_alias=True)
+
+
+def _permission_notes(gpus: Sequence[models.GPU]) -> str:
+    notes = []
+    for gpu in gpus:
+        refused = [m.split(" ")[0] for m in gpu.unsupported if m.endswith("(NoPermission)")]
+        if refused:
+            notes.append(f"GPU {gpu.index}: no permission to read {', '.join(refused)}")
+    return "; ".join(notes)
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."

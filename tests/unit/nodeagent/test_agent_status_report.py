@@ -1,0 +1,128 @@
+"""Readings -> the agent's status fields, and the merge patch that carries only those."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from gpu_inventory.api import models
+from gpu_inventory.nodeagent import status
+from gpu_inventory.nodeagent.backend import DeviceReading, NodeReading
+
+NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
+DRIVER = models.DriverInfo(driver_version="570.124.06", cuda_version="12.8", nvml_version="12.570")
+
+
+def device(index: int, *, lost: str | None = None, **fields: object) -> DeviceReading:
+    gpu = models.GPU.model_validate(
+        {"uuid": f"GPU-{index}", "index": index, "name": "NVIDIA H100 80GB HBM3", **fields}
+    )
+    return DeviceReading(gpu, lost=lost)  # type: ignore[arg-type]
+
+
+def reading(*devices: DeviceReading) -> NodeReading:
+    return NodeReading(driver=DRIVER, devices=devices)
+
+
+def build(node: NodeReading | None, **kwargs: object) -> status.NodeReport:
+    kwargs.setdefault("xids", {})
+    return status.build_report(node, now=NOW, read_at=NOW, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_healthy_node() -> None:
+    report = build(reading(device(0), device(1)), version="0.1.0", pod_name="agent-x")
+    assert report.summary == models.GPUNodeSummary(
+        gpus=2, product="NVIDIA H100 80GB HBM3", health="Healthy", unhealthy=0
+    )
+    assert report.agent == models.AgentInfo(
+        version="0.1.0", pod_name="agent-x", heartbeat_time=NOW, nvml_available=True, message=""
+    )
+    assert report.driver == DRIVER
+    assert [g.health.status for g in report.gpus] == ["Healthy", "Healthy"]
+
+
+def test_xids_are_attached_to_their_gpu_and_judged() -> None:
+    event = models.XidEvent(xid=79, time=NOW - timedelta(minutes=1), class_="Hardware")
+    report = build(reading(device(0), device(1)), xids={"GPU-1": [event]})
+    assert report.gpus[0].xids == []
+    assert report.gpus[1].xids == [event]
+    assert report.gpus[1].health.status == "Unhealthy"
+    assert (report.summary.health, report.summary.unhealthy) == ("Unhealthy", 1)
+
+
+def test_lost_and_vanished_gpus_are_reported_unhealthy() -> None:
+    vanished = models.GPU(uuid="GPU-7", index=7, name="NVIDIA H100 80GB HBM3")
+    report = build(reading(device(0), device(3, lost="GpuIsLost")), vanished=[vanished])
+    assert [(g.index, g.health.status) for g in report.gpus] == [
+        (0, "Healthy"),
+        (3, "Unhealthy"),
+        (7, "Unhealthy"),
+    ]
+    assert report.summary.gpus == 3
+    assert report.summary.unhealthy == 2
+
+
+def test_without_nvml_no_gpu_is_reported_and_the_reason_is() -> None:
+    report = build(None, nvml_message="NVML: Driver Not Loaded (DriverNotLoaded)")
+    assert report.gpus == ()
+    assert report.agent.nvml_available is False
+    assert report.agent.message == "NVML: Driver Not Loaded (DriverNotLoaded)"
+    assert report.driver == models.DriverInfo()
+    assert report.summary == models.GPUNodeSummary(gpus=0, product="", health="Unknown")
+
+
+def test_fields_nvml_refused_to_read_are_surfaced_in_the_agent_message() -> None:
+    report = build(
+        reading(
+            device(0, unsupported=["retiredPages (NoPermission)", "nvlink"]),
+            device(1, unsupported=["mig.instances (NoPermission)"]),
+        )
+    )
+    assert report.agent.message == (
+        "GPU 0: no permission to read retiredPages; GPU 1: no permission to read mig.instances"
+    )
+
+
+def test_the_most_common_product_names_the_node() -> None:
+    report = build(reading(device(0, name="A"), device(1, name="B"), device(2, name="B")))
+    assert report.summary.product == "B"
+
+
+def test_the_patch_carries_only_the_agents_fields() -> None:
+    report = build(reading(device(0, temperature=30)), version="0.1.0")
+    patch = status.status_patch(report)
+    assert set(patch) == {"status"}
+    assert set(patch["status"]) == {"summary", "agent", "driver", "gpus"}  # never `kubernetes`
+    assert patch["status"]["gpus"][0]["temperature"] == 30
+    assert patch["status"]["agent"]["heartbeatTime"] == "2026-11-01T12:00:00Z"
+
+
+def test_the_patch_nulls_object_fields_that_went_away() -> None:
+    """RFC 7386: a null removes a key; an omitted key would leave the old value in place."""
+    patch = status.status_patch(build(None, nvml_message="gone"))
+    assert patch["status"]["driver"] == {
+        "driverVersion": None,
+        "cudaVersion": None,
+        "nvmlVersion": None,
+    }
+    assert patch["status"]["gpus"] == []
+
+
+def test_the_patch_fits_the_api_models() -> None:
+    report = build(reading(*(device(i) for i in range(8))))
+    models.GPUNodeStatus.model_validate(status.status_patch(report)["status"])
+
+
+def test_seen_gpus_remember_identities() -> None:
+    seen = status.SeenGPUs()
+    assert seen.vanished([device(0), device(1)]) == []
+    assert [g.uuid for g in seen.vanished([device(0)])] == ["GPU-1"]
+    assert seen.vanished([device(0), device(1, lost="GpuIsLost", name="")]) == []
+    # A GPU keeps the name it had when it could still be read.
+    assert seen.vanished([device(0)])[0].name == "NVIDIA H100 80GB HBM3"
+
+
+def test_a_placeholder_for_an_unnamed_gpu_never_becomes_a_phantom() -> None:
+    seen = status.SeenGPUs()
+    unnamed = DeviceReading(models.GPU(uuid="GPU-unknown-index-0", index=0), lost="GpuIsLost")
+    assert seen.vanished([unnamed]) == []
+    assert seen.vanished([device(0)]) == []  # readable now, under its real UUID
