@@ -1,0 +1,245 @@
+"""Sample GPUNode and GPUInventory models, for tests, benchmarks and demos of the MCP server.
+
+Pure: no I/O. `inventory(nodes)` totals the nodes the simple way (every GPU node counted, pods
+already folded into `allocated`), so a test can state its cluster in a few lines and get
+objects shaped like the ones the operator and the agents write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from gpu_inventory.api import constants
+from gpu_inventory.api.models import (
+    GPU,
+    AgentInfo,
+    AgentState,
+    Condition,
+    DriverInfo,
+    GPUInventory,
+    GPUInventorySpec,
+    GPUInventoryStatus,
+    GPUNode,
+    GPUNodeStatus,
+    GPUNodeSummary,
+    Health,
+    HealthStatus,
+    InventorySummary,
+    KubernetesView,
+    NodeResource,
+    NodeRow,
+    ObjectMeta,
+    ProductTotals,
+    RecoveryAction,
+    RemappedRows,
+    ResourceTotals,
+    XidEvent,
+)
+
+EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
+T4_MEMORY = 16_106_127_360
+
+
+def gpu(
+    index: int,
+    *,
+    node: str = "node",
+    name: str = "Tesla T4",
+    health: HealthStatus = "Healthy",
+    reasons: Sequence[str] = (),
+    memory_total: int = T4_MEMORY,
+    memory_used: int = 0,
+    temperature: int = 30,
+    utilization: int = 0,
+    xids: Sequence[XidEvent] = (),
+    recovery_action: RecoveryAction | None = None,
+    remapped_rows: RemappedRows | None = None,
+) -> GPU:
+    return GPU(
+        uuid=f"GPU-{node}-{index:02d}",
+        index=index,
+        name=name,
+        pci_bus_id=f"00000000:{index + 1:02X}:00.0",
+        memory_total=memory_total,
+        memory_used=memory_used,
+        utilization_gpu=utilization,
+        utilization_memory=0,
+        temperature=temperature,
+        power_draw_watts=30.0,
+        power_limit_watts=70.0,
+        recovery_action=recovery_action,
+        remapped_rows=remapped_rows,
+        xids=list(xids),
+        health=Health(status=health, reasons=list(reasons)),
+    )
+
+
+def gpunode(
+    name: str,
+    *,
+    gpus: Sequence[GPU] | int = 0,
+    product: str = "Tesla-T4",
+    ready: bool = True,
+    allocatable: int | None = None,
+    allocated: int = 0,
+    extra_resources: Sequence[NodeResource] = (),
+    labels: dict[str, str] | None = None,
+    agent: bool = True,
+    agent_state: AgentState = "Reporting",
+    heartbeat: datetime = EPOCH,
+) -> GPUNode:
+    """A GPUNode as agent and operator write it; `gpus` may be a count of healthy GPUs."""
+    devices = (
+        [gpu(i, node=name, name=product.replace("-", " ")) for i in range(gpus)]
+        if isinstance(gpus, int)
+        else list(gpus)
+    )
+    count = len(devices)
+    allocatable = count if allocatable is None else allocatable
+    unhealthy = sum(d.health.status == "Unhealthy" for d in devices)
+    node_labels = {constants.PRODUCT_LABEL: product, constants.GPU_COUNT_LABEL: str(count)}
+    node_labels.update(labels or {})
+    return GPUNode(
+        metadata=ObjectMeta(name=name),
+        status=GPUNodeStatus(
+            summary=GPUNodeSummary(
+                gpus=count,
+                product=product,
+                health="Unhealthy" if unhealthy else "Healthy",
+                unhealthy=unhealthy,
+            )
+            if agent
+            else None,
+            agent=AgentInfo(
+                version="0.1.0",
+                pod_name=f"gpu-inventory-agent-{name}",
+                heartbeat_time=heartbeat,
+                nvml_available=True,
+            )
+            if agent
+            else None,
+            driver=DriverInfo(driver_version="580.65.06", cuda_version="13.0") if agent else None,
+            gpus=devices if agent else [],
+            kubernetes=KubernetesView(
+                labels=node_labels,
+                conditions={"Ready": ready, "MemoryPressure": False, "DiskPressure": False},
+                gpu_resources=[
+                    NodeResource(
+                        name=constants.PRIMARY_RESOURCE,
+                        capacity=allocatable,
+                        allocatable=allocatable,
+                        allocated=allocated,
+                    ),
+                    *extra_resources,
+                ],
+                allocated=allocated,
+                agent_state=agent_state if agent else "Missing",
+            ),
+        ),
+    )
+
+
+def inventory(
+    nodes: Sequence[GPUNode],
+    *,
+    spec: GPUInventorySpec | None = None,
+    ready: bool = True,
+    now: datetime = EPOCH,
+) -> GPUInventory:
+    """The `cluster` GPUInventory whose status totals `nodes`."""
+    rows: list[NodeRow] = []
+    products: dict[str, ProductTotals] = {}
+    resources: dict[str, ResourceTotals] = {}
+    for node in nodes:
+        status = node.status or GPUNodeStatus()
+        view = status.kubernetes or KubernetesView()
+        primary = next(
+            (r for r in view.gpu_resources if r.name == constants.PRIMARY_RESOURCE), None
+        )
+        product = view.labels.get(constants.PRODUCT_LABEL, "")
+        gpus = len(status.gpus)
+        unhealthy = sum(g.health.status == "Unhealthy" for g in status.gpus)
+        rows.append(
+            NodeRow(
+                name=node.metadata.name,
+                product=product,
+                ready=view.conditions.get("Ready", False),
+                allocatable=primary.allocatable if primary else 0,
+                allocated=primary.allocated if primary else 0,
+                gpus=gpus,
+                unhealthy=unhealthy,
+                agent=view.agent_state,
+            )
+        )
+        totals = products.setdefault(product, ProductTotals(product=product))
+        products[product] = totals.model_copy(
+            update={
+                "nodes": totals.nodes + 1,
+                "gpus": totals.gpus + gpus,
+                "allocatable": totals.allocatable + rows[-1].allocatable,
+                "allocated": totals.allocated + rows[-1].allocated,
+                "available": totals.available + max(rows[-1].allocatable - rows[-1].allocated, 0),
+            }
+        )
+        for r in view.gpu_resources:
+            t = resources.setdefault(r.name, ResourceTotals(name=r.name))
+            resources[r.name] = t.model_copy(
+                update={
+                    "capacity": t.capacity + r.capacity,
+                    "allocatable": t.allocatable + r.allocatable,
+                    "allocated": t.allocated + r.allocated,
+                    "available": t.available + max(r.allocatable - r.allocated, 0),
+                }
+            )
+    allocatable = sum(r.allocatable for r in rows)
+    allocated = sum(r.allocated for r in rows)
+    primary_totals = resources.get(constants.PRIMARY_RESOURCE)
+    return GPUInventory(
+        metadata=ObjectMeta(name=constants.INVENTORY_NAME, generation=1),
+        spec=spec or GPUInventorySpec(),
+        status=GPUInventoryStatus(
+            observed_generation=1,
+            summary=InventorySummary(
+                nodes=len(rows),
+                ready_nodes=sum(r.ready for r in rows),
+                gpus=sum(r.gpus for r in rows),
+                capacity=primary_totals.capacity if primary_totals else 0,
+                allocatable=allocatable,
+                allocated=allocated,
+                available=sum(max(r.allocatable - r.allocated, 0) for r in rows),
+                unhealthy_gpus=sum(r.unhealthy for r in rows),
+                stale_agents=sum(r.agent == "Stale" for r in rows),
+                products=sorted(p for p in products if p),
+            ),
+            resources=sorted(resources.values(), key=lambda r: r.name),
+            products=sorted((p for p in products.values() if p.product), key=lambda p: p.product),
+            nodes=rows,
+            conditions=[
+                Condition(
+                    type=constants.ConditionType.READY,
+                    status="True" if ready else "False",
+                    last_transition_time=now,
+                    reason=constants.Reason.INVENTORY_CURRENT
+                    if ready
+                    else constants.Reason.INDEXING,
+                    message="" if ready else "indexing nodes and pods",
+                    observed_generation=1,
+                )
+            ],
+        ),
+    )
+
+
+def xid(
+    number: int, *, minute: int, action: str = "ResetGPU", xid_class: str = "Memory"
+) -> XidEvent:
+    """An XID event `minute` minutes after EPOCH."""
+    return XidEvent.model_validate(
+        {
+            "xid": number,
+            "time": EPOCH.replace(minute=minute),
+            "class": xid_class,
+            "action": action,
+        }
+    )

@@ -1,0 +1,287 @@
+"""`build_server(settings)`: the MCP server, its tools and its one resource.
+
+Every tool answers from the watch cache's current snapshot (see `cache.py`): no NVML, no pod
+lists, no fan-out to nodes, no API request per call. The logic lives in `views.py`; this module
+wires it to MCP and turns expected failures into tool errors the model can read. Importing it
+has no side effects.
+
+The cache is created here and started by the lifespan, which also yields it as `AppState`.
+Handlers reach it through this factory's closure rather than `ctx.request_context`, because the
+SDK gives static resources no Context, and tools and resource should read it the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, TypeVar
+
+import anyio.to_thread
+from mcp.server import MCPServer
+from mcp.server.auth.provider import TokenVerifier
+from mcp.server.auth.settings import AuthSettings
+from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
+from mcp.types import ToolAnnotations
+from pydantic import AnyHttpUrl, Field
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from gpu_inventory.mcpserver import auth, kube, shapes, views
+from gpu_inventory.mcpserver.cache import InventoryCache, WatchTiming
+from gpu_inventory.mcpserver.settings import Settings
+from gpu_inventory.mcpserver.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+RESOURCE_URI = "gpuinventory://cluster"
+INSTRUCTIONS = """\
+Answers questions about the GPUs of one Kubernetes cluster from its GPUInventory and GPUNode
+objects: what GPUs exist, which are free, which are sick, and where a job can run.
+get_gpu_inventory lists nodes and GPUs (filter by node, product or health to keep answers small);
+get_gpu_health lists unhealthy and degraded GPUs with the recommended action;
+find_gpu_capacity finds the nodes where a pod asking for N GPUs fits now. Read-only."""
+
+_READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class AppState:
+    """What the lifespan provides to handlers."""
+
+    cache: InventoryCache
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def tune_gc() -> None:
+    """Run the cyclic garbage collector less often; call once per process.
+
+    The cache holds a large, long-lived, acyclic graph of models (about 150,000 objects at 1,000
+    GPU nodes), and a big answer allocates as many short-lived ones. With the default
+    thresholds that promotes enough objects to run a full collection every few big answers,
+    each a ~200 ms pause that walks the whole cache for nothing. Refcounting still frees
+    everything that is not in a cycle at once.
+    """
+    gc.set_threshold(50_000, 20, 10)
+
+
+def build_server(
+    settings: Settings | None = None,
+    *,
+    cache: InventoryCache | None = None,
+    token_verifier: TokenVerifier | None = None,
+    clock: Callable[[], datetime] = _utcnow,
+) -> MCPServer[AppState]:
+    """A ready MCPServer. Nothing starts until a transport enters its lifespan.
+
+    `cache` defaults to a watch cache on the settings' kubeconfig; pass one built with
+    `InventoryCache.from_models` to serve fixed data. `token_verifier` turns on bearer auth for
+    the HTTP app (see `auth.py`).
+    """
+    settings = settings or Settings()
+    if cache is None:
+        cache = InventoryCache(
+            kube.api_client_factory(settings.kubeconfig, settings.context),
+            timing=WatchTiming(watch_timeout_seconds=settings.watch_timeout_seconds),
+        )
+    watched = cache
+    bus = InMemorySubscriptionBus()
+    users = 0
+    pending: set[asyncio.Task[None]] = set()
+
+    @asynccontextmanager
+    async def lifespan(_: MCPServer[AppState]) -> AsyncIterator[AppState]:
+        # In-memory clients enter the lifespan once each; the cache runs while any is open.
+        nonlocal users
+        loop = asyncio.get_running_loop()
+
+        def publish() -> None:
+            task = loop.create_task(bus.publish(ResourceUpdated(uri=RESOURCE_URI)))
+            pending.add(task)
+            task.add_done_callback(pending.discard)
+
+        def changed() -> None:  # called from a watch thread
+            loop.call_soon_threadsafe(publish)
+
+        unsubscribe = watched.subscribe(changed)
+        users += 1
+        if users == 1:
+            watched.start()
+        try:
+            yield AppState(cache=watched)
+        finally:
+            unsubscribe()
+            users -= 1
+            if users == 0:
+                await anyio.to_thread.run_sync(watched.stop)
+
+    auth_settings = None
+    if token_verifier is not None:
+        auth_settings = AuthSettings(
+            # Required by the SDK; with no resource_server_url nothing advertises it.
+            issuer_url=AnyHttpUrl("https://kubernetes.default.svc"),
+            resource_server_url=None,
+            required_scopes=[auth.REQUIRED_SCOPE],
+        )
+    mcp = MCPServer[AppState](
+        "gpu-inventory",
+        title="GPU inventory",
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        subscriptions=bus,
+        token_verifier=token_verifier,
+        auth=auth_settings,
+        log_level=settings.log_level.upper(),  # type: ignore[arg-type]
+    )
+    max_staleness = settings.max_staleness_seconds
+    memo = views.NodeOutMemo()
+
+    def answer(compute: Callable[[Snapshot, datetime], _T]) -> _T:
+        """Run a view on the current snapshot; expected failures become readable tool errors."""
+        try:
+            return compute(watched.snapshot(), clock())
+        except (ValueError, views.InventoryUnavailableError) as error:
+            raise ToolError(str(error)) from error
+
+    @mcp.tool(title="GPU inventory", annotations=_READ_ONLY)
+    def get_gpu_inventory(
+        include_k8s_metadata: Annotated[
+            bool,
+            Field(description="Include each node's labels, conditions and GPU resource numbers."),
+        ] = True,
+        node: Annotated[
+            str | None,
+            Field(description="Only this node (exact name).", max_length=253),
+        ] = None,
+        product: Annotated[
+            str | None,
+            Field(
+                description=(
+                    "Only nodes with this GPU product. Case, spaces and dashes do not matter and "
+                    "whole words match, so 'A100' matches 'NVIDIA-A100-SXM4-80GB'."
+                ),
+                max_length=128,
+            ),
+        ] = None,
+        only_unhealthy: Annotated[
+            bool,
+            Field(description="Only nodes with unhealthy or degraded GPUs, and only those GPUs."),
+        ] = False,
+        limit: Annotated[
+            int,
+            Field(description="Return at most this many nodes.", ge=1, le=views.MAX_LIMIT),
+        ] = 500,
+    ) -> shapes.InventoryAnswer:
+        """The cluster's GPUs: a whole-cluster summary, then per node its GPUs (model, memory,
+        temperature, utilisation, health), agent pod and Kubernetes view (labels, conditions,
+        capacity/allocatable/allocated of the GPU resource). Nodes are sorted by name; filters
+        narrow the node list but never the summary. An unknown node or product is an error
+        that lists the valid values."""
+        return answer(
+            lambda snapshot, now: views.inventory_answer(
+                snapshot,
+                now=now,
+                max_staleness_seconds=max_staleness,
+                include_k8s_metadata=include_k8s_metadata,
+                node=node,
+                product=product,
+                only_unhealthy=only_unhealthy,
+                limit=limit,
+                memo=memo,
+            )
+        )
+
+    @mcp.tool(title="GPU health", annotations=_READ_ONLY)
+    def get_gpu_health(
+        severity: Annotated[
+            shapes.Severity,
+            Field(
+                description="'degraded' lists unhealthy and degraded GPUs; "
+                "'unhealthy' lists only unhealthy ones."
+            ),
+        ] = "degraded",
+    ) -> shapes.HealthAnswer:
+        """Unhealthy and degraded GPUs, newest event first, each with its health reasons, recent
+        XID errors, the driver's recovery action and one recommended action (None,
+        RestartApplication, Investigate, ResetGPU, DrainAndResetGPU, RebootNode or ReplaceGPU).
+        Also lists GPU nodes that are NotReady and nodes whose agent stopped reporting.
+        Nothing is changed: acting on the advice is up to the operator of the cluster."""
+        return answer(
+            lambda snapshot, now: views.health_answer(
+                snapshot, now=now, max_staleness_seconds=max_staleness, severity=severity
+            )
+        )
+
+    @mcp.tool(title="Find GPU capacity", annotations=_READ_ONLY)
+    def find_gpu_capacity(
+        count: Annotated[
+            int,
+            Field(
+                description="GPUs the pod asks for (units of the primary GPU resource).",
+                ge=1,
+                le=views.MAX_COUNT,
+            ),
+        ],
+        product: Annotated[
+            str | None,
+            Field(
+                description="Only nodes with this GPU product (matched as in get_gpu_inventory).",
+                max_length=128,
+            ),
+        ] = None,
+    ) -> shapes.CapacityAnswer:
+        """Nodes where a pod asking for `count` GPUs could be placed now: Ready, with at least
+        `count` units free (allocatable minus what bound pods request), and not reporting every
+        GPU unhealthy. Best first means tightest fit first (least left over): placing a job in
+        the smallest gap that holds it keeps whole nodes free for the large jobs that need
+        them. Taints, affinity and other resources are not considered."""
+        return answer(
+            lambda snapshot, now: views.capacity_answer(
+                snapshot,
+                now=now,
+                max_staleness_seconds=max_staleness,
+                count=count,
+                product=product,
+            )
+        )
+
+    @mcp.resource(
+        RESOURCE_URI,
+        name="gpu-inventory-summary",
+        title="GPU inventory summary",
+        description="Whole-cluster GPU totals, per resource and per product, and conditions. "
+        "Subscribers are told when it changes.",
+        mime_type="application/json",
+    )
+    def inventory_summary() -> str:
+        try:
+            summary = views.inventory_resource(
+                watched.snapshot(), now=clock(), max_staleness_seconds=max_staleness
+            )
+        except views.InventoryUnavailableError as error:
+            raise ResourceError(str(error)) from error
+        return summary.model_dump_json()
+
+    async def healthz(_: Request) -> Response:
+        """Liveness: the process serves HTTP. Open, no auth."""
+        return JSONResponse({"status": "ok"})
+
+    async def readyz(_: Request) -> Response:
+        """Readiness: the cache has loaded the inventory once. Open, no auth."""
+        snapshot = watched.snapshot()
+        body = {"synced": snapshot.synced, "connected": snapshot.connected}
+        return JSONResponse(body, status_code=200 if snapshot.synced else 503)
+
+    # The SDK's custom_route decorator is untyped; the routes it adds are served without auth.
+    mcp.custom_route("/healthz", methods=["GET"], include_in_schema=False)(healthz)
+    mcp.custom_route("/readyz", methods=["GET"], include_in_schema=False)(readyz)
+    return mcp

@@ -1,0 +1,350 @@
+"""The MCP server on a real control plane: the SDK's in-memory Client, CRs written as admin."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import urllib3
+from mcp import Client
+from mcp.shared.subscriptions import ResourceUpdated
+
+from gpu_inventory.api.models import GPUNode
+from gpu_inventory.mcpserver import kube, samples
+from gpu_inventory.mcpserver.cache import InventoryCache, WatchTiming
+from gpu_inventory.mcpserver.server import RESOURCE_URI, build_server
+from gpu_inventory.mcpserver.settings import Settings
+from gpu_inventory.testing.controlplane import ControlPlane
+from gpu_inventory.testing.wait import eventually_async
+
+pytestmark = pytest.mark.cluster
+
+LEGACY_TOP = {"status", "cluster_summary", "nodes"}
+LEGACY_SUMMARY = {
+    "total_nodes",
+    "total_gpus",
+    "gpus_allocatable",
+    "gpus_allocated",
+    "gpus_available",
+    "gpu_types",
+}
+LEGACY_NODE = {"node_name", "pod_name", "status", "kubernetes", "gpus"}
+LEGACY_KUBERNETES = {"labels", "conditions", "gpu_resources"}
+LEGACY_GPU = {"index", "name", "uuid", "memory_total", "temperature", "utilization"}
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def cluster_nodes() -> tuple[GPUNode, ...]:
+    """Two T4 nodes (one with a sick GPU) and a NotReady A100 node, agents reporting now."""
+    sick = [
+        samples.gpu(0, node="t4-b"),
+        samples.gpu(
+            1,
+            node="t4-b",
+            health="Unhealthy",
+            reasons=["XID 79: fell off the bus"],
+            xids=[samples.xid(79, minute=5, action="RebootNode", xid_class="Hardware")],
+        ),
+    ]
+    return (
+        samples.gpunode("t4-a", gpus=4, allocated=1, heartbeat=now()),
+        samples.gpunode("t4-b", gpus=sick, allocated=1, heartbeat=now()),
+        samples.gpunode(
+            "a100",
+            gpus=8,
+            product="NVIDIA-A100-SXM4-80GB",
+            allocated=2,
+            ready=False,
+            heartbeat=now(),
+        ),
+    )
+
+
+@asynccontextmanager
+async def connect(kubeconfig: Path) -> AsyncIterator[Client]:
+    """A server with its own watch cache on `kubeconfig`, retrying at most every second."""
+    cache = InventoryCache(
+        kube.api_client_factory(str(kubeconfig)),
+        timing=WatchTiming(watch_timeout_seconds=30, backoff_max_seconds=1.0),
+    )
+    server = build_server(Settings(kubeconfig=str(kubeconfig)), cache=cache)
+    async with Client(server, raise_exceptions=True) as client:
+        yield client
+
+
+async def call(client: Client, tool: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    result = await client.call_tool(tool, args or {})
+    text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
+    assert not result.is_error, text
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def error(client: Client, tool: str, args: dict[str, Any] | None = None) -> str:
+    result = await client.call_tool(tool, args or {})
+    assert result.is_error, result.structured_content
+    return result.content[0].text  # type: ignore[union-attr]
+
+
+async def until(
+    client: Client,
+    tool: str,
+    args: dict[str, Any],
+    check: Callable[[dict[str, Any]], bool],
+    timeout: float = 15,
+) -> dict[str, Any]:
+    """Call the tool until its answer passes `check` (the watch delivers within a second)."""
+
+    async def probe() -> dict[str, Any]:
+        result = await client.call_tool(tool, args)
+        assert not result.is_error, result.content
+        assert result.structured_content is not None
+        assert check(result.structured_content), result.structured_content
+        return result.structured_content
+
+    return await eventually_async(probe, timeout=timeout, what=f"{tool} {args}")
+
+
+async def test_inventory_from_real_crs_keeps_the_legacy_shape(
+    cluster: ControlPlane, objects: Any
+) -> None:
+    nodes = cluster_nodes()
+    objects.put(samples.inventory(nodes), *nodes)
+    async with connect(cluster.kubeconfig) as client:
+        data = await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+
+    assert data.keys() >= LEGACY_TOP
+    assert data["status"] == "success"
+    summary = data["cluster_summary"]
+    assert summary.keys() >= LEGACY_SUMMARY
+    assert {k: summary[k] for k in LEGACY_SUMMARY} == {
+        "total_nodes": 3,
+        "total_gpus": 14,
+        "gpus_allocatable": 14,
+        "gpus_allocated": 4,
+        "gpus_available": 10,
+        "gpu_types": ["NVIDIA-A100-SXM4-80GB", "Tesla-T4"],
+    }
+    node = data["nodes"][1]
+    assert node.keys() >= LEGACY_NODE
+    assert (node["node_name"], node["pod_name"], node["status"]) == (
+        "t4-a",
+        "gpu-inventory-agent-t4-a",
+        "ready",
+    )
+    assert node["kubernetes"].keys() >= LEGACY_KUBERNETES
+    assert node["kubernetes"]["labels"]["nvidia.com/gpu.product"] == "Tesla-T4"
+    assert node["kubernetes"]["conditions"]["Ready"] is True
+    resources = node["kubernetes"]["gpu_resources"]
+    assert {k: resources[k] for k in ("capacity", "allocatable", "allocated")} == {
+        "capacity": 4,
+        "allocatable": 4,
+        "allocated": 1,
+    }
+    gpu = node["gpus"][0]
+    assert gpu.keys() >= LEGACY_GPU
+    assert {k: gpu[k] for k in LEGACY_GPU} == {
+        "index": 0,
+        "name": "Tesla T4",
+        "uuid": "GPU-t4-a-00",
+        "memory_total": samples.T4_MEMORY,
+        "temperature": 30,
+        "utilization": 0,
+    }
+    assert data["nodes"][0]["status"] == "not_ready"
+
+
+async def test_every_filter_on_real_crs(cluster: ControlPlane, objects: Any) -> None:
+    nodes = cluster_nodes()
+    objects.put(samples.inventory(nodes), *nodes)
+    async with connect(cluster.kubeconfig) as client:
+        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+
+        def names(data: dict[str, Any]) -> list[str]:
+            return [n["node_name"] for n in data["nodes"]]
+
+        plain = await call(client, "get_gpu_inventory", {"include_k8s_metadata": False})
+        assert all("kubernetes" not in n for n in plain["nodes"])
+        assert names(await call(client, "get_gpu_inventory", {"node": "t4-b"})) == ["t4-b"]
+        assert names(await call(client, "get_gpu_inventory", {"product": "tesla t4"})) == [
+            "t4-a",
+            "t4-b",
+        ]
+        assert names(await call(client, "get_gpu_inventory", {"product": "A100"})) == ["a100"]
+        sick = await call(client, "get_gpu_inventory", {"only_unhealthy": True})
+        assert names(sick) == ["t4-b"]
+        assert [g["index"] for g in sick["nodes"][0]["gpus"]] == [1]
+        limited = await call(client, "get_gpu_inventory", {"limit": 1})
+        assert (names(limited), limited["nodes_matched"], limited["truncated"]) == (
+            ["a100"],
+            3,
+            True,
+        )
+        assert "GPU nodes are: a100, t4-a, t4-b" in await error(
+            client, "get_gpu_inventory", {"node": "t4-z"}
+        )
+        assert "products are: NVIDIA-A100-SXM4-80GB, Tesla-T4" in await error(
+            client, "get_gpu_inventory", {"product": "H100"}
+        )
+        assert "limit" in await error(client, "get_gpu_inventory", {"limit": 0})
+
+
+async def test_health_and_capacity_on_real_crs(cluster: ControlPlane, objects: Any) -> None:
+    nodes = cluster_nodes()
+    objects.put(samples.inventory(nodes), *nodes)
+    async with connect(cluster.kubeconfig) as client:
+        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+
+        health = await call(client, "get_gpu_health")
+        assert [(g["node_name"], g["index"]) for g in health["gpus"]] == [("t4-b", 1)]
+        assert health["gpus"][0]["recommended_action"] == "RebootNode"
+        assert health["gpus"][0]["recent_xids"][0]["xid"] == 79
+        assert (health["nodes_not_ready"], health["stale_agents"]) == (["a100"], [])
+
+        capacity = await call(client, "find_gpu_capacity", {"count": 1})
+        # a100 is NotReady; t4-b has 1 free, t4-a 3: tightest first.
+        assert [(n["node_name"], n["available"]) for n in capacity["nodes"]] == [
+            ("t4-b", 1),
+            ("t4-a", 3),
+        ]
+        too_big = await call(client, "find_gpu_capacity", {"count": 4, "product": "T4"})
+        assert too_big["nodes"] == []
+        assert too_big["largest_free_block"] == 3
+        assert "count" in await error(client, "find_gpu_capacity", {"count": -1})
+
+
+async def test_answers_follow_the_crs_as_they_change(cluster: ControlPlane, objects: Any) -> None:
+    nodes = cluster_nodes()
+    objects.put(samples.inventory(nodes), *nodes)
+    async with connect(cluster.kubeconfig) as client:
+        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+
+        busy = samples.gpunode("t4-a", gpus=4, allocated=4, heartbeat=now())
+        objects.put_node(busy)
+        await until(
+            client,
+            "get_gpu_inventory",
+            {"node": "t4-a"},
+            lambda d: d["nodes"][0]["kubernetes"]["gpu_resources"]["allocated"] == 4,
+        )
+        objects.put_node(samples.gpunode("t4-c", gpus=2, heartbeat=now()))
+        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 4)
+        objects.delete_node("t4-c")
+        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+
+
+async def test_resource_update_is_published_when_the_cr_changes(
+    cluster: ControlPlane, objects: Any
+) -> None:
+    nodes = cluster_nodes()
+    objects.put(samples.inventory(nodes), *nodes)
+    async with connect(cluster.kubeconfig) as client:
+        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+        async with client.listen(resource_subscriptions=[RESOURCE_URI]) as subscription:
+            busier = (samples.gpunode("t4-a", gpus=4, allocated=3, heartbeat=now()), *nodes[1:])
+            objects.put_inventory(samples.inventory(busier))
+            with anyio.fail_after(15):
+                event = await anext(subscription)
+            assert event == ResourceUpdated(uri=RESOURCE_URI)
+
+        read = await client.read_resource(RESOURCE_URI)
+        summary = json.loads(read.contents[0].text)["cluster_summary"]  # type: ignore[union-attr]
+        assert summary["gpus_allocated"] == 6
+
+
+async def test_missing_inventory_means_the_operator_is_not_running(
+    cluster: ControlPlane, objects: Any
+) -> None:
+    objects.put_node(samples.gpunode("t4-a", gpus=4, heartbeat=now()))
+    async with connect(cluster.kubeconfig) as client:
+
+        async def says_not_running() -> str:
+            text = await error(client, "get_gpu_inventory")
+            assert "does not exist" in text, text
+            return text
+
+        text = await eventually_async(says_not_running, timeout=15)
+    assert text == (
+        "Error executing tool get_gpu_inventory: GPUInventory 'cluster' does not exist: the "
+        "gpu-inventory operator is not running yet (or has not created it). Start the "
+        "operator; this server only reads what it writes."
+    )
+
+
+async def test_an_unreachable_api_server_is_a_clear_error(unreachable_kubeconfig: Path) -> None:
+    async with connect(unreachable_kubeconfig) as client:
+
+        async def refused() -> str:
+            text = await error(client, "find_gpu_capacity", {"count": 1})
+            assert "cannot be reached" in text, text
+            return text
+
+        text = await eventually_async(refused, timeout=15)
+    assert "connection refused" in text
+    assert "Traceback" not in text
+    assert "The MCP server keeps retrying." in text
+
+
+async def test_the_cache_recovers_when_the_api_server_restarts(
+    cluster: ControlPlane, objects: Any
+) -> None:
+    nodes = cluster_nodes()
+    objects.put(samples.inventory(nodes), *nodes)
+    async with connect(cluster.kubeconfig) as client:
+        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+
+        async with anyio.create_task_group() as restart:
+            restart.start_soon(anyio.to_thread.run_sync, cluster.restart_apiserver)
+            # While it is away (its graceful shutdown alone takes a while), answers come from
+            # the cache and say so.
+            stale = await until(
+                client, "get_gpu_inventory", {}, lambda d: bool(d["warnings"]), timeout=60
+            )
+        assert len(stale["nodes"]) == 3
+        assert stale["warnings"][0].startswith("Serving cached data: lost contact with the")
+
+        objects.put_node(samples.gpunode("t4-c", gpus=2, heartbeat=now()))
+        # Both watches come back (after a relist: the new apiserver forgot the old versions).
+        await until(
+            client,
+            "get_gpu_inventory",
+            {},
+            lambda d: len(d["nodes"]) == 4 and d["warnings"] == [],
+            timeout=30,
+        )
+
+
+async def test_a_tool_call_sends_no_api_request(
+    cluster: ControlPlane, objects: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nodes = cluster_nodes()
+    objects.put(samples.inventory(nodes), *nodes)
+    senders: list[str] = []
+    original = urllib3.PoolManager.urlopen
+
+    def counting(self: urllib3.PoolManager, *args: Any, **kwargs: Any) -> Any:
+        senders.append(threading.current_thread().name)
+        return original(self, *args, **kwargs)
+
+    async with connect(cluster.kubeconfig) as client:
+        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+        monkeypatch.setattr(urllib3.PoolManager, "urlopen", counting)
+        for tool, args in [
+            ("get_gpu_inventory", {}),
+            ("get_gpu_health", {}),
+            ("find_gpu_capacity", {"count": 2}),
+        ]:
+            await call(client, tool, args)
+        await client.read_resource(RESOURCE_URI)
+
+    assert [name for name in senders if not name.startswith("watch-")] == []

@@ -1,0 +1,230 @@
+"""The MCP surface through the SDK's in-memory Client, on a cache built from models."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from mcp.shared.subscriptions import ResourceUpdated
+
+from gpu_inventory.mcpserver import samples
+from gpu_inventory.mcpserver.cache import INVENTORY, InventoryCache
+from gpu_inventory.mcpserver.server import RESOURCE_URI, build_server
+
+NOW = samples.EPOCH + timedelta(minutes=1)
+TOOLS = {"get_gpu_inventory", "get_gpu_health", "find_gpu_capacity"}
+
+
+def cluster_cache() -> InventoryCache:
+    nodes = [
+        samples.gpunode("t4", gpus=4, allocated=1),
+        samples.gpunode("a100", gpus=8, product="NVIDIA-A100-SXM4-80GB", allocated=6),
+    ]
+    return InventoryCache.from_models(samples.inventory(nodes), nodes)
+
+
+@asynccontextmanager
+async def connect() -> AsyncIterator[Client]:
+    """A client on a fresh server. (Not a fixture: the SDK's task groups must be entered and
+    left in the test's own task.)"""
+    server = build_server(cache=cluster_cache(), clock=lambda: NOW)
+    async with Client(server, raise_exceptions=True) as connected:
+        yield connected
+
+
+async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
+    result = await client.call_tool(tool, args)
+    assert not result.is_error, result.content
+    assert result.structured_content is not None
+    return result.structured_content
+
+
+async def error_text(client: Client, tool: str, args: dict[str, Any]) -> str:
+    result = await client.call_tool(tool, args)
+    assert result.is_error
+    assert result.structured_content is None
+    text = result.content[0]
+    assert text.type == "text"
+    return text.text
+
+
+async def test_tools_are_read_only_typed_and_structured() -> None:
+    async with connect() as client:
+        tools = {t.name: t for t in (await client.list_tools()).tools}
+
+        assert tools.keys() == TOOLS
+        for tool in tools.values():
+            assert tool.annotations is not None
+            assert tool.annotations.read_only_hint is True
+            assert tool.annotations.idempotent_hint is True
+            assert tool.description
+            assert tool.output_schema is not None
+        inventory = tools["get_gpu_inventory"].input_schema["properties"]
+        assert inventory["limit"]["minimum"] == 1
+        assert inventory["limit"]["default"] == 500
+        assert all(p.get("description") for p in inventory.values())
+        severity = tools["get_gpu_health"].input_schema["properties"]["severity"]
+        assert severity["enum"] == ["degraded", "unhealthy"]
+        count = tools["find_gpu_capacity"].input_schema
+        assert count["required"] == ["count"]
+        assert count["properties"]["count"]["minimum"] == 1
+
+
+async def test_inventory_answer_is_structured_and_legacy_shaped() -> None:
+    async with connect() as client:
+        data = await call(client, "get_gpu_inventory", {})
+
+        assert data["status"] == "success"
+        assert data["cluster_summary"]["total_gpus"] == 12
+        assert [n["node_name"] for n in data["nodes"]] == ["a100", "t4"]
+        assert data["nodes"][1]["kubernetes"]["gpu_resources"] == {
+            "capacity": 4,
+            "allocatable": 4,
+            "allocated": 1,
+            "available": 3,
+        }
+
+
+async def test_without_k8s_metadata_no_node_has_the_key() -> None:
+    async with connect() as client:
+        data = await call(client, "get_gpu_inventory", {"include_k8s_metadata": False})
+
+        assert data["nodes"]
+        assert all("kubernetes" not in node for node in data["nodes"])
+
+
+async def test_capacity_and_health_answer() -> None:
+    async with connect() as client:
+        capacity = await call(client, "find_gpu_capacity", {"count": 2, "product": "a100"})
+        health = await call(client, "get_gpu_health", {})
+
+        assert [(n["node_name"], n["available"]) for n in capacity["nodes"]] == [("a100", 2)]
+        assert health["gpus"] == []
+
+
+@pytest.mark.parametrize(
+    ("tool", "args", "fragments"),
+    [
+        pytest.param(
+            "find_gpu_capacity", {"count": "four"}, ["count", "valid integer"], id="wrong type"
+        ),
+        pytest.param("find_gpu_capacity", {}, ["count", "Field required"], id="missing"),
+        pytest.param(
+            "find_gpu_capacity", {"count": 0}, ["count", "greater than or equal to 1"], id="zero"
+        ),
+        pytest.param(
+            "find_gpu_capacity", {"count": -3}, ["count", "greater than or equal to 1"], id="neg"
+        ),
+        pytest.param(
+            "get_gpu_inventory", {"limit": 0}, ["limit", "greater than or equal to 1"], id="limit"
+        ),
+        pytest.param(
+            "get_gpu_inventory",
+            {"limit": 10_001},
+            ["limit", "less than or equal to 10000"],
+            id="limit too big",
+        ),
+        pytest.param(
+            "get_gpu_inventory",
+            {"only_unhealthy": "sometimes"},
+            ["only_unhealthy", "valid boolean"],
+            id="not a boolean",
+        ),
+        pytest.param(
+            "get_gpu_health",
+            {"severity": "bad"},
+            ["severity", "'degraded' or 'unhealthy'"],
+            id="enum",
+        ),
+        pytest.param(
+            "get_gpu_inventory",
+            {"node": "gpu-99"},
+            ["node 'gpu-99' is not a GPU node", "GPU nodes are: a100, t4"],
+            id="unknown node",
+        ),
+        pytest.param(
+            "find_gpu_capacity",
+            {"count": 1, "product": "H100"},
+            ["product 'H100' matches no GPU product", "NVIDIA-A100-SXM4-80GB, Tesla-T4"],
+            id="unknown product",
+        ),
+        pytest.param(
+            "get_gpu_inventory",
+            {"product": ""},
+            ["product must be a non-empty string"],
+            id="blank product",
+        ),
+    ],
+)
+async def test_bad_arguments_are_tool_errors_naming_the_argument(
+    tool: str, args: dict[str, Any], fragments: list[str]
+) -> None:
+    async with connect() as client:
+        text = await error_text(client, tool, args)
+
+        assert text.startswith(f"Error executing tool {tool}: ")
+        for fragment in fragments:
+            assert fragment in text
+        assert "Traceback" not in text
+
+
+async def test_missing_inventory_says_the_operator_is_not_running() -> None:
+    server = build_server(cache=InventoryCache.from_models(None, []))
+    async with Client(server) as client:
+        for tool, args in [
+            ("get_gpu_inventory", {}),
+            ("get_gpu_health", {}),
+            ("find_gpu_capacity", {"count": 1}),
+        ]:
+            text = await error_text(client, tool, args)
+            assert "GPUInventory 'cluster' does not exist" in text
+            assert "operator is not running yet" in text
+        with pytest.raises(MCPError, match="operator is not running yet"):
+            await client.read_resource(RESOURCE_URI)
+
+
+async def test_resource_is_the_summary_json() -> None:
+    async with connect() as client:
+        resources = (await client.list_resources()).resources
+        assert [(str(r.uri), r.mime_type) for r in resources] == [
+            (RESOURCE_URI, "application/json")
+        ]
+
+        result = await client.read_resource(RESOURCE_URI)
+        content = result.contents[0]
+        assert content.mime_type == "application/json"
+        body = json.loads(content.text)  # type: ignore[union-attr]
+        assert body["cluster_summary"]["gpu_types"] == ["NVIDIA-A100-SXM4-80GB", "Tesla-T4"]
+
+
+async def test_listeners_hear_when_the_inventory_changes() -> None:
+    cache = cluster_cache()
+    server = build_server(cache=cache, clock=lambda: NOW)
+    changed = samples.inventory([samples.gpunode("t4", gpus=4, allocated=4)])
+    async with (
+        Client(server) as client,
+        client.listen(resource_subscriptions=[RESOURCE_URI]) as subscription,
+    ):
+        body = changed.to_wire()
+        body["metadata"]["resourceVersion"] = "2"
+        cache.apply_event(INVENTORY, "MODIFIED", body)
+        with anyio.fail_after(5):
+            event = await anext(subscription)
+        assert event == ResourceUpdated(uri=RESOURCE_URI)
+        summary = json.loads((await client.read_resource(RESOURCE_URI)).contents[0].text)  # type: ignore[union-attr]
+        assert summary["cluster_summary"]["gpus_allocated"] == 4
+
+
+async def test_legacy_clients_get_the_same_answer() -> None:
+    server = build_server(cache=cluster_cache(), clock=lambda: NOW)
+    async with Client(server, mode="legacy") as client:
+        data = await call(client, "get_gpu_inventory", {"node": "t4"})
+
+    assert [n["node_name"] for n in data["nodes"]] == ["t4"]
