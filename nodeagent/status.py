@@ -89,12 +89,18 @@ def build_report(
     )
 
 
+def product_label(name: str) -> str:
+    """The product as GPU Feature Discovery labels it (`nvidia.com/gpu.product`): spaces as
+    dashes, so `kubectl get gpunodes` matches node labels and the inventory's products."""
+    return "-".join(name.split())
+
+
 def summarize(gpus: Sequence[models.GPU]) -> models.GPUNodeSummary:
     """For `kubectl get gpunodes`: count, the most common product, worst health."""
     names = collections.Counter(g.name for g in gpus if g.name)
     return models.GPUNodeSummary(
         gpus=len(gpus),
-        product=names.most_common(1)[0][0] if names else "",
+        product=product_label(names.most_common(1)[0][0]) if names else "",
         health=health.worst(g.health.status for g in gpus),
         unhealthy=sum(1 for g in gpus if g.health.status == "Unhealthy"),
     )

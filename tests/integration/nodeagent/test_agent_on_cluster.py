@@ -159,8 +159,8 @@ def test_three_agents_keep_their_gpunodes_current(
             return found
 
         first = eventually(all_reported, timeout=20, what="three GPUNodes")
-        assert first["gpu-t4-a"]["summary"]["product"] == "Tesla T4"
-        assert first["gpu-h100-a"]["summary"]["product"] == "NVIDIA H100 80GB HBM3"
+        assert first["gpu-t4-a"]["summary"]["product"] == "Tesla-T4"
+        assert first["gpu-h100-a"]["summary"]["product"] == "NVIDIA-H100-80GB-HBM3"
         mig = [g for g in first["gpu-h100-a"]["gpus"] if g["mig"]["enabled"]]
         assert sum(len(g["mig"]["instances"]) for g in mig) == 14
         for name in nodes:

@@ -82,7 +82,7 @@ def test_readings_are_written_then_only_on_change_or_heartbeat() -> None:
     assert status["gpus"][0]["name"] == "Tesla T4"
     assert status["summary"] == {
         "gpus": 1,
-        "product": "Tesla T4",
+        "product": "Tesla-T4",
         "health": "Healthy",
         "unhealthy": 0,
     }

@@ -31,7 +31,7 @@ def build(node: NodeReading | None, **kwargs: object) -> status.NodeReport:
 def test_a_healthy_node() -> None:
     report = build(reading(device(0), device(1)), version="0.1.0", pod_name="agent-x")
     assert report.summary == models.GPUNodeSummary(
-        gpus=2, product="NVIDIA H100 80GB HBM3", health="Healthy", unhealthy=0
+        gpus=2, product="NVIDIA-H100-80GB-HBM3", health="Healthy", unhealthy=0
     )
     assert report.agent == models.AgentInfo(
         version="0.1.0", pod_name="agent-x", heartbeat_time=NOW, nvml_available=True, message=""
@@ -126,3 +126,9 @@ def test_a_placeholder_for_an_unnamed_gpu_never_becomes_a_phantom() -> None:
     unnamed = DeviceReading(models.GPU(uuid="GPU-unknown-index-0", index=0), lost="GpuIsLost")
     assert seen.vanished([unnamed]) == []
     assert seen.vanished([device(0)]) == []  # readable now, under its real UUID
+
+
+def test_the_product_is_spelled_as_gpu_feature_discovery_labels_it() -> None:
+    report = build(reading(device(0, name="NVIDIA H100 80GB HBM3")))
+    assert report.summary.product == "NVIDIA-H100-80GB-HBM3"
+    assert report.gpus[0].name == "NVIDIA H100 80GB HBM3"  # the GPU keeps NVML's own name
