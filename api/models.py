@@ -208,15 +208,13 @@ class GPUInventoryStatus(WireModel):
             },
         ),
     ] = []
+    # Atomic, not a map keyed by name: one writer (the operator) owns every row, and a map list
+    # makes the API server track field ownership per row. At 1,000 nodes that doubled the
+    # object (177 KB of managedFields) and tripled the cost of every status patch (measured
+    # with bench/operator_scale.py: 200-370 ms -> 90-150 ms per write).
     nodes: Annotated[
         list[NodeRow],
-        Field(
-            max_length=MAX_NODES,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
-        ),
+        Field(max_length=MAX_NODES, json_schema_extra={"x-kubernetes-list-type": "atomic"}),
     ] = []
     conditions: Conditions = []
 

@@ -1,0 +1,359 @@
+"""Benchmark the operator at scale on the local control plane; prints figures (not a test).
+
+    PYTHONSAFEPATH=1 .venv/bin/python bench/operator_scale.py                # 1,000 / 20,000
+    PYTHONSAFEPATH=1 .venv/bin/python bench/operator_scale.py --nodes 5000 --pods 100000
+
+Steps: start etcd + kube-apiserver + kube-controller-manager (gpu_inventory.testing), create N
+GPU nodes and M bound pods with many threads (a fraction asks for one GPU, the rest for CPU
+only, as in a real cluster), start `gpu-inventory-operator` as a subprocess, then measure:
+
+- time from the operator's start to the first *complete* status (Ready, every node, the exact
+  allocated total), seen by watching the CR;
+- p50/p99 from a pod change to the status that reflects it, under churn (create/delete GPU
+  pods at --churn-rate events/s); each change targets a node whose previous change is long
+  reflected, so "reflects it" is unambiguous: that node's row shows the new allocated value;
+- status writes per second under churn (from the operator's /metrics);
+- the operator's peak RSS (VmHWM in /proc) and the CR's size in bytes.
+
+Targets (1,000 nodes / 20,000 pods on 2 cores): first complete status within 30 s, p99 < 2 s,
+<= 2 inventory status writes/s, RSS < 300 MB, CR < 300 KiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, watch
+from prometheus_client.parser import text_string_to_metric_families
+
+from gpu_inventory.api import constants
+from gpu_inventory.testing.builders import make_node, make_pod
+from gpu_inventory.testing.controlplane import ControlPlane
+
+G, V = constants.GROUP, constants.VERSION
+OPERATOR = str(Path(sys.executable).with_name("gpu-inventory-operator"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def api_client(plane: ControlPlane, pool: int) -> client.ApiClient:
+    api = plane.api_client()
+    api.configuration.connection_pool_maxsize = pool
+    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = pool
+    return api
+
+
+def parallel(threads: int, jobs: list[Any], fn: Any) -> float:
+    began = time.monotonic()
+    with ThreadPoolExecutor(threads) as pool:
+        for _ in pool.map(fn, jobs):
+            pass
+    return time.monotonic() - began
+
+
+class Inventory:
+    """Watches GPUInventory/cluster; keeps each observation's time and node rows."""
+
+    def __init__(self, plane: ControlPlane) -> None:
+        self.custom = client.CustomObjectsApi(plane.api_client())
+        self.lock = threading.Condition()
+        self.status: dict[str, Any] = {}
+        self.rows: dict[str, int] = {}
+        self.seen_at = 0.0
+        self.updates = 0
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                stream = watch.Watch().stream(
+                    self.custom.list_cluster_custom_object,
+                    G,
+                    V,
+                    constants.INVENTORY_PLURAL,
+                    timeout_seconds=60,
+                )
+                for event in stream:
+                    status = event["object"].get("status") or {}
+                    now = time.monotonic()
+                    rows = {r["name"]: r["allocated"] for r in status.get("nodes", [])}
+                    with self.lock:
+                        self.status, self.rows, self.seen_at = status, rows, now
+                        self.updates += 1
+                        self.lock.notify_all()
+                    if self._stop:
+                        return
+            except Exception:
+                time.sleep(0.2)
+
+    def wait(self, predicate: Any, timeout: float) -> float | None:
+        """Block until predicate(status) holds; return the monotonic time it was first seen."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while not predicate(self.status):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self.lock.wait(left)
+            return self.seen_at
+
+    def stop(self) -> None:
+        self._stop = True
+
+
+def ready(status: dict[str, Any]) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
+
+
+def metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    url = f"http://127.0.0.1:{port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def writes(port: int, kind: str) -> float:
+    key = ("gpu_inventory_operator_status_writes_total", (("kind", kind), ("result", "ok")))
+    return metrics(port).get(key, 0.0)
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--nodes", type=int, default=1000)
+    parser.add_argument("--pods", type=int, default=20000)
+    parser.add_argument("--gpus-per-node", type=int, default=8)
+    parser.add_argument("--gpu-pod-fraction", type=float, default=0.3)
+    parser.add_argument("--namespaces", type=int, default=20)
+    parser.add_argument("--churn-rate", type=float, default=50.0, help="pod events per second")
+    parser.add_argument("--churn-seconds", type=float, default=30.0)
+    parser.add_argument("--threads", type=int, default=48)
+    parser.add_argument("--workdir", type=Path, default=None)
+    args = parser.parse_args()
+
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gpu-inventory-bench-"))
+    plane = ControlPlane(workdir)
+    print(f"control plane in {workdir} ...", flush=True)
+    plane.start()
+    operator: subprocess.Popen[bytes] | None = None
+    inventory: Inventory | None = None
+    try:
+        plane.install_crds()
+        print(f"  up in {plane.startup_seconds:.1f}s at {plane.server}")
+        api = api_client(plane, args.threads)
+        core = client.CoreV1Api(api)
+        namespaces = [f"bench-{i}" for i in range(args.namespaces)]
+        for name in namespaces:
+            core.create_namespace({"metadata": {"name": name}})
+        nodes = [f"gpu-{i:05d}" for i in range(args.nodes)]
+
+        def create_node(name: str) -> None:
+            body = make_node(name, gpus=args.gpus_per_node, product="NVIDIA-H100-80GB-HBM3")
+            core.create_node(body)
+            core.patch_node_status(name, {"status": body["status"]})
+
+        took = parallel(args.threads, nodes, create_node)
+        print(f"created {len(nodes)} nodes in {took:.1f}s ({len(nodes) / took:.0f}/s)")
+
+        rng = random.Random(7)
+        capacity = dict.fromkeys(nodes, args.gpus_per_node)
+        plan: list[tuple[str, str, str, int]] = []
+        expected_total = 0
+        for index in range(args.pods):
+            node = nodes[index % len(nodes)]
+            gpus = 0
+            if rng.random() < args.gpu_pod_fraction and capacity[node] > 1:
+                gpus = 1
+                capacity[node] -= 1
+                expected_total += 1
+            plan.append((namespaces[index % len(namespaces)], f"pod-{index:06d}", node, gpus))
+
+        def create_pod(item: tuple[str, str, str, int]) -> None:
+            namespace, name, node, gpus = item
+            body = make_pod(name, namespace=namespace, node=node, gpus=gpus)
+            if not gpus:
+                body["spec"]["containers"][0]["resources"] = {
+                    "requests": {"cpu": "100m", "memory": "128Mi"}
+                }
+            core.create_namespaced_pod(namespace, body)
+
+        took = parallel(args.threads, plan, create_pod)
+        print(
+            f"created {len(plan)} pods in {took:.1f}s ({len(plan) / took:.0f}/s), "
+            f"{expected_total} of them with a GPU"
+        )
+
+        inventory = Inventory(plane)
+        metrics_port = free_port()
+        env = plane.env(GPU_INVENTORY_METRICS_PORT=str(metrics_port))
+        started = time.monotonic()
+        operator = subprocess.Popen(
+            [OPERATOR, "--standalone", "--liveness", ""],
+            env=env,
+            stdout=(workdir / "operator.log").open("wb"),
+            stderr=subprocess.STDOUT,
+        )
+
+        def complete(status: dict[str, Any]) -> bool:
+            summary = status.get("summary") or {}
+            return (
+                ready(status)
+                and summary.get("nodes") == args.nodes
+                and summary.get("allocated") == expected_total
+            )
+
+        seen = inventory.wait(complete, timeout=600)
+        if seen is None:
+            print("FAILED: no complete status within 600 s; see", workdir / "operator.log")
+            return 1
+        first_complete = seen - started
+        print(f"first complete status: {first_complete:.1f}s after the operator started")
+        time.sleep(3)  # let GPUNode creation settle before measuring churn
+
+        # --- churn --------------------------------------------------------------------------
+        allocated = dict.fromkeys(nodes, 0)
+        with inventory.lock:
+            allocated.update(inventory.rows)
+        pending: list[tuple[float, str, int]] = []  # (sent, node, expected allocated)
+        latencies: list[float] = []
+        churn_pods: list[tuple[str, str, str]] = []
+        order = [n for n in nodes if capacity[n] > 0]
+        rng.shuffle(order)
+        cursor = 0
+        writes_before = writes(metrics_port, "GPUInventory")
+        node_writes_before = writes(metrics_port, "GPUNode")
+        churn_began = time.monotonic()
+        interval = 1.0 / args.churn_rate
+        lag = int(args.churn_rate * 5)  # delete pods created >= 5 s ago: no same-node collisions
+        events = 0
+        churn_api = client.CoreV1Api(api_client(plane, 4))
+        while time.monotonic() - churn_began < args.churn_seconds:
+            target = churn_began + events * interval
+            delay = target - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            if events % 2 == 0 or len(churn_pods) < lag:
+                node = order[cursor % len(order)]
+                cursor += 1
+                name = f"churn-{events:06d}"
+                namespace = namespaces[events % len(namespaces)]
+                churn_api.create_namespaced_pod(
+                    namespace, make_pod(name, namespace=namespace, node=node, gpus=1)
+                )
+                churn_pods.append((namespace, name, node))
+                allocated[node] += 1
+            else:
+                namespace, name, node = churn_pods.pop(0)
+                churn_api.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+                allocated[node] -= 1
+            pending.append((time.monotonic(), node, allocated[node]))
+            events += 1
+            with inventory.lock:
+                rows, seen_at = inventory.rows, inventory.seen_at
+            pending = _resolve(pending, rows, seen_at, latencies)
+        churn_took = time.monotonic() - churn_began
+        deadline = time.monotonic() + 30
+        while pending and time.monotonic() < deadline:
+            with inventory.lock:
+                inventory.lock.wait(0.5)
+                rows, seen_at = inventory.rows, inventory.seen_at
+            pending = _resolve(pending, rows, seen_at, latencies)
+        inventory_writes = (writes(metrics_port, "GPUInventory") - writes_before) / churn_took
+        node_writes = (writes(metrics_port, "GPUNode") - node_writes_before) / churn_took
+
+        body = client.CustomObjectsApi(api).get_cluster_custom_object(
+            G, V, constants.INVENTORY_PLURAL, constants.INVENTORY_NAME
+        )
+        cr_bytes = len(json.dumps(body, separators=(",", ":")))
+        rss = peak_rss_mib(operator.pid)
+
+        print()
+        print(f"== gpu-inventory operator at {args.nodes} nodes / {args.pods} pods ==")
+        print(f"first complete status      {first_complete:8.1f} s     (target < 30 s)")
+        print(
+            f"churn                      {events / churn_took:8.1f} events/s for "
+            f"{churn_took:.0f} s, {len(latencies)} measured, {len(pending)} unresolved"
+        )
+        if latencies:
+            print(
+                f"pod change -> status  p50  {percentile(latencies, 0.5):8.2f} s"
+                f"\n                      p99  {percentile(latencies, 0.99):8.2f} s     "
+                f"(target < 2 s)\n                      max  {max(latencies):8.2f} s"
+                f"     mean {statistics.mean(latencies):.2f} s"
+            )
+        print(f"inventory status writes    {inventory_writes:8.2f} /s    (target <= 2 /s)")
+        print(f"GPUNode status writes      {node_writes:8.2f} /s")
+        print(f"operator peak RSS          {rss:8.0f} MiB   (target < 300 MB)")
+        print(f"GPUInventory size          {cr_bytes / 1024:8.0f} KiB   (target < 300 KiB)")
+        print(f"operator log: {workdir / 'operator.log'}")
+        return 0
+    finally:
+        if inventory is not None:
+            inventory.stop()
+        if operator is not None and operator.poll() is None:
+            operator.send_signal(signal.SIGTERM)
+            try:
+                operator.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                operator.kill()
+        plane.stop()
+        if args.workdir is None:
+            shutil.rmtree(workdir / "etcd", ignore_errors=True)
+
+
+def _resolve(
+    pending: list[tuple[float, str, int]],
+    rows: dict[str, int],
+    seen_at: float,
+    latencies: list[float],
+) -> list[tuple[float, str, int]]:
+    """Events whose node row now shows the expected value are reflected since `seen_at`."""
+    left = []
+    for sent, node, expected in pending:
+        if rows.get(node) == expected and seen_at >= sent:
+            latencies.append(seen_at - sent)
+        else:
+            left.append((sent, node, expected))
+    return left
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONSAFEPATH", "1")
+    sys.exit(main())

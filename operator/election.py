@@ -1,0 +1,163 @@
+"""Leader election on a coordination.k8s.io Lease: of several replicas, only the holder writes.
+
+Why a Lease and not kopf peering: every replica keeps watching, so a standby holds warm
+projections and takes over within one Lease duration without a relist; the writer checks
+`is_leader()` before each pass (kopf's pause is invisible to a task that is not a handler);
+nothing needs installing (no ClusterKopfPeering CRD, no finalizer on the GPUInventory); and
+two replicas can never freeze on equal priorities. kopf itself runs `standalone`.
+
+The rules are client-go's (`tools/leaderelection`): a Lease held by someone else is taken only
+after it went unrenewed for `leaseDurationSeconds` *as observed on our own clock* (clocks of
+different machines are never compared), updates carry the resourceVersion (a race loses with
+409), and a holder stops writing once it failed to renew for a duration minus one retry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from gpu_inventory.operator.kubeapi import ApiError, UnavailableError
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseApi(Protocol):
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None: ...
+    def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]: ...
+    def replace_lease(
+        self, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]: ...
+
+
+def _micro_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclasses.dataclass
+class LeaseElector:
+    """Acquire and renew one Lease; `is_leader()` says whether writing is safe right now."""
+
+    api: LeaseApi
+    namespace: str
+    name: str
+    identity: str
+    duration: float = 15.0
+    retry: float = 2.0
+    clock: Callable[[], float] = time.monotonic
+    wallclock: Callable[[], datetime] = lambda: datetime.now(UTC)
+    _observed: tuple[str, str, str] | None = None
+    _observed_at: float = 0.0
+    _renewed_at: float | None = None
+
+    def is_leader(self) -> bool:
+        """Held, and renewed recently enough that no one else can have taken it over."""
+        return (
+            self._renewed_at is not None
+            and self.clock() < self._renewed_at + self.duration - self.retry
+        )
+
+    async def run(self) -> None:
+        """Try to acquire or renew every `retry` seconds, until cancelled (then release)."""
+        try:
+            while True:
+                was = self.is_leader()
+                try:
+                    await asyncio.to_thread(self.try_acquire_or_renew)
+                except (UnavailableError, ApiError) as error:
+                    logger.warning("Lease %s/%s: %s", self.namespace, self.name, error)
+                now = self.is_leader()
+                if now != was:
+                    logger.info(
+                        "%s the Lease %s/%s as %s",
+                        "holding" if now else "lost",
+                        self.namespace,
+                        self.name,
+                        self.identity,
+                    )
+                await asyncio.sleep(self.retry)
+        finally:
+            if self._renewed_at is not None:
+                await asyncio.to_thread(self._release)
+
+    def try_acquire_or_renew(self) -> bool:
+        """One round; returns whether this replica holds the Lease afterwards."""
+        started = self.clock()
+        lease = self.api.get_lease(self.namespace, self.name)
+        now = self.wallclock()
+        if lease is None:
+            body = {
+                "apiVersion": "coordination.k8s.io/v1",
+                "kind": "Lease",
+                "metadata": {"name": self.name, "namespace": self.namespace},
+                "spec": self._spec(now, acquired=now, transitions=0),
+            }
+            try:
+                self.api.create_lease(self.namespace, body)
+            except ApiError as error:
+                if error.status == 409:
+                    return False
+                raise
+            self._renewed_at = started
+            return True
+        spec = lease.get("spec") or {}
+        holder = str(spec.get("holderIdentity") or "")
+        version = str((lease.get("metadata") or {}).get("resourceVersion") or "")
+        record = (holder, str(spec.get("renewTime") or ""), version)
+        if record != self._observed:
+            self._observed, self._observed_at = record, started
+        duration = float(spec.get("leaseDurationSeconds") or self.duration)
+        if holder and holder != self.identity and started < self._observed_at + duration:
+            self._renewed_at = None
+            return False
+        transitions = int(spec.get("leaseTransitions") or 0)
+        mine = holder == self.identity
+        acquired = spec.get("acquireTime") if mine else _micro_time(now)
+        updated: dict[str, Any] = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {
+                "name": self.name,
+                "namespace": self.namespace,
+                "resourceVersion": (lease.get("metadata") or {}).get("resourceVersion"),
+            },
+            "spec": self._spec(
+                now, acquired=acquired, transitions=transitions if mine else transitions + 1
+            ),
+        }
+        try:
+            self.api.replace_lease(self.namespace, self.name, updated)
+        except ApiError as error:
+            if error.status == 409:
+                self._renewed_at = None
+                return False
+            raise
+        self._renewed_at = started
+        return True
+
+    def _spec(self, now: datetime, *, acquired: object, transitions: int) -> dict[str, Any]:
+        return {
+            "holderIdentity": self.identity,
+            "leaseDurationSeconds": round(self.duration),
+            "acquireTime": acquired if isinstance(acquired, str) else _micro_time(now),
+            "renewTime": _micro_time(now),
+            "leaseTransitions": transitions,
+        }
+
+    def _release(self) -> None:
+        """Give the Lease up on shutdown, so a standby takes over at once."""
+        self._renewed_at = None
+        try:
+            lease = self.api.get_lease(self.namespace, self.name)
+            if lease is None or (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            lease["spec"]["holderIdentity"] = ""
+            lease["spec"]["leaseDurationSeconds"] = 1
+            self.api.replace_lease(self.namespace, self.name, lease)
+        except (UnavailableError, ApiError) as error:
+            logger.warning("could not release the Lease: %s", error)

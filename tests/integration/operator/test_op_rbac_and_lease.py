@@ -1,0 +1,145 @@
+"""Least privilege and high availability against a real API server with RBAC on.
+
+- The operator works with exactly the ClusterRole shipped in manifests/operator-rbac.yaml;
+  take one permission away and the inventory says Stalled=Forbidden (and recovers).
+- Two replicas with a Lease: only the holder writes; when it stops, the standby takes over.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from kubernetes import client
+
+from gpu_inventory.testing.binaries import REPO_ROOT
+from gpu_inventory.testing.builders import make_node, make_pod
+from gpu_inventory.testing.controlplane import ControlPlane
+from gpu_inventory.testing.wait import eventually
+
+pytestmark = pytest.mark.cluster
+
+LEADER = "gpu_inventory_operator_leader"
+
+
+def shipped_rules() -> list[dict[str, Any]]:
+    documents = yaml.safe_load_all((REPO_ROOT / "manifests" / "operator-rbac.yaml").read_text())
+    role = next(d for d in documents if d and d["kind"] == "ClusterRole")
+    return list(role["rules"])
+
+
+def without(rules: list[dict[str, Any]], resource: str, verb: str) -> list[dict[str, Any]]:
+    trimmed = copy.deepcopy(rules)
+    for rule in trimmed:
+        if resource in rule["resources"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v != verb]
+    return [r for r in trimmed if r["verbs"]]
+
+
+@pytest.fixture
+def operator_account(
+    cluster: ControlPlane, k8s: client.ApiClient, namespace: str
+) -> Iterator[tuple[str, Any]]:
+    """A ServiceAccount bound to a ClusterRole the test can edit; yields (role name, kubeconfig)."""
+    rbac = client.RbacAuthorizationV1Api(k8s)
+    client.CoreV1Api(k8s).create_namespaced_service_account(
+        namespace, {"metadata": {"name": "operator"}}
+    )
+    name = f"gpu-inventory-operator-test-{uuid.uuid4().hex[:6]}"
+    rbac.create_cluster_role({"metadata": {"name": name}, "rules": shipped_rules()})
+    rbac.create_cluster_role_binding(
+        {
+            "metadata": {"name": name},
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "ClusterRole",
+                "name": name,
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}],
+        }
+    )
+    try:
+        yield name, cluster.serviceaccount_kubeconfig(namespace, "operator")
+    finally:
+        rbac.delete_cluster_role_binding(name)
+        rbac.delete_cluster_role(name)
+
+
+def test_shipped_rbac_suffices_and_a_missing_permission_stalls_the_inventory(
+    start_operator: Any, kube: Any, namespace: str, operator_account: tuple[str, Any]
+) -> None:
+    role, kubeconfig = operator_account
+    rbac = client.RbacAuthorizationV1Api(kube.api)
+    rbac.patch_cluster_role(role, {"rules": without(shipped_rules(), "gpunodes/status", "patch")})
+    kube.create_node(make_node("n1", gpus=4))
+    kube.create_pod(make_pod("p", namespace=namespace, node="n1", gpus=1))
+    operator = start_operator(kubeconfig=kubeconfig)
+
+    def stalled(status: dict[str, Any]) -> None:
+        assert status["summary"]["allocated"] == 1  # what it may write, it still writes
+        assert kube.condition(status, "Stalled") == ("True", "Forbidden")
+        assert kube.condition(status, "Ready") == ("False", "WriteFailed")
+        message = next(c for c in status["conditions"] if c["type"] == "Stalled")["message"]
+        assert "patch gpunodes/status" in message
+
+    kube.wait_for(stalled, timeout=30, what="Stalled=Forbidden")
+    assert "FORBIDDEN" in operator.log()
+    rbac.patch_cluster_role(role, {"rules": shipped_rules()})
+
+    def recovered(status: dict[str, Any]) -> None:
+        assert kube.condition(status, "Stalled") == ("False", "NotStalled")
+        assert kube.condition(status, "Ready") == ("True", "InventoryCurrent")
+
+    kube.wait_for(recovered, timeout=30, what="recovery once RBAC allows the write")
+    view = eventually(
+        lambda: _kubernetes_view(kube, "n1"), timeout=20, what="GPUNode status.kubernetes"
+    )
+    assert view["allocated"] == 1
+
+
+def _kubernetes_view(kube: Any, name: str) -> dict[str, Any]:
+    try:
+        view = (kube.gpunode(name).get("status") or {}).get("kubernetes")
+    except client.ApiException as error:
+        raise AssertionError(f"no GPUNode {name} yet") from error
+    assert view is not None
+    return dict(view)
+
+
+def test_two_replicas_one_writer_and_failover(
+    start_operator: Any, kube: Any, namespace: str
+) -> None:
+    fast_lease = {"GPU_INVENTORY_LEASE_DURATION": "4", "GPU_INVENTORY_LEASE_RENEW_INTERVAL": "1"}
+    args = ("--lease-namespace", namespace)
+    first = start_operator(args=(*args, "--identity", "first"), env=fast_lease)
+    kube.create_node(make_node("n1", gpus=4))
+    kube.wait_for(lambda s: _equal(s["summary"]["nodes"], 1), timeout=30)
+    second = start_operator(args=(*args, "--identity", "second"), env=fast_lease)
+    eventually(
+        lambda: _equal((first.metric(LEADER), second.metric(LEADER)), (1.0, 0.0)),
+        timeout=20,
+        what="one leader and one standby",
+    )
+    lease = client.CoordinationV1Api(kube.api).read_namespaced_lease(
+        "gpu-inventory-operator", namespace
+    )
+    assert lease.spec.holder_identity == "first"
+    writes = second.metric(
+        "gpu_inventory_operator_status_writes_total", kind="GPUInventory", result="ok"
+    )
+    assert writes == 0, "the standby wrote"
+
+    first.stop()  # releases the Lease on the way out
+    eventually(lambda: _equal(second.metric(LEADER), 1.0), timeout=20, what="the takeover")
+    kube.create_pod(make_pod("p", namespace=namespace, node="n1", gpus=3))
+    kube.wait_for(
+        lambda s: _equal(s["summary"]["allocated"], 3), timeout=20, what="the new leader to write"
+    )
+
+
+def _equal(got: object, want: object) -> None:
+    assert got == want, f"{got!r} != {want!r}"

@@ -1,0 +1,140 @@
+"""The Lease rules (only one writer; take over only after the holder went silent on *our*
+clock) and the operator's configuration from the environment."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from gpu_inventory.operator.__main__ import _parser, build_config
+from gpu_inventory.operator.config import ConfigError, OperatorConfig
+from gpu_inventory.operator.election import LeaseElector
+from gpu_inventory.operator.kubeapi import ApiError
+
+
+class FakeLeases:
+    def __init__(self) -> None:
+        self.lease: dict[str, Any] | None = None
+        self.version = 0
+
+    def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return copy.deepcopy(self.lease)
+
+    def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        if self.lease is not None:
+            raise ApiError(409, "exists", "create leases")
+        self.lease = copy.deepcopy(dict(body))
+        self.version += 1
+        self.lease["metadata"]["resourceVersion"] = str(self.version)
+        return copy.deepcopy(self.lease)
+
+    def replace_lease(self, namespace: str, name: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        assert self.lease is not None
+        if body["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
+            raise ApiError(409, "conflict", "update leases")
+        self.lease = copy.deepcopy(dict(body))
+        self.version += 1
+        self.lease["metadata"]["resourceVersion"] = str(self.version)
+        return copy.deepcopy(self.lease)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def elector(api: FakeLeases, clock: Clock, identity: str) -> LeaseElector:
+    return LeaseElector(
+        api,
+        "ops",
+        "gpu-inventory-operator",
+        identity,
+        duration=15,
+        retry=2,
+        clock=clock,
+        wallclock=lambda: datetime(2026, 6, 1, tzinfo=UTC),
+    )
+
+
+def test_only_one_of_two_replicas_holds_the_lease() -> None:
+    api, clock = FakeLeases(), Clock()
+    a, b = elector(api, clock, "a"), elector(api, clock, "b")
+    assert a.try_acquire_or_renew()
+    assert not b.try_acquire_or_renew()
+    assert (a.is_leader(), b.is_leader()) == (True, False)
+
+
+def test_a_standby_takes_over_only_after_the_holder_went_silent_for_a_duration() -> None:
+    api, clock = FakeLeases(), Clock()
+    a, b = elector(api, clock, "a"), elector(api, clock, "b")
+    a.try_acquire_or_renew()
+    b.try_acquire_or_renew()  # observes a's record now
+    clock.t = 14.0
+    assert not b.try_acquire_or_renew()
+    assert not a.is_leader()  # a stopped trusting its lease before anyone could take it
+    clock.t = 15.5
+    assert b.try_acquire_or_renew()
+    assert api.lease is not None
+    assert api.lease["spec"]["holderIdentity"] == "b"
+    assert api.lease["spec"]["leaseTransitions"] == 1
+
+
+def test_a_renewing_holder_keeps_the_lease() -> None:
+    api, clock = FakeLeases(), Clock()
+    a, b = elector(api, clock, "a"), elector(api, clock, "b")
+    a.try_acquire_or_renew()
+    for step in range(1, 20):
+        clock.t = step * 2.0
+        assert a.try_acquire_or_renew()
+        assert not b.try_acquire_or_renew()
+
+
+def test_a_released_lease_is_taken_at_once() -> None:
+    api, clock = FakeLeases(), Clock()
+    a, b = elector(api, clock, "a"), elector(api, clock, "b")
+    a.try_acquire_or_renew()
+    a._release()
+    assert b.try_acquire_or_renew()
+
+
+# --- configuration ------------------------------------------------------------------------------
+
+
+def test_defaults_and_environment() -> None:
+    config = OperatorConfig.from_env(
+        {"GPU_INVENTORY_WRITE_WINDOW": "0.25", "GPU_INVENTORY_METRICS_PORT": "0", "POD_NAME": "p"}
+    )
+    assert (config.write_window, config.metrics_port, config.identity) == (0.25, 0, "p")
+    assert config.standalone
+
+
+def test_pod_namespace_turns_the_lease_on() -> None:
+    config = OperatorConfig.from_env({"POD_NAMESPACE": "gpu-inventory"})
+    assert (config.lease_namespace, config.standalone) == ("gpu-inventory", False)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GPU_INVENTORY_WRITE_WINDOW": "soon"}, "GPU_INVENTORY_WRITE_WINDOW='soon'"),
+        ({"GPU_INVENTORY_WRITE_WINDOW": "0"}, "must be > 0"),
+        ({"GPU_INVENTORY_METRICS_PORT": "70000"}, "0..65535"),
+        ({"GPU_INVENTORY_LIST_CHUNK_SIZE": "0"}, "must be >= 1"),
+    ],
+)
+def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        OperatorConfig.from_env(env)
+
+
+def test_command_line_overrides_the_environment() -> None:
+    args = _parser().parse_args(["--standalone", "--metrics-port", "9999"])
+    config = build_config(args, {"POD_NAMESPACE": "ns"})
+    assert (config.standalone, config.metrics_port) == (True, 9999)
