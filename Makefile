@@ -62,7 +62,7 @@ test: venv controlplane lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: venv controlplane
-	$(PY) -m e2e.demo
+	$(PY) -m gpu_inventory.testing.demo $(DEMO_ARGS)
 
 bench: bench-operator bench-mcp
 

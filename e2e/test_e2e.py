@@ -1,0 +1,223 @@
+"""The whole system on the local control plane, as users deploy it.
+
+Manifests applied for real; operator, three agents (fake NVML) and the MCP server as processes,
+each with its own ServiceAccount's token. GPU pods are created, and kubectl and an MCP client
+must agree with the numbers the scheduler would use.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import anyio
+import pytest
+import yaml
+from kubernetes import client
+from mcp import Client, StdioServerParameters
+
+from gpu_inventory.api import constants
+from gpu_inventory.testing.controlplane import ControlPlane
+from gpu_inventory.testing.kubectl import kubectl_path
+from gpu_inventory.testing.system import (
+    MIG_RESOURCE as MIG,
+)
+from gpu_inventory.testing.system import (
+    GPUInventorySystem,
+    create_workload,
+    running_system,
+)
+from gpu_inventory.testing.wait import eventually, eventually_async
+
+pytestmark = pytest.mark.cluster
+
+G, V = constants.GROUP, constants.VERSION
+
+
+@pytest.fixture
+def system(cluster: ControlPlane) -> Iterator[GPUInventorySystem]:
+    with running_system(cluster, write_floor_seconds=1.0, heartbeat_seconds=10.0) as running:
+        yield running
+
+
+def kubectl(system: GPUInventorySystem, *args: str) -> str:
+    result = subprocess.run(
+        [kubectl_path(), *args], env=system.plane.env(), capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def inventory_yaml(system: GPUInventorySystem) -> dict[str, Any]:
+    system.check_alive()
+    document: dict[str, Any] = yaml.safe_load(
+        kubectl(system, "get", "gpuinventory", "cluster", "-o", "yaml")
+    )
+    return document
+
+
+def condition(inventory: dict[str, Any], kind: str) -> tuple[str, str]:
+    for c in inventory.get("status", {}).get("conditions", []):
+        if c["type"] == kind:
+            return c["status"], c["reason"]
+    return "Missing", ""
+
+
+def test_kubectl_and_mcp_agree_with_the_scheduler(
+    system: GPUInventorySystem, k8s: client.ApiClient
+) -> None:
+    create_workload(k8s)
+
+    def complete() -> dict[str, Any]:
+        inventory = inventory_yaml(system)
+        summary = inventory.get("status", {}).get("summary", {})
+        assert condition(inventory, "Ready")[0] == "True", inventory.get("status")
+        assert summary.get("allocated") == 7, summary
+        assert summary.get("staleAgents") == 0, summary
+        assert summary.get("gpus") == 17, summary
+        return inventory
+
+    inventory = eventually(complete, timeout=60, what="a complete, current inventory")
+    status = inventory["status"]
+    assert status["observedGeneration"] == inventory["metadata"]["generation"]
+    summary = dict(status["summary"])
+    assert sorted(summary.pop("products")) == ["NVIDIA-H100-80GB-HBM3", "Tesla-T4"]
+    assert summary == {
+        "nodes": 3,
+        "readyNodes": 3,
+        "gpus": 17,
+        "capacity": 13,
+        "allocatable": 13,
+        "allocated": 7,
+        "available": 6,
+        "unhealthyGPUs": 0,
+        "staleAgents": 0,
+    }
+    resources = {r["name"]: r for r in status["resources"]}
+    assert resources[MIG] == {
+        "name": MIG,
+        "capacity": 28,
+        "allocatable": 28,
+        "allocated": 3,
+        "available": 25,
+    }
+    rows = {row["name"]: row for row in status["nodes"]}
+    assert {
+        name: (r["allocatable"], r["allocated"], r["gpus"], r["agent"]) for name, r in rows.items()
+    } == {
+        "gpu-t4-a": (1, 1, 1, "Reporting"),
+        "gpu-h100-a": (6, 4, 8, "Reporting"),
+        "gpu-h100-b": (6, 2, 8, "Reporting"),
+    }
+    assert condition(inventory, "Degraded") == ("False", constants.Reason.ALL_HEALTHY)
+    assert condition(inventory, "Stalled")[0] == "False"
+
+    table = [line.split() for line in kubectl(system, "get", "gpunodes").strip().splitlines()]
+    assert table[0][:6] == ["NAME", "GPUS", "PRODUCT", "ALLOCATED", "HEALTH", "AGENT"]
+    assert sorted(row[:6] for row in table[1:]) == [
+        ["gpu-h100-a", "8", "NVIDIA-H100-80GB-HBM3", "4", "Healthy", "Reporting"],
+        ["gpu-h100-b", "8", "NVIDIA-H100-80GB-HBM3", "2", "Healthy", "Reporting"],
+        ["gpu-t4-a", "1", "Tesla-T4", "1", "Healthy", "Reporting"],
+    ]
+
+    answer = _mcp_inventory(system)
+    assert answer["status"] == "success"
+    mcp_summary = answer["cluster_summary"]
+    assert (mcp_summary["total_nodes"], mcp_summary["total_gpus"]) == (3, 17)
+    assert [mcp_summary[k] for k in ("gpus_allocatable", "gpus_allocated", "gpus_available")] == [
+        13,
+        7,
+        6,
+    ]
+    nodes = {n["node_name"]: n for n in answer["nodes"]}
+    assert nodes["gpu-t4-a"]["pod_name"] == "gpu-inventory-agent-gpu-t4-a"
+    t4_resources = nodes["gpu-t4-a"]["kubernetes"]["gpu_resources"]
+    assert [t4_resources[k] for k in ("capacity", "allocatable", "allocated")] == [1, 1, 1]
+    assert (
+        nodes["gpu-h100-a"]["kubernetes"]["labels"]["nvidia.com/gpu.product"]
+        == "NVIDIA-H100-80GB-HBM3"
+    )
+    assert len(nodes["gpu-h100-b"]["gpus"]) == 8
+
+
+def _mcp_inventory(system: GPUInventorySystem) -> dict[str, Any]:
+    """get_gpu_inventory over stdio, the MCP server authenticating as its own ServiceAccount."""
+
+    command, args, env = system.mcp_command()
+
+    async def call() -> dict[str, Any]:
+        async with Client(StdioServerParameters(command=command, args=args, env=env)) as mcp:
+
+            async def probe() -> dict[str, Any]:
+                result = await mcp.call_tool("get_gpu_inventory", {})
+                assert not result.is_error, result.content
+                assert result.structured_content is not None
+                assert result.structured_content["cluster_summary"]["gpus_allocated"] == 7
+                return dict(result.structured_content)
+
+            return await eventually_async(probe, timeout=30, what="the MCP answer")
+
+    return anyio.run(call)
+
+
+def test_a_scripted_xid_turns_the_inventory_degraded_and_back(
+    system: GPUInventorySystem,
+) -> None:
+    def degraded(want: str) -> dict[str, Any]:
+        inventory = inventory_yaml(system)
+        assert condition(inventory, "Ready")[0] == "True", inventory.get("status")
+        assert condition(inventory, "Degraded")[0] == want, inventory["status"]["conditions"]
+        return inventory
+
+    eventually(lambda: degraded("False"), timeout=60, what="all agents reporting healthy GPUs")
+
+    node_b = system.nodes[2]
+    system.start_agent(node_b, scenario="h100-8x-events")  # XID 79 on GPU 3 after 10 s
+    inventory = eventually(
+        lambda: degraded("True"), timeout=60, what="the XID to degrade the inventory"
+    )
+    assert condition(inventory, "Degraded")[1] == constants.Reason.UNHEALTHY_GPUS
+    row = next(r for r in inventory["status"]["nodes"] if r["name"] == node_b.name)
+    assert row["unhealthy"] >= 1
+    gpunode = client.CustomObjectsApi(system.plane.api_client()).get_cluster_custom_object(
+        G, V, constants.NODE_PLURAL, node_b.name
+    )
+    gpu3 = next(g for g in gpunode["status"]["gpus"] if g["index"] == 3)
+    assert gpu3["health"]["status"] == "Unhealthy"
+    assert [x["xid"] for x in gpu3["xids"]] == [79]
+
+    system.start_agent(node_b)  # the node rebooted: a healthy driver, no XID history
+    eventually(lambda: degraded("False"), timeout=60, what="the inventory to recover")
+
+
+def test_identities_are_confined(system: GPUInventorySystem) -> None:
+    """Agent A cannot write node B's GPUNode; the MCP server's identity cannot write anything."""
+    plane = system.plane
+    agent_a = client.CustomObjectsApi(plane.api_client(system.kubeconfigs["agent-gpu-t4-a"]))
+    mcp = client.CustomObjectsApi(plane.api_client(system.kubeconfigs["mcp"]))
+
+    def gpunodes_exist() -> None:
+        names = {
+            item["metadata"]["name"]
+            for item in mcp.list_cluster_custom_object(G, V, constants.NODE_PLURAL)["items"]
+        }
+        assert {"gpu-h100-a", "gpu-t4-a"} <= names, names
+
+    eventually(gpunodes_exist, timeout=30, what="GPUNodes to exist")
+    for call in (
+        lambda: agent_a.patch_cluster_custom_object_status(
+            G, V, constants.NODE_PLURAL, "gpu-h100-a", {"status": {"summary": {"gpus": 0}}}
+        ),
+        lambda: mcp.patch_cluster_custom_object_status(
+            G, V, constants.NODE_PLURAL, "gpu-h100-a", {"status": {"summary": {"gpus": 0}}}
+        ),
+        lambda: mcp.patch_cluster_custom_object(
+            G, V, constants.INVENTORY_PLURAL, "cluster", {"spec": {"agentStaleAfterSeconds": 10}}
+        ),
+        lambda: mcp.delete_cluster_custom_object(G, V, constants.NODE_PLURAL, "gpu-t4-a"),
+    ):
+        with pytest.raises(client.ApiException) as refused:
+            call()
+        assert refused.value.status == 403, json.loads(refused.value.body)["message"]

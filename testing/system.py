@@ -1,0 +1,301 @@
+"""The whole gpu-inventory system on the local control plane: the e2e test and `make demo`.
+
+It installs `manifests/` for real (CRDs, RBAC, the admission policy; the workloads are validated
+and stored, but no kubelet runs them), then runs the operator, one agent per simulated node and
+the MCP server as local processes. Each authenticates with a token of its own ServiceAccount from
+the manifests, so what is tested is the RBAC users deploy. An agent's token is bound to a Pod
+bound to its node, as the kubelet's projected token is, so the admission policy sees its node.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from kubernetes import client
+
+from gpu_inventory.testing.binaries import REPO_ROOT
+from gpu_inventory.testing.builders import container, make_node, make_pod
+from gpu_inventory.testing.controlplane import ControlPlane, free_port
+from gpu_inventory.testing.kubectl import kubectl_path
+
+NAMESPACE = "gpu-inventory"
+TOKEN_SECONDS = 86_400
+
+
+@dataclass(frozen=True)
+class SimulatedNode:
+    """A GPU node: the Node object the device plugin would advertise, and its agent's scenario."""
+
+    name: str
+    scenario: str
+    gpus: int
+    product: str
+    resources: Mapping[str, str] = field(default_factory=dict)
+
+    def body(self) -> dict[str, Any]:
+        return make_node(self.name, gpus=self.gpus, product=self.product, resources=self.resources)
+
+
+_H100 = {"nvidia.com/mig-1g.10gb": "14"}  # the h100-8x-mig scenario: GPUs 0-1 as 7 x 1g.10gb
+
+DEFAULT_NODES = (
+    SimulatedNode("gpu-t4-a", "t4-single", gpus=1, product="Tesla-T4"),
+    SimulatedNode(
+        "gpu-h100-a", "h100-8x-mig", gpus=6, product="NVIDIA-H100-80GB-HBM3", resources=_H100
+    ),
+    SimulatedNode(
+        "gpu-h100-b", "h100-8x-mig", gpus=6, product="NVIDIA-H100-80GB-HBM3", resources=_H100
+    ),
+)
+
+
+def _script(name: str) -> str:
+    """A console script of this environment (the venv's bin folder)."""
+    return str(Path(sys.executable).with_name(name))
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(timeout)
+        return self.popen.returncode
+
+    def tail(self, lines: int = 40) -> str:
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+@dataclass
+class GPUInventorySystem:
+    """Install, start and stop everything; read the processes' logs on failure."""
+
+    plane: ControlPlane
+    nodes: tuple[SimulatedNode, ...] = DEFAULT_NODES
+    write_floor_seconds: float = 1.0
+    heartbeat_seconds: float = 10.0
+    processes: dict[str, Process] = field(default_factory=dict)
+    kubeconfigs: dict[str, Path] = field(default_factory=dict)
+    operator_metrics_port: int = 0
+
+    @property
+    def logs(self) -> Path:
+        path = self.plane.workdir / "system-logs"
+        path.mkdir(exist_ok=True)
+        return path
+
+    # --- install -------------------------------------------------------------------------------
+
+    def install(self) -> None:
+        """`kubectl apply -k manifests/` as an admin would, then the simulated GPU nodes."""
+        result = subprocess.run(
+            [kubectl_path(), "apply", "--server-side", "-k", str(REPO_ROOT / "manifests")],
+            env=self.plane.env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"kubectl apply -k manifests/ failed:\n{result.stderr}")
+        api = self.plane.api_client()
+        core = client.CoreV1Api(api)
+        for node in self.nodes:
+            core.create_node(node.body())
+            core.patch_node_status(node.name, {"status": node.body()["status"]})
+            core.create_namespaced_pod(NAMESPACE, self.agent_pod(node))
+        for component in ("operator", "mcp"):
+            self.kubeconfigs[component] = self.plane.serviceaccount_kubeconfig(
+                NAMESPACE, f"gpu-inventory-{component}", expiration_seconds=TOKEN_SECONDS
+            )
+        for node in self.nodes:
+            self.kubeconfigs[f"agent-{node.name}"] = self.plane.serviceaccount_kubeconfig(
+                NAMESPACE,
+                "gpu-inventory-agent",
+                bound_pod=self.agent_pod_name(node),
+                expiration_seconds=TOKEN_SECONDS,
+            )
+        api.close()
+
+    @staticmethod
+    def agent_pod_name(node: SimulatedNode) -> str:
+        return f"gpu-inventory-agent-{node.name}"
+
+    def agent_pod(self, node: SimulatedNode) -> dict[str, Any]:
+        """The DaemonSet's pod on `node`, as the DaemonSet controller would create it."""
+        pod = make_pod(
+            self.agent_pod_name(node),
+            namespace=NAMESPACE,
+            node=node.name,
+            service_account="gpu-inventory-agent",
+        )
+        pod["metadata"]["labels"] = {"app.kubernetes.io/name": "gpu-inventory-agent"}
+        return pod
+
+    # --- processes -----------------------------------------------------------------------------
+
+    def _spawn(self, name: str, args: list[str], env: Mapping[str, str]) -> Process:
+        log_path = self.logs / f"{name}.log"
+        log: IO[bytes] = log_path.open("ab")
+        popen = subprocess.Popen(
+            args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONSAFEPATH": "1", **env},
+        )
+        log.close()
+        process = Process(name, popen, log_path)
+        self.processes[name] = process
+        return process
+
+    def start_operator(self) -> Process:
+        self.operator_metrics_port = free_port()
+        return self._spawn(
+            "operator",
+            [
+                _script("gpu-inventory-operator"),
+                f"--lease-namespace={NAMESPACE}",
+                f"--metrics-port={self.operator_metrics_port}",
+                f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+            ],
+            {"KUBECONFIG": str(self.kubeconfigs["operator"]), "POD_NAME": "operator-local"},
+        )
+
+    def start_agent(self, node: SimulatedNode, scenario: str | None = None) -> Process:
+        """Start `node`'s agent; a running one is stopped first (a node reboot, to the agent)."""
+        previous = self.processes.pop(f"agent-{node.name}", None)
+        if previous is not None:
+            previous.stop()
+        scenario = scenario or node.scenario
+        return self._spawn(
+            f"agent-{node.name}",
+            [
+                _script("gpu-inventory-agent"),
+                "--backend=fake",
+                f"--scenario={scenario}",
+                "--health-port=0",
+                f"--write-floor={self.write_floor_seconds}",
+                f"--heartbeat={self.heartbeat_seconds}",
+            ],
+            {
+                "KUBECONFIG": str(self.kubeconfigs[f"agent-{node.name}"]),
+                "NODE_NAME": node.name,
+                "POD_NAME": self.agent_pod_name(node),
+            },
+        )
+
+    def start_mcp_http(self, port: int) -> Process:
+        """The MCP server over streamable HTTP on 127.0.0.1:`port`, as its own ServiceAccount."""
+        return self._spawn(
+            "mcp",
+            [
+                _script("gpu-inventory-mcp"),
+                "--transport=http",
+                "--host=127.0.0.1",
+                f"--port={port}",
+                f"--allowed-hosts=127.0.0.1:{port},localhost:{port}",
+            ],
+            {"KUBECONFIG": str(self.kubeconfigs["mcp"])},
+        )
+
+    def reader_token(self, name: str = "demo-reader") -> str:
+        """A token for a ServiceAccount bound to the manifests' gpu-inventory-reader role."""
+        api = self.plane.api_client()
+        client.CoreV1Api(api).create_namespaced_service_account(
+            NAMESPACE, {"metadata": {"name": name}}
+        )
+        client.RbacAuthorizationV1Api(api).create_cluster_role_binding(
+            {
+                "metadata": {"name": f"gpu-inventory-{name}"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "ClusterRole",
+                    "name": "gpu-inventory-reader",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}],
+            }
+        )
+        api.close()
+        return self.plane.serviceaccount_token(NAMESPACE, name, expiration_seconds=TOKEN_SECONDS)
+
+    def mcp_command(self) -> tuple[str, list[str], dict[str, str]]:
+        """How to start the MCP server over stdio as its own ServiceAccount."""
+        env = {
+            **os.environ,
+            "PYTHONSAFEPATH": "1",
+            "KUBECONFIG": str(self.kubeconfigs["mcp"]),
+        }
+        return _script("gpu-inventory-mcp"), ["--transport=stdio"], env
+
+    def start(self) -> None:
+        self.start_operator()
+        for node in self.nodes:
+            self.start_agent(node)
+
+    def check_alive(self) -> None:
+        """Raise with the log tail of any process that exited."""
+        for process in self.processes.values():
+            if process.popen.poll() is not None:
+                raise RuntimeError(
+                    f"{process.name} exited with {process.popen.returncode}:\n{process.tail()}"
+                )
+
+    def stop(self) -> dict[str, int]:
+        return {name: process.stop() for name, process in reversed(self.processes.items())}
+
+
+MIG_RESOURCE = "nvidia.com/mig-1g.10gb"
+
+
+def create_workload(api: client.ApiClient, namespace: str = "ml") -> None:
+    """GPU pods as a team would run them: 7 GPUs and 3 MIG slices in use as the scheduler counts
+    them (an init container's 2 GPUs overlap its pod's 1), plus a finished pod that holds none.
+    """
+    core = client.CoreV1Api(api)
+    core.create_namespace({"metadata": {"name": namespace}})
+    pods = [
+        make_pod("notebook", namespace=namespace, node="gpu-t4-a", gpus=1),
+        make_pod("train", namespace=namespace, node="gpu-h100-a", gpus=4),
+        make_pod("infer", namespace=namespace, node="gpu-h100-b", resources={MIG_RESOURCE: "3"}),
+        make_pod(
+            "prep-then-run",
+            namespace=namespace,
+            node="gpu-h100-b",
+            init_containers=[container("prep", gpus=2)],
+            containers=[container("run", gpus=1)],
+        ),
+        make_pod("done", namespace=namespace, node="gpu-h100-b", gpus=2),
+    ]
+    for pod in pods:
+        core.create_namespaced_pod(namespace, pod)
+    core.patch_namespaced_pod_status("done", namespace, {"status": {"phase": "Succeeded"}})
+
+
+@contextlib.contextmanager
+def running_system(plane: ControlPlane, **options: Any) -> Iterator[GPUInventorySystem]:
+    system = GPUInventorySystem(plane, **options)
+    system.install()
+    system.start()
+    try:
+        yield system
+    finally:
+        codes = system.stop()
+        if any(code not in (0, -signal.SIGTERM) for code in codes.values()):
+            print(f"processes exited with {codes}", file=sys.stderr)
