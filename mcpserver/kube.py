@@ -7,13 +7,14 @@ kubeconfig contents.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable
 
 import urllib3
 from kubernetes import client, config
+
+from gpu_inventory.api import errors
 
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\"\)\]]+)")
 _OBJECT_REPR = re.compile(r"<[^<>]* at 0x[0-9a-f]+>")
@@ -49,7 +50,7 @@ def describe_error(error: BaseException) -> str:
     if isinstance(error, client.ApiException):
         if error.status in (None, 0):
             return _clean(f"request failed: {error.reason}")
-        detail = _status_message(error.body)
+        detail = errors.status_message(error.body)
         line = f"HTTP {error.status} {error.reason or ''}".strip()
         if error.status == 401:
             line += " (the MCP server's credentials were rejected)"
@@ -69,20 +70,6 @@ def describe_error(error: BaseException) -> str:
     if isinstance(error, urllib3.exceptions.ProtocolError):
         return "connection lost"
     return _clean(f"{type(error).__name__}: {text}" if text else type(error).__name__)
-
-
-def _status_message(body: object) -> str:
-    """The `message` of a metav1.Status body, if the body is one."""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", errors="replace")
-    if not isinstance(body, str):
-        return ""
-    try:
-        status = json.loads(body)
-    except ValueError:
-        return ""
-    message = status.get("message") if isinstance(status, dict) else None
-    return message if isinstance(message, str) else ""
 
 
 def _clean(text: str) -> str:

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import logging
 from typing import Any
 
 import urllib3
 from kubernetes import client
 
-from gpu_inventory.api import constants
+from gpu_inventory.api import constants, errors
 from gpu_inventory.api.objects import gpunode_object
 
 log = logging.getLogger(__name__)
@@ -128,7 +127,7 @@ class GPUNodeWriter:
 def describe_error(error: BaseException) -> str:
     """One line about an API failure: status and the API server's message, never credentials."""
     if isinstance(error, client.ApiException):
-        detail = _status_message(error.body)
+        detail = errors.status_message(error.body)
         if error.status in (None, 0):
             return f"request failed: {error.reason}"
         line = f"HTTP {error.status} {error.reason or ''}".strip()
@@ -137,17 +136,3 @@ def describe_error(error: BaseException) -> str:
         error = error.reason
     text = " ".join(str(error).split())
     return f"{type(error).__name__}: {text}"[:300]
-
-
-def _status_message(body: object) -> str:
-    """The `message` of a metav1.Status body, if the body is one."""
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", errors="replace")
-    if not isinstance(body, str):
-        return ""
-    try:
-        status = json.loads(body)
-    except ValueError:
-        return body.strip()[:300]
-    message = status.get("message") if isinstance(status, dict) else None
-    return message if isinstance(message, str) else ""

@@ -18,7 +18,7 @@ from typing import Any, Final
 import urllib3
 from kubernetes import client, config
 
-from gpu_inventory.api import constants
+from gpu_inventory.api import constants, errors
 from gpu_inventory.operator.config import POD_FIELD_SELECTOR
 from gpu_inventory.operator.store import Kind
 
@@ -246,8 +246,4 @@ class KubeApi:
 
 
 def _message(error: client.ApiException) -> str:
-    try:
-        body = json.loads(error.body or "{}")
-    except (TypeError, ValueError):
-        return str(error.reason or "")
-    return str(body.get("message") or error.reason or "")
+    return errors.status_message(error.body) or str(error.reason or "")

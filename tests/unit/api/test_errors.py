@@ -1,0 +1,36 @@
+"""The API server's message is what a failed request reports."""
+
+import pytest
+
+from gpu_inventory.api.errors import status_message
+
+REFUSED = (
+    '{"kind":"Status","status":"Failure","code":422,'
+    '"message":"GPUNode.gpuinventory.io \\"n1\\" is invalid: status.gpus: Too many: 40"}'
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "want"),
+    [
+        pytest.param(
+            REFUSED,
+            'GPUNode.gpuinventory.io "n1" is invalid: status.gpus: Too many: 40',
+            id="status",
+        ),
+        pytest.param(
+            REFUSED.encode(),
+            'GPUNode.gpuinventory.io "n1" is invalid: status.gpus: Too many: 40',
+            id="bytes",
+        ),
+        pytest.param(
+            "<html>\n  502 Bad Gateway\n</html>", "<html> 502 Bad Gateway </html>", id="not-json"
+        ),
+        pytest.param("x" * 1000, "x" * 300, id="long-raw-body-trimmed"),
+        pytest.param('{"kind":"Status"}', "", id="no-message"),
+        pytest.param("[1, 2]", "", id="json-not-an-object"),
+        pytest.param(None, "", id="no-body"),
+    ],
+)
+def test_status_message(body: object, want: str) -> None:
+    assert status_message(body) == want
