@@ -30,9 +30,11 @@ def kubectl(plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]
 
 @pytest.fixture
 def installed(cluster: ControlPlane) -> ControlPlane:
-    """The manifests applied for real (workloads never run: there is no kubelet)."""
-    applied = kubectl(cluster, "apply", "--server-side", "-k", str(REPO_ROOT / "manifests"))
-    assert applied.returncode == 0, applied.stderr
+    """The manifests applied for real (workloads never run: there is no kubelet), with the
+    optional GitOps singleton from manifests/inventory/."""
+    for kustomization in ("manifests", "manifests/inventory"):
+        applied = kubectl(cluster, "apply", "--server-side", "-k", str(REPO_ROOT / kustomization))
+        assert applied.returncode == 0, applied.stderr
     return cluster
 
 
