@@ -435,14 +435,17 @@ class Writer:
                     continue
                 creates.append(node)
         views = status.desired_views(self._state(), spec, patch_names, now=self.wallclock())
+        # Patches first: they keep rows users read current. Creations (agents create their own
+        # GPUNode; these are for nodes without one) can wait a pass when the budget is spent,
+        # as it is for thousands of passes' worth at a cold start.
         work: list[tuple[str, Callable[[], Any]]] = []
-        for node in creates:
-            work.append((node.name, _bind(self._create_gpunode, node, report)))
         for name, view in views.items():
             current = self.store.gpunodes[name].kubernetes
             patch = patches.gpunode_status_patch(current, view.to_wire())
             if patch and ("patch gpunodes/status" not in self.forbidden or full):
                 work.append((name, _bind(self._patch_gpunode, name, patch, report)))
+        for node in creates:
+            work.append((node.name, _bind(self._create_gpunode, node, report)))
         budget = self.config.gpunode_writes_per_pass
         if len(work) > budget:
             self.store.mark_nodes([name for name, _ in work[budget:]])

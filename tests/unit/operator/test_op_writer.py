@@ -258,6 +258,31 @@ async def test_one_pod_patches_only_the_numbers_it_moved(
     }
 
 
+async def test_with_the_budget_spent_patches_go_before_creations(
+    store: Projections, api: FakeApi, clock: Clock
+) -> None:
+    writer = Writer(
+        store,
+        api,
+        OperatorConfig(metrics_port=0, resync_interval=60, gpunode_writes_per_pass=2),
+        clock=clock,
+        wallclock=lambda: NOW,
+    )
+    add_node(store, "a", 4)
+    await converge(writer)  # GPUNode/a exists and is current
+    for name in ("b", "c", "d"):  # a cold start: more creations than one pass may write
+        add_node(store, name, 4)
+    add_pod(store, "p1", "a", 1)
+    report = await writer.run_pass()
+    assert list(report.gpunode_patches) == ["a"]  # the live row is not kept waiting
+    assert report.created_gpunodes == ["b"]
+    later = await writer.run_pass()  # b, just created, gets its numbers; c is created
+    assert (list(later.gpunode_patches), later.created_gpunodes) == (["b"], ["c"])
+    await converge(writer)
+    assert sorted(api.gpunodes) == ["a", "b", "c", "d"]
+    assert all(g["status"]["kubernetes"]["allocated"] >= 0 for g in api.gpunodes.values())
+
+
 async def test_a_conflict_re_reads_and_retries(
     writer: Writer, store: Projections, api: FakeApi
 ) -> None:
