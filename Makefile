@@ -17,7 +17,7 @@ PY := $(VENV)/bin/python
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane cluster-up cluster-down crds lint typecheck test test-unit demo bench bench-operator bench-mcp clean
+.PHONY: help venv controlplane cluster-up cluster-down crds lint typecheck test test-unit demo bench bench-operator bench-mcp bench-agent clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -49,6 +49,7 @@ crds: venv
 
 typecheck: venv .typecheck/gpu_inventory
 	$(VENV)/bin/mypy -p gpu_inventory.api -p gpu_inventory.operator -p gpu_inventory.nodeagent -p gpu_inventory.mcpserver -p gpu_inventory.testing
+	$(VENV)/bin/mypy conftest.py tests e2e bench
 
 lint: venv typecheck
 	$(VENV)/bin/ruff check .
@@ -64,13 +65,16 @@ test: venv controlplane lint
 demo: venv controlplane
 	$(PY) -m gpu_inventory.testing.demo $(DEMO_ARGS)
 
-bench: bench-operator bench-mcp
+bench: bench-operator bench-mcp bench-agent
 
 bench-operator: venv controlplane
 	$(PY) bench/operator_scale.py
 
 bench-mcp: venv
 	$(PY) bench/mcp_latency.py
+
+bench-agent: venv
+	$(PY) bench/agent_turns.py
 
 clean:
 	rm -rf .typecheck .pytest_cache .mypy_cache .ruff_cache $(CLUSTER_DIR)

@@ -138,8 +138,8 @@ def metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def writes(port: int, kind: str) -> float:
-    key = ("gpu_inventory_operator_status_writes_total", (("kind", kind), ("result", "ok")))
+def writes(port: int, kind: str, result: str = "ok") -> float:
+    key = ("gpu_inventory_operator_status_writes_total", (("kind", kind), ("result", result)))
     return metrics(port).get(key, 0.0)
 
 
@@ -259,6 +259,7 @@ def main() -> int:
         cursor = 0
         writes_before = writes(metrics_port, "GPUInventory")
         node_writes_before = writes(metrics_port, "GPUNode")
+        creates_before = writes(metrics_port, "GPUNode", "created")
         churn_began = time.monotonic()
         interval = 1.0 / args.churn_rate
         lag = int(args.churn_rate * 5)  # delete pods created >= 5 s ago: no same-node collisions
@@ -297,6 +298,7 @@ def main() -> int:
             pending = _resolve(pending, rows, seen_at, latencies)
         inventory_writes = (writes(metrics_port, "GPUInventory") - writes_before) / churn_took
         node_writes = (writes(metrics_port, "GPUNode") - node_writes_before) / churn_took
+        creates = (writes(metrics_port, "GPUNode", "created") - creates_before) / churn_took
 
         body = client.CustomObjectsApi(api).get_cluster_custom_object(
             G, V, constants.INVENTORY_PLURAL, constants.INVENTORY_NAME
@@ -319,7 +321,10 @@ def main() -> int:
                 f"     mean {statistics.mean(latencies):.2f} s"
             )
         print(f"inventory status writes    {inventory_writes:8.2f} /s    (target <= 2 /s)")
-        print(f"GPUNode status writes      {node_writes:8.2f} /s")
+        print(
+            f"GPUNode status writes      {node_writes:8.2f} /s    (one per node whose count moved)"
+        )
+        print(f"GPUNode creations          {creates:8.2f} /s    (for nodes no agent created)")
         print(f"operator peak RSS          {rss:8.0f} MiB   (target < 300 MB)")
         print(f"GPUInventory size          {cr_bytes / 1024:8.0f} KiB   (target < 300 KiB)")
         print(f"operator log: {workdir / 'operator.log'}")
