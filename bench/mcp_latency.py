@@ -39,10 +39,11 @@ class RequestCounter:
 
     def __init__(self) -> None:
         self.count = 0
-        self._originals: list[tuple[type, Any]] = []
+        self._originals: list[tuple[Any, Any]] = []
 
     def __enter__(self) -> RequestCounter:
-        for cls in (urllib3.PoolManager, urllib3.connectionpool.HTTPConnectionPool):
+        pools: tuple[Any, ...] = (urllib3.PoolManager, urllib3.connectionpool.HTTPConnectionPool)
+        for cls in pools:
             original = cls.urlopen
             self._originals.append((cls, original))
 
@@ -50,12 +51,12 @@ class RequestCounter:
                 self.count += 1
                 return _original(*args, **kwargs)
 
-            cls.urlopen = counting  # type: ignore[method-assign]
+            cls.urlopen = counting
         return self
 
     def __exit__(self, *_: object) -> None:
         for cls, original in self._originals:
-            cls.urlopen = original  # type: ignore[method-assign]
+            cls.urlopen = original
 
 
 def load(nodes: int, gpus: int) -> InventoryCache:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import anyio
@@ -21,6 +21,7 @@ from mcp import Client, StdioServerParameters
 from gpu_inventory.api import constants
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.kubectl import kubectl_path
+from gpu_inventory.testing.mcpcalls import answer_when
 from gpu_inventory.testing.system import (
     MIG_RESOURCE as MIG,
 )
@@ -29,7 +30,7 @@ from gpu_inventory.testing.system import (
     create_workload,
     running_system,
 )
-from gpu_inventory.testing.wait import eventually, eventually_async
+from gpu_inventory.testing.wait import eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -149,15 +150,13 @@ def _mcp_inventory(system: GPUInventorySystem) -> dict[str, Any]:
 
     async def call() -> dict[str, Any]:
         async with Client(StdioServerParameters(command=command, args=args, env=env)) as mcp:
-
-            async def probe() -> dict[str, Any]:
-                result = await mcp.call_tool("get_gpu_inventory", {})
-                assert not result.is_error, result.content
-                assert result.structured_content is not None
-                assert result.structured_content["cluster_summary"]["gpus_allocated"] == 7
-                return dict(result.structured_content)
-
-            return await eventually_async(probe, timeout=30, what="the MCP answer")
+            return await answer_when(
+                mcp,
+                "get_gpu_inventory",
+                {},
+                lambda d: d["cluster_summary"]["gpus_allocated"] == 7,
+                timeout=30,
+            )
 
     return anyio.run(call)
 
@@ -206,7 +205,7 @@ def test_identities_are_confined(system: GPUInventorySystem) -> None:
         assert {"gpu-h100-a", "gpu-t4-a"} <= names, names
 
     eventually(gpunodes_exist, timeout=30, what="GPUNodes to exist")
-    for call in (
+    refused_writes: tuple[Callable[[], object], ...] = (
         lambda: agent_a.patch_cluster_custom_object_status(
             G, V, constants.NODE_PLURAL, "gpu-h100-a", {"status": {"summary": {"gpus": 0}}}
         ),
@@ -217,7 +216,8 @@ def test_identities_are_confined(system: GPUInventorySystem) -> None:
             G, V, constants.INVENTORY_PLURAL, "cluster", {"spec": {"agentStaleAfterSeconds": 10}}
         ),
         lambda: mcp.delete_cluster_custom_object(G, V, constants.NODE_PLURAL, "gpu-t4-a"),
-    ):
+    )
+    for call in refused_writes:
         with pytest.raises(client.ApiException) as refused:
             call()
         assert refused.value.status == 403, json.loads(refused.value.body)["message"]

@@ -9,7 +9,7 @@ from pathlib import Path
 def test_operator_is_the_standard_library_module() -> None:
     stdlib = Path(sysconfig.get_paths()["stdlib"]).resolve()
     assert Path(operator.__file__).resolve().parent == stdlib
-    assert operator.eq(1, 1)
+    assert "itemgetter" in vars(operator)  # (mypy itself resolves the name to our folder)
 
 
 def test_our_operator_imports_under_the_namespace() -> None:

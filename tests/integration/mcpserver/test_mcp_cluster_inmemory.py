@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,6 +22,7 @@ from gpu_inventory.mcpserver.cache import InventoryCache, WatchTiming
 from gpu_inventory.mcpserver.server import RESOURCE_URI, build_server
 from gpu_inventory.mcpserver.settings import Settings
 from gpu_inventory.testing.controlplane import ControlPlane
+from gpu_inventory.testing.mcpcalls import answer, answer_when, error_text
 from gpu_inventory.testing.wait import eventually_async
 
 pytestmark = pytest.mark.cluster
@@ -82,46 +83,13 @@ async def connect(kubeconfig: Path) -> AsyncIterator[Client]:
         yield client
 
 
-async def call(client: Client, tool: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
-    result = await client.call_tool(tool, args or {})
-    text = result.content[0].text if result.content else ""  # type: ignore[union-attr]
-    assert not result.is_error, text
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def error(client: Client, tool: str, args: dict[str, Any] | None = None) -> str:
-    result = await client.call_tool(tool, args or {})
-    assert result.is_error, result.structured_content
-    return result.content[0].text  # type: ignore[union-attr]
-
-
-async def until(
-    client: Client,
-    tool: str,
-    args: dict[str, Any],
-    check: Callable[[dict[str, Any]], bool],
-    timeout: float = 15,
-) -> dict[str, Any]:
-    """Call the tool until its answer passes `check` (the watch delivers within a second)."""
-
-    async def probe() -> dict[str, Any]:
-        result = await client.call_tool(tool, args)
-        assert not result.is_error, result.content
-        assert result.structured_content is not None
-        assert check(result.structured_content), result.structured_content
-        return result.structured_content
-
-    return await eventually_async(probe, timeout=timeout, what=f"{tool} {args}")
-
-
 async def test_inventory_from_real_crs_keeps_the_legacy_shape(
     cluster: ControlPlane, objects: Any
 ) -> None:
     nodes = cluster_nodes()
     objects.put(samples.inventory(nodes), *nodes)
     async with connect(cluster.kubeconfig) as client:
-        data = await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+        data = await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
 
     assert data.keys() >= LEGACY_TOP
     assert data["status"] == "success"
@@ -168,79 +136,79 @@ async def test_every_filter_on_real_crs(cluster: ControlPlane, objects: Any) -> 
     nodes = cluster_nodes()
     objects.put(samples.inventory(nodes), *nodes)
     async with connect(cluster.kubeconfig) as client:
-        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
 
         def names(data: dict[str, Any]) -> list[str]:
             return [n["node_name"] for n in data["nodes"]]
 
-        plain = await call(client, "get_gpu_inventory", {"include_k8s_metadata": False})
+        plain = await answer(client, "get_gpu_inventory", {"include_k8s_metadata": False})
         assert all("kubernetes" not in n for n in plain["nodes"])
-        assert names(await call(client, "get_gpu_inventory", {"node": "t4-b"})) == ["t4-b"]
-        assert names(await call(client, "get_gpu_inventory", {"product": "tesla t4"})) == [
+        assert names(await answer(client, "get_gpu_inventory", {"node": "t4-b"})) == ["t4-b"]
+        assert names(await answer(client, "get_gpu_inventory", {"product": "tesla t4"})) == [
             "t4-a",
             "t4-b",
         ]
-        assert names(await call(client, "get_gpu_inventory", {"product": "A100"})) == ["a100"]
-        sick = await call(client, "get_gpu_inventory", {"only_unhealthy": True})
+        assert names(await answer(client, "get_gpu_inventory", {"product": "A100"})) == ["a100"]
+        sick = await answer(client, "get_gpu_inventory", {"only_unhealthy": True})
         assert names(sick) == ["t4-b"]
         assert [g["index"] for g in sick["nodes"][0]["gpus"]] == [1]
-        limited = await call(client, "get_gpu_inventory", {"limit": 1})
+        limited = await answer(client, "get_gpu_inventory", {"limit": 1})
         assert (names(limited), limited["nodes_matched"], limited["truncated"]) == (
             ["a100"],
             3,
             True,
         )
-        assert "GPU nodes are: a100, t4-a, t4-b" in await error(
+        assert "GPU nodes are: a100, t4-a, t4-b" in await error_text(
             client, "get_gpu_inventory", {"node": "t4-z"}
         )
-        assert "products are: NVIDIA-A100-SXM4-80GB, Tesla-T4" in await error(
+        assert "products are: NVIDIA-A100-SXM4-80GB, Tesla-T4" in await error_text(
             client, "get_gpu_inventory", {"product": "H100"}
         )
-        assert "limit" in await error(client, "get_gpu_inventory", {"limit": 0})
+        assert "limit" in await error_text(client, "get_gpu_inventory", {"limit": 0})
 
 
 async def test_health_and_capacity_on_real_crs(cluster: ControlPlane, objects: Any) -> None:
     nodes = cluster_nodes()
     objects.put(samples.inventory(nodes), *nodes)
     async with connect(cluster.kubeconfig) as client:
-        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
 
-        health = await call(client, "get_gpu_health")
+        health = await answer(client, "get_gpu_health")
         assert [(g["node_name"], g["index"]) for g in health["gpus"]] == [("t4-b", 1)]
         assert health["gpus"][0]["recommended_action"] == "RebootNode"
         assert health["gpus"][0]["recent_xids"][0]["xid"] == 79
         assert (health["nodes_not_ready"], health["stale_agents"]) == (["a100"], [])
 
-        capacity = await call(client, "find_gpu_capacity", {"count": 1})
+        capacity = await answer(client, "find_gpu_capacity", {"count": 1})
         # a100 is NotReady; t4-b has 1 free, t4-a 3: tightest first.
         assert [(n["node_name"], n["available"]) for n in capacity["nodes"]] == [
             ("t4-b", 1),
             ("t4-a", 3),
         ]
-        too_big = await call(client, "find_gpu_capacity", {"count": 4, "product": "T4"})
+        too_big = await answer(client, "find_gpu_capacity", {"count": 4, "product": "T4"})
         assert too_big["nodes"] == []
         assert too_big["largest_free_block"] == 3
-        assert "count" in await error(client, "find_gpu_capacity", {"count": -1})
+        assert "count" in await error_text(client, "find_gpu_capacity", {"count": -1})
 
 
 async def test_answers_follow_the_crs_as_they_change(cluster: ControlPlane, objects: Any) -> None:
     nodes = cluster_nodes()
     objects.put(samples.inventory(nodes), *nodes)
     async with connect(cluster.kubeconfig) as client:
-        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
 
         busy = samples.gpunode("t4-a", gpus=4, allocated=4, heartbeat=now())
         objects.put_node(busy)
-        await until(
+        await answer_when(
             client,
             "get_gpu_inventory",
             {"node": "t4-a"},
             lambda d: d["nodes"][0]["kubernetes"]["gpu_resources"]["allocated"] == 4,
         )
         objects.put_node(samples.gpunode("t4-c", gpus=2, heartbeat=now()))
-        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 4)
+        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 4)
         objects.delete_node("t4-c")
-        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
 
 
 async def test_resource_update_is_published_when_the_cr_changes(
@@ -249,7 +217,7 @@ async def test_resource_update_is_published_when_the_cr_changes(
     nodes = cluster_nodes()
     objects.put(samples.inventory(nodes), *nodes)
     async with connect(cluster.kubeconfig) as client:
-        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
         async with client.listen(resource_subscriptions=[RESOURCE_URI]) as subscription:
             busier = (samples.gpunode("t4-a", gpus=4, allocated=3, heartbeat=now()), *nodes[1:])
             objects.put_inventory(samples.inventory(busier))
@@ -269,7 +237,7 @@ async def test_missing_inventory_means_the_operator_is_not_running(
     async with connect(cluster.kubeconfig) as client:
 
         async def says_not_running() -> str:
-            text = await error(client, "get_gpu_inventory")
+            text = await error_text(client, "get_gpu_inventory")
             assert "does not exist" in text, text
             return text
 
@@ -285,7 +253,7 @@ async def test_an_unreachable_api_server_is_a_clear_error(unreachable_kubeconfig
     async with connect(unreachable_kubeconfig) as client:
 
         async def refused() -> str:
-            text = await error(client, "find_gpu_capacity", {"count": 1})
+            text = await error_text(client, "find_gpu_capacity", {"count": 1})
             assert "cannot be reached" in text, text
             return text
 
@@ -301,13 +269,13 @@ async def test_the_cache_recovers_when_the_api_server_restarts(
     nodes = cluster_nodes()
     objects.put(samples.inventory(nodes), *nodes)
     async with connect(cluster.kubeconfig) as client:
-        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
 
         async with anyio.create_task_group() as restart:
             restart.start_soon(anyio.to_thread.run_sync, cluster.restart_apiserver)
             # While it is away (its graceful shutdown alone takes a while), answers come from
             # the cache and say so.
-            stale = await until(
+            stale = await answer_when(
                 client, "get_gpu_inventory", {}, lambda d: bool(d["warnings"]), timeout=60
             )
         assert len(stale["nodes"]) == 3
@@ -315,7 +283,7 @@ async def test_the_cache_recovers_when_the_api_server_restarts(
 
         objects.put_node(samples.gpunode("t4-c", gpus=2, heartbeat=now()))
         # Both watches come back (after a relist: the new apiserver forgot the old versions).
-        await until(
+        await answer_when(
             client,
             "get_gpu_inventory",
             {},
@@ -337,14 +305,14 @@ async def test_a_tool_call_sends_no_api_request(
         return original(self, *args, **kwargs)
 
     async with connect(cluster.kubeconfig) as client:
-        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
         monkeypatch.setattr(urllib3.PoolManager, "urlopen", counting)
         for tool, args in [
             ("get_gpu_inventory", {}),
             ("get_gpu_health", {}),
             ("find_gpu_capacity", {"count": 2}),
         ]:
-            await call(client, tool, args)
+            await answer(client, tool, args)
         await client.read_resource(RESOURCE_URI)
 
     assert [name for name in senders if not name.startswith("watch-")] == []

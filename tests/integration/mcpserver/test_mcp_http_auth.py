@@ -22,7 +22,8 @@ from gpu_inventory.mcpserver.app import MCP_PATH, build_http_app
 from gpu_inventory.mcpserver.auth import KubernetesTokenVerifier
 from gpu_inventory.mcpserver.settings import Settings
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
-from gpu_inventory.testing.wait import eventually, eventually_async
+from gpu_inventory.testing.mcpcalls import answer_when
+from gpu_inventory.testing.wait import eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -160,14 +161,7 @@ async def test_a_serviceaccount_allowed_to_get_gpuinventories_may_call_tools(
 ) -> None:
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {reader_token}"}, timeout=30)
     async with http, Client(streamable_http_client(url + MCP_PATH, http_client=http)) as mcp:
-
-        async def inventory() -> dict[str, Any]:
-            result = await mcp.call_tool("get_gpu_inventory", {"node": "t4-a"})
-            assert not result.is_error, result.content
-            assert result.structured_content is not None
-            return result.structured_content
-
-        data = await eventually_async(inventory, timeout=15)
+        data = await answer_when(mcp, "get_gpu_inventory", {"node": "t4-a"}, lambda d: True)
         assert data["nodes"][0]["node_name"] == "t4-a"
         await mcp.call_tool("find_gpu_capacity", {"count": 1})
     assert verifier.reviews == 1  # later requests hit the short cache

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from mcp.shared.subscriptions import ResourceUpdated
 from gpu_inventory.mcpserver import samples
 from gpu_inventory.mcpserver.server import RESOURCE_URI
 from gpu_inventory.testing.controlplane import ControlPlane
+from gpu_inventory.testing.mcpcalls import answer_when, error_text
 from gpu_inventory.testing.wait import eventually_async
 
 pytestmark = pytest.mark.cluster
@@ -30,19 +30,6 @@ def now() -> datetime:
 
 def server_process(env: dict[str, str]) -> StdioServerParameters:
     return StdioServerParameters(command=COMMAND, args=["--transport", "stdio"], env=env)
-
-
-async def until(
-    client: Client, tool: str, args: dict[str, Any], check: Callable[[dict[str, Any]], bool]
-) -> dict[str, Any]:
-    async def probe() -> dict[str, Any]:
-        result = await client.call_tool(tool, args)
-        assert not result.is_error, result.content
-        assert result.structured_content is not None
-        assert check(result.structured_content), result.structured_content
-        return result.structured_content
-
-    return await eventually_async(probe, timeout=20, what=f"{tool} {args}")
 
 
 async def test_every_tool_over_stdio(cluster: ControlPlane, objects: Any) -> None:
@@ -61,11 +48,11 @@ async def test_every_tool_over_stdio(cluster: ControlPlane, objects: Any) -> Non
         tools = {t.name for t in (await client.list_tools()).tools}
         assert tools == {"get_gpu_inventory", "get_gpu_health", "find_gpu_capacity"}
 
-        data = await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 2)
+        data = await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 2)
         assert data["cluster_summary"]["total_gpus"] == 5
         assert [n["node_name"] for n in data["nodes"]] == ["a100", "t4-a"]
         assert data["nodes"][1]["kubernetes"]["gpu_resources"]["allocated"] == 1
-        one = await until(
+        one = await answer_when(
             client,
             "get_gpu_inventory",
             {"node": "t4-a", "include_k8s_metadata": False},
@@ -73,14 +60,12 @@ async def test_every_tool_over_stdio(cluster: ControlPlane, objects: Any) -> Non
         )
         assert "kubernetes" not in one["nodes"][0]
 
-        health = await until(client, "get_gpu_health", {}, lambda d: True)
+        health = await answer_when(client, "get_gpu_health", {}, lambda d: True)
         assert [(g["node_name"], g["health"]) for g in health["gpus"]] == [("a100", "Degraded")]
-        capacity = await until(client, "find_gpu_capacity", {"count": 2}, lambda d: True)
+        capacity = await answer_when(client, "find_gpu_capacity", {"count": 2}, lambda d: True)
         assert [n["node_name"] for n in capacity["nodes"]] == ["t4-a"]
 
-        bad = await client.call_tool("find_gpu_capacity", {"count": 0})
-        assert bad.is_error
-        assert "count" in bad.content[0].text  # type: ignore[union-attr]
+        assert "count" in await error_text(client, "find_gpu_capacity", {"count": 0})
 
 
 async def test_resource_updates_reach_a_stdio_subscriber(
@@ -90,7 +75,7 @@ async def test_resource_updates_reach_a_stdio_subscriber(
     objects.put(samples.inventory(nodes), *nodes)
 
     async with Client(server_process(cluster.env())) as client:
-        await until(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 1)
+        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 1)
         async with client.listen(resource_subscriptions=[RESOURCE_URI]) as subscription:
             busy = (samples.gpunode("t4-a", gpus=4, allocated=2, heartbeat=now()),)
             objects.put_inventory(samples.inventory(busy))

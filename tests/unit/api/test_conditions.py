@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from gpu_inventory.api.conditions import Verdict, apply_verdicts, find_condition, set_condition
-from gpu_inventory.api.models import Condition
+from gpu_inventory.api.models import Condition, ConditionStatus
 
 T0 = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(minutes=5)
@@ -28,13 +28,15 @@ def test_a_new_condition_starts_its_transition_now() -> None:
         pytest.param("False", T1, id="flip-moves-time"),
     ],
 )
-def test_transition_time_moves_only_on_a_flip(new_status: str, want_time: datetime) -> None:
+def test_transition_time_moves_only_on_a_flip(
+    new_status: ConditionStatus, want_time: datetime
+) -> None:
     before = set_condition([], Verdict("Ready", "True", "InventoryCurrent"), generation=1, now=T0)
     after = set_condition(
         before,
         Verdict("Ready", new_status, "Indexing", "msg"),
         generation=2,
-        now=T1,  # type: ignore[arg-type]
+        now=T1,
     )
     [ready] = after
     assert ready.last_transition_time == want_time

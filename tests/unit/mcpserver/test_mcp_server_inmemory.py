@@ -17,6 +17,7 @@ from mcp.shared.subscriptions import ResourceUpdated
 from gpu_inventory.mcpserver import samples
 from gpu_inventory.mcpserver.cache import INVENTORY, InventoryCache
 from gpu_inventory.mcpserver.server import RESOURCE_URI, build_server
+from gpu_inventory.testing.mcpcalls import answer, error_text
 
 NOW = samples.EPOCH + timedelta(minutes=1)
 TOOLS = {"get_gpu_inventory", "get_gpu_health", "find_gpu_capacity"}
@@ -37,22 +38,6 @@ async def connect() -> AsyncIterator[Client]:
     server = build_server(cache=cluster_cache(), clock=lambda: NOW)
     async with Client(server, raise_exceptions=True) as connected:
         yield connected
-
-
-async def call(client: Client, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-    result = await client.call_tool(tool, args)
-    assert not result.is_error, result.content
-    assert result.structured_content is not None
-    return result.structured_content
-
-
-async def error_text(client: Client, tool: str, args: dict[str, Any]) -> str:
-    result = await client.call_tool(tool, args)
-    assert result.is_error
-    assert result.structured_content is None
-    text = result.content[0]
-    assert text.type == "text"
-    return text.text
 
 
 async def test_tools_are_read_only_typed_and_structured() -> None:
@@ -79,7 +64,7 @@ async def test_tools_are_read_only_typed_and_structured() -> None:
 
 async def test_inventory_answer_is_structured_and_legacy_shaped() -> None:
     async with connect() as client:
-        data = await call(client, "get_gpu_inventory", {})
+        data = await answer(client, "get_gpu_inventory", {})
 
         assert data["status"] == "success"
         assert data["cluster_summary"]["total_gpus"] == 12
@@ -94,7 +79,7 @@ async def test_inventory_answer_is_structured_and_legacy_shaped() -> None:
 
 async def test_without_k8s_metadata_no_node_has_the_key() -> None:
     async with connect() as client:
-        data = await call(client, "get_gpu_inventory", {"include_k8s_metadata": False})
+        data = await answer(client, "get_gpu_inventory", {"include_k8s_metadata": False})
 
         assert data["nodes"]
         assert all("kubernetes" not in node for node in data["nodes"])
@@ -102,8 +87,8 @@ async def test_without_k8s_metadata_no_node_has_the_key() -> None:
 
 async def test_capacity_and_health_answer() -> None:
     async with connect() as client:
-        capacity = await call(client, "find_gpu_capacity", {"count": 2, "product": "a100"})
-        health = await call(client, "get_gpu_health", {})
+        capacity = await answer(client, "find_gpu_capacity", {"count": 2, "product": "a100"})
+        health = await answer(client, "get_gpu_health", {})
 
         assert [(n["node_name"], n["available"]) for n in capacity["nodes"]] == [("a100", 2)]
         assert health["gpus"] == []
@@ -225,6 +210,6 @@ async def test_listeners_hear_when_the_inventory_changes() -> None:
 async def test_legacy_clients_get_the_same_answer() -> None:
     server = build_server(cache=cluster_cache(), clock=lambda: NOW)
     async with Client(server, mode="legacy") as client:
-        data = await call(client, "get_gpu_inventory", {"node": "t4"})
+        data = await answer(client, "get_gpu_inventory", {"node": "t4"})
 
     assert [n["node_name"] for n in data["nodes"]] == ["t4"]

@@ -47,7 +47,8 @@ class Sink:
     @property
     def last(self) -> dict[str, Any]:
         with self.lock:
-            return self.patches[-1]["status"]
+            status: dict[str, Any] = self.patches[-1]["status"]
+            return status
 
 
 def agent_for(

@@ -6,17 +6,13 @@ are the library's own (`NVMLError_NotSupported`, `NVMLError_GpuIsLost`, ...).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import pynvml
 import pytest
 
 from gpu_inventory.api import models
 from gpu_inventory.nodeagent.backend import NVMLUnavailableError, XidSeen
 from gpu_inventory.nodeagent.nvml import NVMLBackend, describe, error_kind
-
-if TYPE_CHECKING:  # the `nvml` fixture's type, from conftest.py
-    from conftest import SimulatedNVML
+from gpu_inventory.testing.simnvml import SimulatedNVML
 
 
 def started(nvml: SimulatedNVML) -> NVMLBackend:

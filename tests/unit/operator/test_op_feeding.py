@@ -83,6 +83,8 @@ def test_a_broken_agent_is_logged_once_per_distinct_problem(
 def test_the_inventory_deleted_by_hand_is_noted_for_the_writer(store: Projections) -> None:
     body = {"metadata": {"name": "cluster", "uid": "i1", "generation": 1}, "spec": {}}
     feeding.inventory(store, event("ADDED", body), LOG, now=1)
-    assert store.inventory is not None
+    added = store.inventory
+    assert added is not None
+    assert added.uid == "i1"
     feeding.inventory(store, event("DELETED", body), LOG, now=2)
     assert (store.inventory_known, store.inventory) == (True, None)
