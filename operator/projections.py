@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Final
 
@@ -142,7 +142,8 @@ class NodeProjection:
 
     name: str
     uid: str
-    resource_version: str
+    resource_version: str = dataclasses.field(compare=False)
+    """Not content: a Node whose GPU-relevant part is unchanged compares equal."""
     labels: tuple[tuple[str, str], ...]
     conditions: tuple[tuple[str, bool], ...]
     capacity: Pairs
@@ -310,7 +311,6 @@ class InventoryProjection:
     uid: str
     generation: int | None
     resource_version: str
-    deleting: bool
     spec: GPUInventorySpec
     spec_error: str
     """Why the spec was refused (defaults are used instead); empty when it is valid."""
@@ -335,7 +335,6 @@ def project_inventory(body: Mapping[str, Any]) -> InventoryProjection:
         uid=str(meta.get("uid", "")),
         generation=generation if isinstance(generation, int) else None,
         resource_version=str(meta.get("resourceVersion", "")),
-        deleting=bool(meta.get("deletionTimestamp")),
         spec=spec,
         spec_error=spec_error,
         status=status,
@@ -357,12 +356,3 @@ def read_spec(raw: Mapping[str, Any]) -> tuple[GPUInventorySpec, str]:
 
 def label_filter(spec: GPUInventorySpec) -> LabelFilter:
     return LabelFilter(tuple(spec.label_prefixes))
-
-
-def merged(names: Iterable[Pairs]) -> dict[str, int]:
-    """Sum several pair tuples into one dict (a node's allocations from its pods)."""
-    total: dict[str, int] = {}
-    for items in names:
-        for name, count in items:
-            total[name] = total.get(name, 0) + count
-    return total

@@ -23,8 +23,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Callable, Collection, Mapping
-from typing import Final
+from collections.abc import Callable, Collection
+from typing import Final, TypeVar
 
 from gpu_inventory.operator.projections import (
     GPUNodeProjection,
@@ -44,6 +44,8 @@ class Kind(enum.Enum):
 
 INVENTORY_KEY: Final = "cluster"
 
+_P = TypeVar("_P", NodeProjection, GPUNodeProjection)
+
 
 @dataclasses.dataclass(slots=True)
 class _Listing:
@@ -53,7 +55,6 @@ class _Listing:
     synced: bool = False
     expect_objects: bool | None = None
     """From the writer's probe: None until probed, then whether the API had any objects."""
-    listing_events: int = 0
     last_listing_event: float | None = None
     relisted: bool = False
     touched: set[str] | None = None
@@ -163,15 +164,8 @@ class Projections:
     ) -> bool:
         """A Node changed (`projection`) or was deleted/skipped (None, with its uid)."""
         self._note(Kind.NODES, name, listing=listing, now=now)
-        old = self.nodes.get(name)
-        if projection is None:
-            if old is None or (uid and old.uid and old.uid != uid):
-                return False  # the DELETED event of a predecessor with the same name
-            del self.nodes[name]
-        elif old == projection:
+        if not _put(self.nodes, name, uid, projection):
             return False
-        else:
-            self.nodes[name] = projection
         self._dirty_nodes.add(name)
         self._changed()
         return True
@@ -195,16 +189,13 @@ class Projections:
 
     def _set_gpunode(self, name: str, uid: str, projection: GPUNodeProjection | None) -> bool:
         old = self.gpunodes.get(name)
-        if projection is None:
-            if old is None or (uid and old.uid and old.uid != uid):
-                return False
-            del self.gpunodes[name]
-        elif old == projection:
+        if not _put(self.gpunodes, name, uid, projection):
             return False
-        else:
-            self.gpunodes[name] = projection
         self._dirty_nodes.add(name)
-        self._changed()
+        if _agent_side(old) != _agent_side(projection):
+            self._changed()  # our own `status.kubernetes` echoing back moves no inventory number
+        else:
+            self.on_change()
         return True
 
     # --- the inventory --------------------------------------------------------------------------
@@ -271,7 +262,6 @@ class Projections:
         if state.touched is not None:
             state.touched.add(key)
         if listing:
-            state.listing_events += 1
             state.last_listing_event = now
             if state.synced:
                 state.relisted = True
@@ -319,9 +309,11 @@ class Projections:
         """Whether some listing still waits to go quiet (first listing or relist)."""
         return any(not s.synced or s.relisted for s in self._listings.values())
 
-    def relist_again(self, kind: Kind) -> None:
-        """A sweep could not LIST: ask for it again at the next settle."""
-        self._listings[kind].relisted = True
+    def abort_sweep(self, kind: Kind) -> None:
+        """The sweep's LIST failed: drop nothing, and sweep again at the next settle."""
+        state = self._listings[kind]
+        state.touched = None
+        state.relisted = True
 
     def begin_sweep(self, kind: Kind) -> None:
         """Start recording touched keys; the writer LISTs next, then calls `sweep`."""
@@ -336,7 +328,7 @@ class Projections:
         listed_set = listed if isinstance(listed, set | frozenset) else set(listed)
         gone: list[str] = []
         if kind is Kind.PODS:
-            keys: Collection[str] = list(self.pods)
+            keys: Collection[str] = self.pods.keys() | self.skipped_pods
         elif kind is Kind.NODES:
             keys = list(self.nodes)
         elif kind is Kind.GPUNODES:
@@ -396,9 +388,6 @@ class Projections:
         """Ask the writer to look at these nodes' GPUNodes again (e.g. a write to retry)."""
         self._dirty_nodes.update(names)
 
-    def allocated_on(self, node: str) -> Mapping[str, int]:
-        return self.allocated.get(node, _NO_SUMS)
-
     def counts(self) -> dict[str, int]:
         """Objects held per kind, for the metrics gauge."""
         return {
@@ -410,7 +399,27 @@ class Projections:
         }
 
 
-_NO_SUMS: Final[Mapping[str, int]] = {}
+def _put(table: dict[str, _P], name: str, uid: str, projection: _P | None) -> bool:
+    """Store or delete `name`; whether anything a computation reads changed.
+
+    A deletion carrying another uid is the DELETED event of a predecessor with the same name,
+    and is ignored. Equal content under a new resourceVersion (a kubelet status report that
+    moved nothing we keep) is stored without counting as a change, so the resourceVersion a
+    later `refresh_node` compares with stays current.
+    """
+    old = table.get(name)
+    if projection is None:
+        if old is None or (uid and old.uid and old.uid != uid):
+            return False
+        del table[name]
+        return True
+    table[name] = projection
+    return old != projection
+
+
+def _agent_side(gpunode: GPUNodeProjection | None) -> tuple[object, ...] | None:
+    """What the inventory status reads of a GPUNode (not our own `status.kubernetes`)."""
+    return None if gpunode is None else (gpunode.uid, gpunode.agent, gpunode.agent_error)
 
 
 def _nothing() -> None:

@@ -111,6 +111,8 @@ class Writer:
             config.write_concurrency, thread_name_prefix="gpunode-writes"
         )
         self._full_pending = False
+        self._labels_incomplete = False
+        """The label prefixes widened and the LIST that re-reads node labels has not succeeded."""
         store.on_change = self._wake.set
 
     # --- the loop -------------------------------------------------------------------------------
@@ -195,6 +197,10 @@ class Writer:
             self.metrics.leader.set(1 if leader else 0)
             self.metrics.set_objects(self.store.counts())
         if not leader:
+            # A standby computes nothing; what changed meanwhile is covered by a full pass
+            # when it takes over (and its latency clock must not start before that).
+            self.store.take_changes()
+            self._full_pending = True
             return report
         self._collect_gpunode_writes()
         full = self._full_pending or now - self._last_full >= self.config.resync_interval
@@ -208,7 +214,8 @@ class Writer:
         try:
             await self._ensure_inventory(report)
             await self._refresh_labels()
-            await self._write_inventory(report)
+            if changes.inventory or full:
+                await self._write_inventory(report)
         except BaseException:
             self.store.restore(changes)
             raise
@@ -267,8 +274,7 @@ class Writer:
                 self.api.list_keys, kind, chunk=self.config.list_chunk_size
             )
         except BaseException:
-            self.store.sweep(kind, _EVERYTHING, now=self.clock())  # ends the sweep, drops none
-            self.store.relist_again(kind)
+            self.store.abort_sweep(kind)
             raise
         gone = self.store.sweep(kind, listed, now=self.clock())
         if gone:
@@ -304,10 +310,13 @@ class Writer:
         if inventory is None:
             return
         wanted = projections.label_filter(inventory.spec)
-        if self.store.set_label_filter(wanted):
+        if not self.store.set_label_filter(wanted):
+            logger.info("label prefixes widened; re-reading node labels with one LIST")
+            self._labels_incomplete = True
+        if not self._labels_incomplete:
             return
-        logger.info("label prefixes widened; re-reading node labels with one LIST")
-        fresh = await asyncio.to_thread(self._list_nodes, wanted)
+        fresh = await asyncio.to_thread(self._list_nodes, wanted)  # raising: retried next pass
+        self._labels_incomplete = False
         for node in fresh:
             self.store.refresh_node(node)
 
@@ -414,7 +423,7 @@ class Writer:
     async def _write_gpunodes(self, changes: Changes, report: PassReport, *, full: bool) -> None:
         inventory = self.store.inventory
         spec = inventory.spec if inventory is not None else GPUInventorySpec()
-        names = set(self.store.nodes) | set(self.store.gpunodes) if full else set(changes.nodes)
+        names = set(self.store.nodes) if full else set(changes.nodes)
         if full:  # forget creations of nodes that left
             self._created = {n: t for n, t in self._created.items() if n in self.store.nodes}
         matcher = status.matcher_for(spec)
@@ -544,16 +553,6 @@ class Writer:
     def _count(self, kind: str, result: str) -> None:
         if self.metrics is not None:
             self.metrics.count_write(kind, result)
-
-
-class _Everything(frozenset[str]):
-    """A collection that contains every key: ends a sweep without dropping anything."""
-
-    def __contains__(self, item: object) -> bool:
-        return True
-
-
-_EVERYTHING: Final = _Everything()
 
 
 def _bind(fn: Callable[..., Any], *args: Any) -> Callable[[], Any]:

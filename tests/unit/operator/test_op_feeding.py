@@ -88,3 +88,19 @@ def test_the_inventory_deleted_by_hand_is_noted_for_the_writer(store: Projection
     assert added.uid == "i1"
     feeding.inventory(store, event("DELETED", body), LOG, now=2)
     assert (store.inventory_known, store.inventory) == (True, None)
+
+
+def test_the_echo_of_our_own_inventory_write_is_not_projected_again(store: Projections) -> None:
+    body: dict[str, Any] = {
+        "metadata": {"name": "cluster", "uid": "i1", "generation": 1, "resourceVersion": "7"},
+        "spec": {},
+    }
+    feeding.inventory(store, event("ADDED", body), LOG, now=1)
+    written = store.inventory
+    body["spec"] = {"agentStaleAfterSeconds": 60}  # (a change that cannot come at the same rv)
+    feeding.inventory(store, event("MODIFIED", body), LOG, now=2)
+    assert store.inventory is written
+    body["metadata"]["resourceVersion"] = "8"
+    feeding.inventory(store, event("MODIFIED", body), LOG, now=3)
+    assert store.inventory is not None
+    assert store.inventory.spec.agent_stale_after_seconds == 60

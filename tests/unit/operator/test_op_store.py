@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from gpu_inventory.operator import projections
 from gpu_inventory.operator.projections import LabelFilter, PodProjection
 from gpu_inventory.operator.store import Kind, Projections
@@ -92,6 +94,32 @@ def test_a_skipped_pod_is_remembered_and_never_summed() -> None:
     assert store.skipped_pods == set()
 
 
+def test_a_kubelet_report_that_moves_nothing_we_keep_is_no_change() -> None:
+    store = synced_store()
+    body = make_node("n1", gpus=1)
+    body["metadata"].update(uid="u", resourceVersion="5")
+    store.node_event("n1", "u", projections.project_node(body, store.labels), listing=False, now=1)
+    store.take_changes()
+    body["metadata"]["resourceVersion"] = "6"
+    body["metadata"].setdefault("annotations", {})["node.alpha.kubernetes.io/ttl"] = "0"
+    assert not store.node_event(
+        "n1", "u", projections.project_node(body, store.labels), listing=False, now=2
+    )
+    assert not store.dirty
+    assert store.nodes["n1"].resource_version == "6"  # what a later refresh compares with
+
+
+def test_our_own_gpunode_status_echoing_back_moves_no_inventory_number() -> None:
+    store = synced_store()
+    body: dict[str, Any] = {"metadata": {"name": "n1", "uid": "g1"}, "status": {}}
+    store.gpunode_event("n1", "g1", projections.project_gpunode(body), listing=False, now=1)
+    store.take_changes()
+    body["status"] = {"kubernetes": {"allocated": 1}}
+    assert store.gpunode_written(projections.project_gpunode(body))
+    changes = store.take_changes()
+    assert (changes.inventory, changes.nodes) == (False, frozenset({"n1"}))
+
+
 def test_the_deleted_event_of_a_same_named_predecessor_keeps_the_new_node() -> None:
     store = synced_store()
     new = projections.project_node(
@@ -146,6 +174,16 @@ def test_after_a_relist_the_sweep_drops_only_what_is_gone_and_untouched() -> Non
     assert store.sweep(Kind.PODS, {"kept"}, now=12.0) == ["gone"]
     assert set(store.pods) == {"kept", "touched"}
     assert store.allocated == {"n1": {GPU: 3}}
+
+
+def test_a_skipped_pod_gone_during_a_relist_is_swept() -> None:
+    store = synced_store()
+    store.pod_skipped("bad", listing=False, now=1.0)
+    store.pod_event("ok", pod("n1"), listing=True, now=10.0)  # relisted; "bad" is not
+    assert store.settle(now=11.5, quiet=1.0, timeout=60) == [Kind.PODS]
+    store.begin_sweep(Kind.PODS)
+    assert store.sweep(Kind.PODS, {"ok"}, now=12.0) == ["bad"]
+    assert store.skipped_pods == set()
 
 
 def test_narrowing_the_label_prefixes_refilters_in_place() -> None:

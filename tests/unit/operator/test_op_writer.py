@@ -346,6 +346,23 @@ async def test_when_the_api_server_is_down_changes_are_kept_for_the_next_pass(
     assert api.inventory["status"]["summary"]["allocated"] == 1
 
 
+async def test_a_failed_relist_after_widening_the_label_prefixes_is_retried(
+    writer: Writer, store: Projections, api: FakeApi
+) -> None:
+    add_node(store, "a", 4)
+    await converge(writer)
+    assert api.inventory is not None
+    api.inventory["spec"] = {"labelPrefixes": ["nvidia.com/", "team"]}
+    store.inventory_read(projections.project_inventory(api.inventory))
+    api.failures["iter_objects"] = [UnavailableError("connection refused")]
+    with pytest.raises(UnavailableError):
+        await writer.run_pass()
+    await writer.run_pass()
+    assert api.calls.count("iter_objects") == 2
+    await writer.run_pass()
+    assert api.calls.count("iter_objects") == 2  # once it succeeded, no more LISTs
+
+
 async def test_an_inventory_deleted_by_hand_is_recreated(
     writer: Writer, store: Projections, api: FakeApi
 ) -> None:
@@ -378,13 +395,32 @@ async def test_after_a_relist_objects_gone_meanwhile_are_dropped(
 async def test_a_replica_that_does_not_hold_the_lease_writes_nothing(
     store: Projections, api: FakeApi, clock: Clock
 ) -> None:
+    leader = False
     standby = Writer(
-        store, api, OperatorConfig(metrics_port=0), is_leader=lambda: False, clock=clock
+        store,
+        api,
+        OperatorConfig(metrics_port=0, resync_interval=60),
+        metrics=Metrics(),
+        is_leader=lambda: leader,
+        clock=clock,
     )
     add_node(store, "a", 4)
+    add_pod(store, "p1", "a", 1)
     await standby.run_pass()
     assert api.calls == []
-    assert store.dirty  # kept for when it takes over
+    assert not store.dirty  # nothing to do until it leads: its loop waits instead of spinning
+    clock.t += 3 * 3600  # hours as a standby
+    leader = True
+    report = await standby.run_pass()  # the first pass as leader is full
+    assert report.created_inventory
+    assert report.created_gpunodes == ["a"]
+    assert api.inventory is not None
+    assert api.inventory["status"]["summary"]["allocated"] == 1
+    assert standby.metrics is not None
+    latency = standby.metrics.registry.get_sample_value(
+        "gpu_inventory_operator_pod_event_to_status_seconds_count"
+    )
+    assert latency in (None, 0.0), "a standby's old events are not a latency"
 
 
 async def test_metrics_count_writes_and_the_pod_to_status_latency(
