@@ -59,7 +59,6 @@ class KubeApi:
     """Typed, dict-in dict-out wrappers; each raises ApiError or UnavailableError."""
 
     def __init__(self, api_client: client.ApiClient, *, timeout: float = 30.0) -> None:
-        self.api_client = api_client
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
@@ -96,55 +95,40 @@ class KubeApi:
             raise
 
     def create_inventory(self, body: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(
-            self._call(
-                "create gpuinventories",
-                self.custom.create_cluster_custom_object,
-                _G,
-                _V,
-                constants.INVENTORY_PLURAL,
-                dict(body),
-                field_manager=constants.OPERATOR_FIELD_MANAGER,
-            )
-        )
+        return self._create(constants.INVENTORY_PLURAL, body)
 
     def patch_inventory_status(self, patch: Mapping[str, Any]) -> dict[str, Any]:
-        return dict(
-            self._call(
-                "patch gpuinventories/status",
-                self.custom.patch_cluster_custom_object_status,
-                _G,
-                _V,
-                constants.INVENTORY_PLURAL,
-                constants.INVENTORY_NAME,
-                dict(patch),
-                field_manager=constants.OPERATOR_FIELD_MANAGER,
-            )
-        )
+        return self._patch_status(constants.INVENTORY_PLURAL, constants.INVENTORY_NAME, patch)
 
     # --- GPUNodes -------------------------------------------------------------------------------
 
     def create_gpunode(self, body: Mapping[str, Any]) -> dict[str, Any]:
+        return self._create(constants.NODE_PLURAL, body)
+
+    def patch_gpunode_status(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        return self._patch_status(constants.NODE_PLURAL, name, patch)
+
+    def _create(self, plural: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return dict(
             self._call(
-                "create gpunodes",
+                f"create {plural}",
                 self.custom.create_cluster_custom_object,
                 _G,
                 _V,
-                constants.NODE_PLURAL,
+                plural,
                 dict(body),
                 field_manager=constants.OPERATOR_FIELD_MANAGER,
             )
         )
 
-    def patch_gpunode_status(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+    def _patch_status(self, plural: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         return dict(
             self._call(
-                "patch gpunodes/status",
+                f"patch {plural}/status",
                 self.custom.patch_cluster_custom_object_status,
                 _G,
                 _V,
-                constants.NODE_PLURAL,
+                plural,
                 name,
                 dict(patch),
                 field_manager=constants.OPERATOR_FIELD_MANAGER,

@@ -51,6 +51,7 @@ UNKNOWN_PRODUCT: Final = "Unknown"
 
 MAX_NAMES_IN_MESSAGE: Final = 5
 _NO_SUMS: Final[Mapping[str, int]] = {}
+_NO_TOTALS: Final = accounting.ResourceTotals()
 _USABLE_AGENT: Final = frozenset({"Reporting", "Stale", "NVMLUnavailable"})
 _AGENT_PROBLEMS: Final = frozenset({"Stale", "Invalid"})
 
@@ -94,7 +95,6 @@ def _utc(moment: datetime) -> datetime:
 
 
 def agent_state(
-    node: NodeProjection | None,
     gpunode: GPUNodeProjection | None,
     *,
     stale_after: timedelta,
@@ -105,7 +105,6 @@ def agent_state(
     A heartbeat further in the future than `stale_after` is a broken clock or a broken agent:
     trusting it would keep the node fresh forever, so the report counts as Invalid.
     """
-    del node  # the state depends on the report alone; the node decides only the grace period
     if gpunode is None:
         return "Missing"
     if gpunode.agent_error:
@@ -181,7 +180,7 @@ def node_view(
             for name, t in list(totals.items())[:MAX_RESOURCE_NAMES]
         ],
         allocated=primary.allocated if primary is not None else 0,
-        agent_state=agent_state(node, gpunode, stale_after=stale_after, now=now),
+        agent_state=agent_state(gpunode, stale_after=stale_after, now=now),
     )
 
 
@@ -245,35 +244,28 @@ def desired_status(
     stale_after = timedelta(seconds=spec.agent_stale_after_seconds)
     primary = spec.primary_resource
     rows: list[NodeRow] = []
-    per_node: dict[str, accounting.NodeResources] = {}
-    allocated: dict[str, Mapping[str, int]] = {}
+    per_node: list[dict[str, accounting.ResourceTotals]] = []
     problems = _Problems()
     products: dict[str, list[int]] = {}  # product -> [nodes, gpus, allocatable, allocated, avail]
     ready_nodes = gpus = unhealthy = 0
     for name in gpu_nodes(state, spec):
         node = state.nodes[name]
         gpunode = state.gpunodes.get(name)
-        sums = {n: c for n, c in state.allocated.get(name, _NO_SUMS).items() if matcher.matches(n)}
-        resources = accounting.NodeResources(
-            capacity={n: c for n, c in node.capacity if matcher.matches(n)},
-            allocatable={n: c for n, c in node.allocatable if matcher.matches(n)},
-        )
-        per_node[name] = resources
-        allocated[name] = sums
-        agent = agent_state(node, gpunode, stale_after=stale_after, now=now)
+        totals = node_resources(node, state.allocated.get(name, _NO_SUMS), matcher)
+        per_node.append(totals)
+        mine = totals.get(primary, _NO_TOTALS)
+        agent = agent_state(gpunode, stale_after=stale_after, now=now)
         report = _usable(gpunode, agent)
         node_gpus = report.gpus if report is not None and report.gpus else (node.gpu_count or 0)
         node_unhealthy = report.unhealthy if report is not None else 0
         product = node.product or (report.product if report is not None else "") or UNKNOWN_PRODUCT
-        alloc_primary = resources.allocatable.get(primary, 0)
-        used_primary = sums.get(primary, 0)
         rows.append(
             NodeRow(
                 name=name,
                 product=product,
                 ready=node.ready,
-                allocatable=alloc_primary,
-                allocated=used_primary,
+                allocatable=mine.allocatable,
+                allocated=mine.allocated,
                 gpus=node_gpus,
                 unhealthy=node_unhealthy,
                 agent=agent,
@@ -291,11 +283,11 @@ def desired_status(
         acc = products.setdefault(product, [0, 0, 0, 0, 0])
         acc[0] += 1
         acc[1] += node_gpus
-        acc[2] += alloc_primary
-        acc[3] += used_primary
-        acc[4] += max(0, alloc_primary - used_primary)
-    totals = accounting.cluster_totals(per_node, allocated)
-    headline = totals.get(primary, accounting.ResourceTotals())
+        acc[2] += mine.allocatable
+        acc[3] += mine.allocated
+        acc[4] += mine.available
+    cluster = accounting.sum_totals(per_node)
+    headline = cluster.get(primary, _NO_TOTALS)
     product_names = sorted(products)[:MAX_PRODUCTS]
     return GPUInventoryStatus(
         observed_generation=generation,
@@ -319,7 +311,7 @@ def desired_status(
                 allocated=t.allocated,
                 available=t.available,
             )
-            for name, t in list(totals.items())[: MAX_RESOURCE_NAMES * 4]
+            for name, t in list(cluster.items())[: MAX_RESOURCE_NAMES * 4]
         ],
         products=[
             ProductTotals(

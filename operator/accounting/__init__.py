@@ -21,9 +21,9 @@ from gpu_inventory.operator.accounting.quantities import (
 from gpu_inventory.operator.accounting.totals import (
     NodeResources,
     ResourceTotals,
-    allocated_by_node,
     cluster_totals,
     node_totals,
+    sum_totals,
 )
 
 __all__ = [
@@ -32,11 +32,11 @@ __all__ = [
     "QuantityError",
     "ResourceMatcher",
     "ResourceTotals",
-    "allocated_by_node",
     "cluster_totals",
     "node_totals",
     "parse_count",
     "parse_quantity",
     "pod_counts",
     "pod_requests",
+    "sum_totals",
 ]

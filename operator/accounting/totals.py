@@ -1,8 +1,8 @@
 """Per-node and cluster totals of GPU resources: capacity, allocatable, allocated, available.
 
-Pure: no I/O. Allocations come in as `(node name, {resource: count})` pairs, not pods, so a
-second source (DRA ResourceClaims allocated by the `gpu.nvidia.com` driver) can be chained in
-beside the pod requests without changing anything here.
+Pure: no I/O. Allocations come in as per-node sums (`{resource: count}`), not pods, so a
+second source (DRA ResourceClaims allocated by the `gpu.nvidia.com` driver) can be added to
+the pod requests without changing anything here.
 """
 
 from __future__ import annotations
@@ -39,26 +39,6 @@ class ResourceTotals:
     available: int = 0
 
 
-def allocated_by_node(
-    allocations: Iterable[tuple[str, Mapping[str, int]]],
-) -> dict[str, dict[str, int]]:
-    """Sum allocations per node: node name -> resource name -> count.
-
-    Feed it counted pods as `(nodeName, pod_requests(...))`; a DRA source is chained in the
-    same shape.
-    """
-    by_node: dict[str, dict[str, int]] = {}
-    for node, counts in allocations:
-        if not counts:
-            continue
-        into = by_node.get(node)
-        if into is None:
-            into = by_node[node] = {}
-        for name, count in counts.items():
-            into[name] = into.get(name, 0) + count
-    return by_node
-
-
 def node_totals(node: NodeResources, allocated: Mapping[str, int]) -> dict[str, ResourceTotals]:
     """Totals per resource name for one node, sorted by name.
 
@@ -88,9 +68,14 @@ def cluster_totals(
     Allocations on nodes missing from `nodes` are ignored: they are not GPU nodes (or not
     known yet), and counting them would report more allocated than the cluster has.
     """
+    return sum_totals(node_totals(node, allocated.get(name, _NONE)) for name, node in nodes.items())
+
+
+def sum_totals(per_node: Iterable[Mapping[str, ResourceTotals]]) -> dict[str, ResourceTotals]:
+    """Add up per-node totals (from `node_totals`) per resource name, sorted by name."""
     sums: dict[str, list[int]] = {}
-    for node_name, node in nodes.items():
-        for name, row in node_totals(node, allocated.get(node_name, _NONE)).items():
+    for rows in per_node:
+        for name, row in rows.items():
             acc = sums.get(name)
             if acc is None:
                 acc = sums[name] = [0, 0, 0, 0]

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 import pytest
 
 from gpu_inventory.operator.accounting import (
     NodeResources,
     ResourceTotals,
-    allocated_by_node,
     cluster_totals,
     node_totals,
 )
@@ -24,34 +22,6 @@ def node(capacity: int, allocatable: int | None = None, name: str = GPU) -> Node
         capacity={name: capacity},
         allocatable={name: capacity if allocatable is None else allocatable},
     )
-
-
-BY_NODE = [
-    ("nothing", [], {}),
-    ("one-pod", [("n1", {GPU: 2})], {"n1": {GPU: 2}}),
-    ("same-node-sums", [("n1", {GPU: 2}), ("n1", {GPU: 1, MIG: 1})], {"n1": {GPU: 3, MIG: 1}}),
-    ("nodes-apart", [("n1", {GPU: 1}), ("n2", {GPU: 4})], {"n1": {GPU: 1}, "n2": {GPU: 4}}),
-    ("empty-requests-add-no-node", [("n1", {})], {}),
-]
-
-
-@pytest.mark.parametrize(
-    ("allocations", "expected"), [c[1:] for c in BY_NODE], ids=[c[0] for c in BY_NODE]
-)
-def test_allocated_by_node(
-    allocations: list[tuple[str, dict[str, int]]], expected: dict[str, dict[str, int]]
-) -> None:
-    assert allocated_by_node(allocations) == expected
-
-
-def test_a_second_source_chains_in() -> None:
-    """DRA allocations arrive in the same shape as pod requests and simply add up."""
-    from_pods = [("n1", {GPU: 1})]
-    from_claims = [("n1", {GPU: 2}), ("n2", {GPU: 1})]
-    assert allocated_by_node(itertools.chain(from_pods, from_claims)) == {
-        "n1": {GPU: 3},
-        "n2": {GPU: 1},
-    }
 
 
 NODE_TOTALS = [

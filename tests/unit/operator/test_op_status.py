@@ -541,5 +541,5 @@ def test_node_view_has_filtered_labels_conditions_resources_and_agent_state() ->
 def test_agent_state(case: str, gpunode: Any, want: str) -> None:
     if gpunode == "empty":
         gpunode = projections.project_gpunode({"metadata": {"name": "a"}})
-    got = status.agent_state(None, gpunode, stale_after=timedelta(seconds=300), now=NOW)
+    got = status.agent_state(gpunode, stale_after=timedelta(seconds=300), now=NOW)
     assert got == want, case
