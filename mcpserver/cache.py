@@ -176,18 +176,16 @@ class InventoryCache:
         """A fresh LIST: the objects of `plural` are exactly `items` now."""
         notify = False
         if plural == INVENTORY:
-            inventory = next(
-                (
-                    parsed
-                    for item in items
-                    if (parsed := _parse(read_inventory, item)) is not None
-                    and parsed.metadata.name == constants.INVENTORY_NAME
-                ),
-                None,
-            )
+            listed = [
+                item
+                for item in items
+                if (item.get("metadata") or {}).get("name") == constants.INVENTORY_NAME
+            ]
+            inventory = _parse(read_inventory, listed[0]) if listed else None
             with self._lock:
-                notify = _changed(self._inventory, inventory)
-                self._inventory = inventory
+                if inventory is not None or not listed:  # invalid: the last good one stays
+                    notify = _changed(self._inventory, inventory)
+                    self._inventory = inventory
                 self._mark_listed(plural)
         else:
             nodes = {}
@@ -261,20 +259,14 @@ class InventoryCache:
         items: list[Mapping[str, Any]] = []
         token: str | None = None
         while True:
-            try:
-                page = api.list_cluster_custom_object(
-                    constants.GROUP,
-                    constants.VERSION,
-                    kind.plural,
-                    field_selector=kind.field_selector,
-                    limit=_LIST_PAGE,
-                    _continue=token,
-                    _request_timeout=(_CONNECT_TIMEOUT, 60.0),
-                )
-            except client.ApiException as error:
-                if error.status == 410:
-                    raise _ExpiredError("list continue token expired") from error
-                raise
+            page = _request(
+                api,
+                kind,
+                "list continue token expired",
+                limit=_LIST_PAGE,
+                _continue=token,
+                _request_timeout=(_CONNECT_TIMEOUT, 60.0),
+            )
             items.extend(page.get("items") or [])
             metadata = page.get("metadata") or {}
             token = metadata.get("continue") or None
@@ -290,23 +282,17 @@ class InventoryCache:
         stopping: threading.Event,
     ) -> str:
         timeout = self._timing.watch_timeout_seconds
-        try:
-            response = api.list_cluster_custom_object(
-                constants.GROUP,
-                constants.VERSION,
-                kind.plural,
-                field_selector=kind.field_selector,
-                watch=True,
-                resource_version=version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=timeout,
-                _preload_content=False,
-                _request_timeout=(_CONNECT_TIMEOUT, timeout + 30.0),
-            )
-        except client.ApiException as error:
-            if error.status == 410:
-                raise _ExpiredError(f"resourceVersion {version} expired") from error
-            raise
+        response = _request(
+            api,
+            kind,
+            f"resourceVersion {version} expired",
+            watch=True,
+            resource_version=version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout,
+            _preload_content=False,
+            _request_timeout=(_CONNECT_TIMEOUT, timeout + 30.0),
+        )
         with self._lock:
             kind.response = response
             self._mark_connected(kind)
@@ -389,6 +375,22 @@ class InventoryCache:
                 listener()
             except Exception:  # one bad listener must not stop the watch
                 log.exception("inventory listener failed")
+
+
+def _request(api: client.CustomObjectsApi, kind: _Kind, expired: str, **options: Any) -> Any:
+    """LIST or WATCH `kind`; a 410 (the version or continue token expired) means relist."""
+    try:
+        return api.list_cluster_custom_object(
+            constants.GROUP,
+            constants.VERSION,
+            kind.plural,
+            field_selector=kind.field_selector,
+            **options,
+        )
+    except client.ApiException as error:
+        if error.status == 410:
+            raise _ExpiredError(expired) from error
+        raise
 
 
 def _parse(reader: Callable[[Mapping[str, Any]], _M], obj: Mapping[str, Any]) -> _M | None:

@@ -481,7 +481,8 @@ def node_out(
 
 
 class NodeOutMemo:
-    """Remembers each node's output until its GPUNode object or inventory row changes.
+    """Remembers each node's output until its GPUNode object, inventory row or the primary
+    resource (which picks the numbers) changes.
 
     The cache replaces a GPUNode object whenever the node changes, so identity tells a stale
     entry; rows are compared by value because every inventory write brings new row objects.
@@ -490,13 +491,15 @@ class NodeOutMemo:
     """
 
     def __init__(self) -> None:
-        self._entries: dict[tuple[str, bool, bool], tuple[object, NodeRow | None, shapes.NodeOut]]
+        self._entries: dict[
+            tuple[str, str, bool, bool], tuple[object, NodeRow | None, shapes.NodeOut]
+        ]
         self._entries = {}
 
     def get(
         self, nodes: GPUNodes, name: str, *, include_k8s_metadata: bool, only_unhealthy: bool
     ) -> shapes.NodeOut:
-        key = (name, include_k8s_metadata, only_unhealthy)
+        key = (name, nodes.primary, include_k8s_metadata, only_unhealthy)
         gpunode, row = nodes.nodes.get(name), nodes.rows.get(name)
         entry = self._entries.get(key)
         if entry is not None and entry[0] is gpunode and entry[1] == row:
@@ -610,7 +613,8 @@ def recommend(gpu: GPU) -> tuple[shapes.RecommendedAction, str]:
 
 
 def _agent_stale(facts: NodeFacts, *, now: datetime, stale_after_seconds: int) -> bool:
-    if facts.agent_state == "Stale":
+    """As the operator counts `staleAgents` (Stale or Invalid), or stale since its last write."""
+    if facts.agent_state in ("Stale", "Invalid"):
         return True
     status = facts.gpunode.status if facts.gpunode else None
     heartbeat = status.agent.heartbeat_time if status and status.agent else None

@@ -84,6 +84,20 @@ def test_an_invalid_inventory_update_keeps_the_last_good_one(cache: InventoryCac
     )
 
 
+def test_an_invalid_inventory_in_a_relist_keeps_the_last_good_one(cache: InventoryCache) -> None:
+    good = samples.inventory([samples.gpunode("a", gpus=2)])
+    cache.replace_all(INVENTORY, [wire(good)])
+    bad = wire(good, "2")
+    bad["status"]["summary"]["gpus"] = -1
+
+    cache.replace_all(INVENTORY, [bad])  # after a 410 or an API server restart
+    kept = cache.snapshot().inventory
+    assert kept is not None, "an invalid CR is not an absent one"
+    assert kept.metadata.resource_version == "1"
+    cache.replace_all(INVENTORY, [])
+    assert cache.snapshot().inventory is None  # really gone
+
+
 def test_inventory_listeners_hear_content_changes_only(cache: InventoryCache) -> None:
     heard: list[int] = []
     cache.subscribe(lambda: heard.append(1))

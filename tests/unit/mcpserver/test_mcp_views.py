@@ -235,6 +235,18 @@ def test_memo_reuses_unchanged_nodes_and_rebuilds_changed_ones(small: Snapshot) 
     assert second["t4-a"].allocated == 3
 
 
+def test_memo_answers_as_a_fresh_computation_when_the_primary_resource_changes(
+    small: Snapshot,
+) -> None:
+    memo = views.NodeOutMemo()
+    answer(small, memo=memo)
+    assert small.inventory is not None
+    spec = small.inventory.spec.model_copy(update={"primary_resource": "nvidia.com/gpu.shared"})
+    switched = replace(small, inventory=small.inventory.model_copy(update={"spec": spec}))
+
+    assert answer(switched, memo=memo).nodes == answer(switched).nodes
+
+
 # --- availability ------------------------------------------------------------------------------
 
 
@@ -432,6 +444,13 @@ def test_health_reports_not_ready_nodes_and_stale_agents(sick: Snapshot) -> None
 
     assert result.nodes_not_ready == ["n2"]
     assert result.stale_agents == ["n3"]
+
+
+def test_health_counts_an_invalid_agent_report_as_the_operator_does() -> None:
+    broken = samples.gpunode("broken", gpus=2, agent_state="Invalid")  # e.g. a future heartbeat
+    result = health(snapshot_of(broken, samples.gpunode("ok", gpus=2)))
+
+    assert result.stale_agents == ["broken"]
 
 
 def test_health_can_list_unhealthy_gpus_only(sick: Snapshot) -> None:
