@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pydantic
 
-from gpu_inventory.api import constants
+from gpu_inventory.api import constants, errors
 from gpu_inventory.api.models import GPUInventory, GPUInventorySpec, GPUNode
 
 _M = TypeVar("_M", bound=pydantic.BaseModel)
@@ -56,11 +56,11 @@ def _read(model: type[_M], body: Mapping[str, Any]) -> _M:
     try:
         return model.model_validate(dict(body))
     except pydantic.ValidationError as error:
-        name = (body.get("metadata") or {}).get("name", "?")
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]
-        )
-        raise InvalidObjectError(f"{model.__name__} {name!r} is invalid: {problems}") from error
+        meta = body.get("metadata")
+        name = meta.get("name", "?") if isinstance(meta, Mapping) else "?"
+        raise InvalidObjectError(
+            f"{model.__name__} {name!r} is invalid: {errors.validation_summary(error)}"
+        ) from error
 
 
 def read_inventory(body: Mapping[str, Any]) -> GPUInventory:

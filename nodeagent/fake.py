@@ -37,7 +37,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from gpu_inventory.api import models
+from gpu_inventory.api import errors, models
 from gpu_inventory.nodeagent.backend import (
     DeviceReading,
     NodeReading,
@@ -136,9 +136,7 @@ def load_scenario(ref: str | Path) -> tuple[str, Scenario]:
     except yaml.YAMLError as error:
         raise ScenarioError(f"scenario {str(ref)!r} is not valid YAML: {error}") from error
     except pydantic.ValidationError as error:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:5]
-        )
+        problems = errors.validation_summary(error)
         raise ScenarioError(f"scenario {str(ref)!r} is invalid: {problems}") from error
     except (KeyError, TypeError, ValueError) as error:
         raise ScenarioError(f"scenario {str(ref)!r} is invalid: {error}") from error

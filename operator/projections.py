@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import pydantic
 
-from gpu_inventory.api import constants
+from gpu_inventory.api import constants, errors
 from gpu_inventory.api.models import (
     GPUInventorySpec,
     GPUInventoryStatus,
@@ -255,7 +255,7 @@ def project_gpunode(body: Mapping[str, Any]) -> GPUNodeProjection:
         try:
             parsed = GPUNodeStatus.model_validate(agent_part)
         except pydantic.ValidationError as error:
-            agent_error = _first_errors(error)
+            agent_error = errors.validation_summary(error, limit=3)
         else:
             agent = _agent_report(parsed)
     return GPUNodeProjection(
@@ -293,12 +293,6 @@ def _kubernetes_view(raw: object) -> Mapping[str, Any] | None:
         return KubernetesView.model_validate(raw).to_wire()
     except pydantic.ValidationError:
         return None
-
-
-def _first_errors(error: pydantic.ValidationError, limit: int = 3) -> str:
-    return "; ".join(
-        f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()[:limit]
-    )
 
 
 # --- The GPUInventory ---------------------------------------------------------------------------
@@ -348,7 +342,10 @@ def read_spec(raw: Mapping[str, Any]) -> tuple[GPUInventorySpec, str]:
         spec = GPUInventorySpec.model_validate(dict(raw))
         accounting.ResourceMatcher(spec.resource_names)
     except pydantic.ValidationError as error:
-        return GPUInventorySpec(), f"spec refused, defaults used: {_first_errors(error)}"
+        return (
+            GPUInventorySpec(),
+            f"spec refused, defaults used: {errors.validation_summary(error, limit=3)}",
+        )
     except ValueError as error:
         return GPUInventorySpec(), f"spec refused, defaults used: {error}"
     return spec, ""

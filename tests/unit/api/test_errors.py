@@ -1,8 +1,9 @@
 """The API server's message is what a failed request reports."""
 
+import pydantic
 import pytest
 
-from gpu_inventory.api.errors import status_message
+from gpu_inventory.api.errors import status_message, validation_summary
 
 REFUSED = (
     '{"kind":"Status","status":"Failure","code":422,'
@@ -34,3 +35,15 @@ REFUSED = (
 )
 def test_status_message(body: object, want: str) -> None:
     assert status_message(body) == want
+
+
+def test_a_validation_summary_names_each_field_and_stops_at_the_limit() -> None:
+    class Two(pydantic.BaseModel):
+        a: int
+        b: int
+
+    with pytest.raises(pydantic.ValidationError) as raised:
+        Two.model_validate({"a": "x", "b": "y"})
+    assert validation_summary(raised.value).startswith("a: Input should be a valid integer")
+    assert "; b: " in validation_summary(raised.value)
+    assert "; b: " not in validation_summary(raised.value, limit=1)

@@ -37,3 +37,8 @@ def test_a_broken_gpunode_is_refused_with_the_field_named() -> None:
     assert "GPUNode 'node-b' is invalid" in message
     assert "status.gpus.0.index" in message
     assert "status.gpus.0.memoryTotal" in message
+
+
+def test_an_object_whose_metadata_is_not_a_mapping_is_refused_not_crashed_on() -> None:
+    with pytest.raises(objects.InvalidObjectError, match=r"GPUNode '\?' is invalid: metadata"):
+        objects.read_gpunode({"metadata": "node-c", "status": {}})
