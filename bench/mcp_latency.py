@@ -35,28 +35,24 @@ from gpu_inventory.mcpserver.server import build_server, tune_gc
 
 
 class RequestCounter:
-    """Counts every request sent through urllib3 (the kubernetes client's transport)."""
+    """Counts every request sent through urllib3 (the kubernetes client's transport): each one,
+    HTTPS too, passes through `HTTPConnectionPool.urlopen` exactly once."""
 
     def __init__(self) -> None:
         self.count = 0
-        self._originals: list[tuple[Any, Any]] = []
+        self._pool: Any = urllib3.connectionpool.HTTPConnectionPool
+        self._original = self._pool.urlopen
 
     def __enter__(self) -> RequestCounter:
-        pools: tuple[Any, ...] = (urllib3.PoolManager, urllib3.connectionpool.HTTPConnectionPool)
-        for cls in pools:
-            original = cls.urlopen
-            self._originals.append((cls, original))
+        def counting(*args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return self._original(*args, **kwargs)
 
-            def counting(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-                self.count += 1
-                return _original(*args, **kwargs)
-
-            cls.urlopen = counting
+        self._pool.urlopen = counting
         return self
 
     def __exit__(self, *_: object) -> None:
-        for cls, original in self._originals:
-            cls.urlopen = original
+        self._pool.urlopen = self._original
 
 
 def load(nodes: int, gpus: int) -> InventoryCache:

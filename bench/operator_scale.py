@@ -27,7 +27,6 @@ import os
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,21 +43,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gpu_inventory.api import constants
 from gpu_inventory.testing.builders import make_node, make_pod
-from gpu_inventory.testing.controlplane import ControlPlane
+from gpu_inventory.testing.controlplane import ControlPlane, free_port
+from gpu_inventory.testing.nodes import create_node
 
 G, V = constants.GROUP, constants.VERSION
 OPERATOR = str(Path(sys.executable).with_name("gpu-inventory-operator"))
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def api_client(plane: ControlPlane, pool: int) -> client.ApiClient:
     api = plane.api_client()
-    api.configuration.connection_pool_maxsize = pool
     api.rest_client.pool_manager.connection_pool_kw["maxsize"] = pool
     return api
 
@@ -127,20 +120,23 @@ def ready(status: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
 
 
-def metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def metrics(port: int) -> Metrics:
     url = f"http://127.0.0.1:{port}/metrics"
     with urllib.request.urlopen(url, timeout=10) as response:
         text = response.read().decode()
-    out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+    out: Metrics = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
     return out
 
 
-def writes(port: int, kind: str, result: str = "ok") -> float:
+def writes(sample: Metrics, kind: str, result: str = "ok") -> float:
     key = ("gpu_inventory_operator_status_writes_total", (("kind", kind), ("result", result)))
-    return metrics(port).get(key, 0.0)
+    return sample.get(key, 0.0)
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -184,12 +180,12 @@ def main() -> int:
             core.create_namespace({"metadata": {"name": name}})
         nodes = [f"gpu-{i:05d}" for i in range(args.nodes)]
 
-        def create_node(name: str) -> None:
-            body = make_node(name, gpus=args.gpus_per_node, product="NVIDIA-H100-80GB-HBM3")
-            core.create_node(body)
-            core.patch_node_status(name, {"status": body["status"]})
+        def add_node(name: str) -> None:
+            create_node(
+                core, make_node(name, gpus=args.gpus_per_node, product="NVIDIA-H100-80GB-HBM3")
+            )
 
-        took = parallel(args.threads, nodes, create_node)
+        took = parallel(args.threads, nodes, add_node)
         print(f"created {len(nodes)} nodes in {took:.1f}s ({len(nodes) / took:.0f}/s)")
 
         rng = random.Random(7)
@@ -257,9 +253,7 @@ def main() -> int:
         order = [n for n in nodes if capacity[n] > 0]
         rng.shuffle(order)
         cursor = 0
-        writes_before = writes(metrics_port, "GPUInventory")
-        node_writes_before = writes(metrics_port, "GPUNode")
-        creates_before = writes(metrics_port, "GPUNode", "created")
+        before = metrics(metrics_port)
         churn_began = time.monotonic()
         interval = 1.0 / args.churn_rate
         lag = int(args.churn_rate * 5)  # delete pods created >= 5 s ago: no same-node collisions
@@ -296,9 +290,14 @@ def main() -> int:
                 inventory.lock.wait(0.5)
                 rows, seen_at = inventory.rows, inventory.seen_at
             pending = _resolve(pending, rows, seen_at, latencies)
-        inventory_writes = (writes(metrics_port, "GPUInventory") - writes_before) / churn_took
-        node_writes = (writes(metrics_port, "GPUNode") - node_writes_before) / churn_took
-        creates = (writes(metrics_port, "GPUNode", "created") - creates_before) / churn_took
+        after = metrics(metrics_port)
+
+        def rate(kind: str, result: str = "ok") -> float:
+            return (writes(after, kind, result) - writes(before, kind, result)) / churn_took
+
+        inventory_writes = rate("GPUInventory")
+        node_writes = rate("GPUNode")
+        creates = rate("GPUNode", "created")
 
         body = client.CustomObjectsApi(api).get_cluster_custom_object(
             G, V, constants.INVENTORY_PLURAL, constants.INVENTORY_NAME

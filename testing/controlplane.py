@@ -13,16 +13,14 @@ import base64
 import contextlib
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl
 import subprocess
-import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -281,10 +279,9 @@ class ControlPlane:
     # --- health --------------------------------------------------------------------------------
 
     def _ssl_context(self) -> ssl.SSLContext:
-        assert self._pki is not None
-        context = ssl.create_default_context(cafile=str(self._pki.ca.cert))
-        context.check_hostname = False  # the KCM serves a self-signed cert of its own
-        context.verify_mode = ssl.CERT_NONE
+        context = ssl.create_default_context()
+        context.check_hostname = False  # the KCM serves a self-signed cert of its own,
+        context.verify_mode = ssl.CERT_NONE  # and /healthz is all this context asks for
         return context
 
     def _wait_healthy(self, component: Component) -> None:
@@ -309,13 +306,14 @@ class ControlPlane:
         )
 
     def _wait_default_namespace(self) -> None:
-        api = client.CoreV1Api(self.api_client())
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            with contextlib.suppress(client.ApiException):
-                api.read_namespace("default")
-                return
-            time.sleep(0.1)
+        with self.api_client() as api_client:
+            api = client.CoreV1Api(api_client)
+            deadline = time.monotonic() + START_TIMEOUT
+            while time.monotonic() < deadline:
+                with contextlib.suppress(client.ApiException):
+                    api.read_namespace("default")
+                    return
+                time.sleep(0.1)
         raise self.components["kube-apiserver"].failure("never created namespace 'default'")
 
     # --- clients and kubeconfigs ---------------------------------------------------------------
@@ -360,7 +358,6 @@ class ControlPlane:
         *,
         bound_pod: str | None = None,
         expiration_seconds: int = 3600,
-        audiences: Sequence[str] = (),
     ) -> str:
         """A token for ServiceAccount namespace/name (TokenRequest).
 
@@ -368,21 +365,20 @@ class ControlPlane:
         (`authentication.kubernetes.io/node-name` in the user's extra) as a kubelet-mounted
         projected token does.
         """
-        core = client.CoreV1Api(self.api_client())
         spec: dict[str, Any] = {"expirationSeconds": expiration_seconds}
-        if audiences:
-            spec["audiences"] = list(audiences)
-        if bound_pod is not None:
-            pod = core.read_namespaced_pod(bound_pod, namespace)
-            spec["boundObjectRef"] = {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "name": bound_pod,
-                "uid": pod.metadata.uid,
-            }
-        response = core.create_namespaced_service_account_token(
-            name, namespace, {"apiVersion": "authentication.k8s.io/v1", "spec": spec}
-        )
+        with self.api_client() as api_client:
+            core = client.CoreV1Api(api_client)
+            if bound_pod is not None:
+                pod = core.read_namespaced_pod(bound_pod, namespace)
+                spec["boundObjectRef"] = {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": bound_pod,
+                    "uid": pod.metadata.uid,
+                }
+            response = core.create_namespaced_service_account_token(
+                name, namespace, {"apiVersion": "authentication.k8s.io/v1", "spec": spec}
+            )
         return str(response.status.token)
 
     def serviceaccount_kubeconfig(
@@ -405,29 +401,8 @@ class ControlPlane:
 
     def install_crds(self, directory: Path = REPO_ROOT / "crds") -> list[str]:
         """Create or replace every CRD in `directory` and wait until each is Established."""
-        extensions = client.ApiextensionsV1Api(self.api_client())
-        names = []
-        for path in sorted(directory.glob("*.yaml")):
-            body = yaml.safe_load(path.read_text())
-            if body.get("kind") != "CustomResourceDefinition":
-                continue  # e.g. the kustomization that lists them
-            name = body["metadata"]["name"]
-            try:
-                extensions.create_custom_resource_definition(body)
-            except client.ApiException as error:
-                if error.status != 409:
-                    raise
-                current = extensions.read_custom_resource_definition(name)
-                body["metadata"]["resourceVersion"] = current.metadata.resource_version
-                extensions.replace_custom_resource_definition(name, body)
-            names.append(name)
-        deadline = time.monotonic() + START_TIMEOUT
-        for name in names:
-            while not _established(extensions.read_custom_resource_definition(name)):
-                if time.monotonic() > deadline:
-                    raise ControlPlaneError(f"CRD {name} was not Established in time")
-                time.sleep(0.05)
-        return names
+        with self.api_client() as api_client:
+            return _install_crds(client.ApiextensionsV1Api(api_client), directory)
 
     # --- state for `cluster-up` / `cluster-down` -----------------------------------------------
 
@@ -438,6 +413,31 @@ class ControlPlane:
             "pids": {name: c.pid for name, c in self.components.items()},
         }
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+
+def _install_crds(extensions: client.ApiextensionsV1Api, directory: Path) -> list[str]:
+    names = []
+    for path in sorted(directory.glob("*.yaml")):
+        body = yaml.safe_load(path.read_text())
+        if body.get("kind") != "CustomResourceDefinition":
+            continue  # e.g. the kustomization that lists them
+        name = body["metadata"]["name"]
+        try:
+            extensions.create_custom_resource_definition(body)
+        except client.ApiException as error:
+            if error.status != 409:
+                raise
+            current = extensions.read_custom_resource_definition(name)
+            body["metadata"]["resourceVersion"] = current.metadata.resource_version
+            extensions.replace_custom_resource_definition(name, body)
+        names.append(name)
+    deadline = time.monotonic() + START_TIMEOUT
+    for name in names:
+        while not _established(extensions.read_custom_resource_definition(name)):
+            if time.monotonic() > deadline:
+                raise ControlPlaneError(f"CRD {name} was not Established in time")
+            time.sleep(0.05)
+    return names
 
 
 def stop_detached(workdir: Path) -> list[str]:
@@ -462,15 +462,3 @@ def _established(crd: Any) -> bool:
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
-
-
-@contextlib.contextmanager
-def temporary_control_plane(prefix: str = "gpu-inventory-") -> Iterator[ControlPlane]:
-    """A started control plane in a temporary directory, removed afterwards."""
-    workdir = Path(tempfile.mkdtemp(prefix=prefix))
-    plane = ControlPlane(workdir)
-    try:
-        yield plane.start()
-    finally:
-        plane.stop()
-        shutil.rmtree(workdir, ignore_errors=True)

@@ -25,6 +25,7 @@ from gpu_inventory.testing.binaries import REPO_ROOT
 from gpu_inventory.testing.builders import container, make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
 from gpu_inventory.testing.kubectl import kubectl_path
+from gpu_inventory.testing.nodes import create_node
 
 NAMESPACE = "gpu-inventory"
 TOKEN_SECONDS = 86_400
@@ -117,8 +118,7 @@ class GPUInventorySystem:
         api = self.plane.api_client()
         core = client.CoreV1Api(api)
         for node in self.nodes:
-            core.create_node(node.body())
-            core.patch_node_status(node.name, {"status": node.body()["status"]})
+            create_node(core, node.body())
             core.create_namespaced_pod(NAMESPACE, self.agent_pod(node))
         for component in ("operator", "mcp"):
             self.kubeconfigs[component] = self.plane.serviceaccount_kubeconfig(
@@ -292,8 +292,8 @@ def create_workload(api: client.ApiClient, namespace: str = "ml") -> None:
 def running_system(plane: ControlPlane, **options: Any) -> Iterator[GPUInventorySystem]:
     system = GPUInventorySystem(plane, **options)
     system.install()
-    system.start()
     try:
+        system.start()  # inside: an agent that fails to start must not leave the rest running
         yield system
     finally:
         codes = system.stop()

@@ -37,6 +37,7 @@ from gpu_inventory.testing.binaries import REPO_ROOT
 from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.kubectl import kubectl_path
+from gpu_inventory.testing.nodes import create_node
 from gpu_inventory.testing.wait import eventually
 
 pytestmark = pytest.mark.cluster
@@ -103,12 +104,8 @@ def running_agent(
     assert not thread.is_alive(), "the agent did not stop"
 
 
-def create_node(k8s: client.ApiClient, name: str, gpus: int = 1) -> str:
-    core = client.CoreV1Api(k8s)
-    body = make_node(name, gpus=gpus)
-    uid = str(core.create_node(body).metadata.uid)
-    core.patch_node_status(name, {"status": body["status"]})
-    return uid
+def add_node(k8s: client.ApiClient, name: str, gpus: int = 1) -> str:
+    return create_node(client.CoreV1Api(k8s), make_node(name, gpus=gpus))
 
 
 def gpunode(k8s: client.ApiClient, name: str) -> dict[str, Any]:
@@ -143,7 +140,7 @@ def test_three_agents_keep_their_gpunodes_current(
     cluster: ControlPlane, k8s: client.ApiClient
 ) -> None:
     nodes = {"gpu-t4-a": "t4-single", "gpu-h100-a": "h100-8x-mig", "gpu-h100-b": "h100-8x-events"}
-    uids = {name: create_node(k8s, name) for name in nodes}
+    uids = {name: add_node(k8s, name) for name in nodes}
     clock = ScenarioClock()
     with contextlib.ExitStack() as stack:
         for name, scenario in nodes.items():
@@ -184,7 +181,7 @@ def test_a_scripted_xid_turns_a_gpu_unhealthy_within_one_write_floor(
     cluster: ControlPlane, k8s: client.ApiClient
 ) -> None:
     floor = 1.0
-    create_node(k8s, "gpu-xid")
+    add_node(k8s, "gpu-xid")
     clock = ScenarioClock()
     with running_agent(
         cluster, "gpu-xid", "h100-8x-events", clock=clock, floor=floor, heartbeat=30
@@ -212,7 +209,7 @@ def test_unchanged_readings_are_written_only_as_often_as_the_heartbeat(
     cluster: ControlPlane, k8s: client.ApiClient
 ) -> None:
     heartbeat, window = 2.0, 7.0
-    create_node(k8s, "gpu-quiet")
+    add_node(k8s, "gpu-quiet")
     with running_agent(cluster, "gpu-quiet", "t4-single", floor=0.5, heartbeat=heartbeat) as run:
         eventually(lambda: status_of(k8s, "gpu-quiet"), timeout=20, what="first write")
         writes_before = run.writer.writes
@@ -230,7 +227,7 @@ def test_unchanged_readings_are_written_only_as_often_as_the_heartbeat(
 def test_a_status_the_crd_refuses_is_logged_and_retried_while_the_agent_runs(
     cluster: ControlPlane, k8s: client.ApiClient, caplog: pytest.LogCaptureFixture
 ) -> None:
-    create_node(k8s, "gpu-40")
+    add_node(k8s, "gpu-40")
     caplog.set_level(logging.INFO, logger="gpu_inventory.nodeagent")
     with running_agent(cluster, "gpu-40", "too-many-gpus", retry_initial=0.2) as run:
         eventually(
@@ -256,7 +253,7 @@ def test_a_status_the_crd_refuses_is_logged_and_retried_while_the_agent_runs(
 def test_the_agent_never_touches_the_operators_status_kubernetes(
     cluster: ControlPlane, k8s: client.ApiClient
 ) -> None:
-    uid = create_node(k8s, "gpu-shared")
+    uid = add_node(k8s, "gpu-shared")
     custom = client.CustomObjectsApi(k8s)
     custom.create_cluster_custom_object(G, V, PLURAL, gpunode_object("gpu-shared", uid))
     operator_view = {
@@ -293,7 +290,7 @@ def test_the_agent_never_touches_the_operators_status_kubernetes(
 def test_the_agent_creates_its_gpunode_owned_by_its_node(
     cluster: ControlPlane, k8s: client.ApiClient
 ) -> None:
-    uid = create_node(k8s, "gpu-new")
+    uid = add_node(k8s, "gpu-new")
     with running_agent(cluster, "gpu-new", "t4-single"):
         eventually(lambda: status_of(k8s, "gpu-new"), timeout=20, what="GPUNode/gpu-new")
     body = gpunode(k8s, "gpu-new")
@@ -311,7 +308,7 @@ def test_the_agent_creates_its_gpunode_owned_by_its_node(
 def test_a_gpunode_the_operator_created_first_is_used_as_is(
     cluster: ControlPlane, k8s: client.ApiClient
 ) -> None:
-    uid = create_node(k8s, "gpu-race")
+    uid = add_node(k8s, "gpu-race")
     custom = client.CustomObjectsApi(k8s)
     custom.create_cluster_custom_object(G, V, PLURAL, gpunode_object("gpu-race", uid))
     api = cluster.api_client()
@@ -341,7 +338,7 @@ def test_without_its_node_the_agent_reports_why_and_keeps_trying(
 def test_the_agent_rides_out_an_api_server_restart(
     cluster: ControlPlane, k8s: client.ApiClient
 ) -> None:
-    create_node(k8s, "gpu-outage")
+    add_node(k8s, "gpu-outage")
     with running_agent(cluster, "gpu-outage", "t4-single", floor=0.3, heartbeat=0.6) as run:
         eventually(lambda: status_of(k8s, "gpu-outage"), timeout=20, what="first write")
         cluster.restart_apiserver()  # the agent's writes fail while it is down
@@ -381,7 +378,7 @@ def test_the_console_script_runs_as_its_serviceaccount_and_exits_0_on_sigterm(
         timeout=120,
     )
     assert applied.returncode == 0, applied.stderr
-    uid = create_node(k8s, "gpu-cli")
+    uid = add_node(k8s, "gpu-cli")
     pod = make_pod(
         "gpu-inventory-agent-cli",
         namespace=NAMESPACE,

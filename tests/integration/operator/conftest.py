@@ -24,6 +24,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gpu_inventory.api import constants
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
+from gpu_inventory.testing.nodes import create_node
 from gpu_inventory.testing.wait import eventually
 
 G, V = constants.GROUP, constants.VERSION
@@ -196,10 +197,7 @@ class Kube:
         return eventually(probe, timeout=timeout, interval=0.2, what=what)
 
     def create_node(self, body: dict[str, Any]) -> None:
-        """Create a Node and write its status (no kubelet runs to do it)."""
-        self.core.create_node(body)
-        if body.get("status"):
-            self.core.patch_node_status(body["metadata"]["name"], {"status": body["status"]})
+        create_node(self.core, body)
 
     def create_pod(self, body: dict[str, Any]) -> None:
         self.core.create_namespaced_pod(body["metadata"]["namespace"], body)

@@ -1,0 +1,16 @@
+"""Nodes as a kubelet would leave them: there is no kubelet here, so tests write the status."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from kubernetes import client
+
+
+def create_node(core: client.CoreV1Api, body: Mapping[str, Any]) -> str:
+    """Create a Node (from `builders.make_node`) and write its status; its uid."""
+    created = core.create_node(dict(body))
+    if body.get("status"):
+        core.patch_node_status(body["metadata"]["name"], {"status": body["status"]})
+    return str(created.metadata.uid)
