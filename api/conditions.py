@@ -28,36 +28,21 @@ def set_condition(
     existing: Sequence[Condition], verdict: Verdict, *, generation: int | None, now: datetime
 ) -> list[Condition]:
     """Return `existing` with `verdict` applied; other conditions keep their order."""
-    result: list[Condition] = []
-    found = False
-    for condition in existing:
-        if condition.type != verdict.type:
-            result.append(condition)
-            continue
-        found = True
-        moved = condition.status != verdict.status
-        result.append(
-            Condition(
-                type=verdict.type,
-                status=verdict.status,
-                reason=verdict.reason,
-                message=verdict.message,
-                observed_generation=generation,
-                last_transition_time=now if moved else condition.last_transition_time,
-            )
-        )
-    if not found:
-        result.append(
-            Condition(
-                type=verdict.type,
-                status=verdict.status,
-                reason=verdict.reason,
-                message=verdict.message,
-                observed_generation=generation,
-                last_transition_time=now,
-            )
-        )
-    return result
+    current = find_condition(existing, verdict.type)
+    since = now
+    if current is not None and current.status == verdict.status:
+        since = current.last_transition_time  # only a flip moves the transition time
+    updated = Condition(
+        type=verdict.type,
+        status=verdict.status,
+        reason=verdict.reason,
+        message=verdict.message,
+        observed_generation=generation,
+        last_transition_time=since,
+    )
+    if current is None:
+        return [*existing, updated]
+    return [updated if c.type == verdict.type else c for c in existing]
 
 
 def apply_verdicts(
@@ -77,8 +62,3 @@ def apply_verdicts(
 def find_condition(conditions: Iterable[Condition], type_: str) -> Condition | None:
     """The condition of that type, or None (an absent condition means Unknown)."""
     return next((c for c in conditions if c.type == type_), None)
-
-
-def is_true(conditions: Iterable[Condition], type_: str) -> bool:
-    condition = find_condition(conditions, type_)
-    return condition is not None and condition.status == "True"

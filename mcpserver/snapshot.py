@@ -38,6 +38,3 @@ class Snapshot:
 
     server: str = ""
     """The API server's address, for messages."""
-
-
-EMPTY = Snapshot()

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from gpu_inventory.api import constants
+from gpu_inventory.api.conditions import find_condition
 from gpu_inventory.api.models import (
     GPU,
     MAX_NODES,
@@ -110,17 +111,19 @@ def require_inventory(
             f"GPUInventory '{constants.INVENTORY_NAME}' has no status yet: the gpu-inventory "
             "operator has not reconciled it. Check that the operator is running."
         )
-    for condition in inventory.status.conditions:
-        if condition.type == constants.ConditionType.READY and condition.status != "True":
-            warnings.append(
-                f"The inventory is not current (Ready={condition.status}, {condition.reason})"
-                + (f": {condition.message}" if condition.message else ".")
-            )
-        if condition.type == constants.ConditionType.STALLED and condition.status == "True":
-            warnings.append(
-                f"The operator is stalled ({condition.reason})"
-                + (f": {condition.message}" if condition.message else ".")
-            )
+    conditions = inventory.status.conditions
+    ready = find_condition(conditions, constants.ConditionType.READY)
+    if ready is not None and ready.status != "True":
+        warnings.append(
+            f"The inventory is not current (Ready={ready.status}, {ready.reason})"
+            + (f": {ready.message}" if ready.message else ".")
+        )
+    stalled = find_condition(conditions, constants.ConditionType.STALLED)
+    if stalled is not None and stalled.status == "True":
+        warnings.append(
+            f"The operator is stalled ({stalled.reason})"
+            + (f": {stalled.message}" if stalled.message else ".")
+        )
     return inventory, inventory.status, warnings
 
 
@@ -133,10 +136,8 @@ class NodeFacts:
 
     name: str
     gpunode: GPUNode | None
-    row: NodeRow | None
     ready: bool | None
     product: str
-    product_names: tuple[str, ...]
     capacity: int | None
     allocatable: int
     allocated: int
@@ -215,10 +216,8 @@ def node_facts(name: str, gpunode: GPUNode | None, row: NodeRow | None, primary:
     return NodeFacts(
         name=name,
         gpunode=gpunode,
-        row=row,
         ready=ready,
         product=names[0] if names else "",
-        product_names=names,
         capacity=capacity,
         allocatable=allocatable,
         allocated=allocated,
@@ -378,30 +377,15 @@ def cluster_summary(inventory: GPUInventory, status: GPUInventoryStatus) -> shap
         ready_nodes=s.ready_nodes,
         unhealthy_gpus=s.unhealthy_gpus,
         stale_agents=s.stale_agents,
+        # Same field names as the API's models: copied by attribute.
         resources=[
-            shapes.ResourceUsage(
-                name=r.name,
-                capacity=r.capacity,
-                allocatable=r.allocatable,
-                allocated=r.allocated,
-                available=r.available,
-            )
-            for r in status.resources
+            shapes.ResourceUsage.model_validate(r, from_attributes=True) for r in status.resources
         ],
         products=[
-            shapes.ProductUsage(
-                product=p.product,
-                nodes=p.nodes,
-                gpus=p.gpus,
-                allocatable=p.allocatable,
-                allocated=p.allocated,
-                available=p.available,
-            )
-            for p in status.products
+            shapes.ProductUsage.model_validate(p, from_attributes=True) for p in status.products
         ],
         conditions=[
-            shapes.ConditionOut(type=c.type, status=c.status, reason=c.reason, message=c.message)
-            for c in status.conditions
+            shapes.ConditionOut.model_validate(c, from_attributes=True) for c in status.conditions
         ],
     )
 
