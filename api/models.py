@@ -26,15 +26,23 @@ MAX_REASONS = 8
 MAX_MIG_INSTANCES = 8
 MAX_NVLINKS = 36  # NVML_NVLINK_MAX_LINKS in nvidia-ml-py 13.x
 MAX_CONDITIONS = 16
+MAX_MESSAGE = 1024
+MAX_REASON = 256
 
 ShortStr = Annotated[str, StringConstraints(max_length=64)]
 NameStr = Annotated[str, StringConstraints(max_length=253)]
 LabelKey = Annotated[str, StringConstraints(max_length=317)]
 LabelValue = Annotated[str, StringConstraints(max_length=63)]
-MessageStr = Annotated[str, StringConstraints(max_length=1024)]
-ReasonStr = Annotated[str, StringConstraints(max_length=256)]
+MessageStr = Annotated[str, StringConstraints(max_length=MAX_MESSAGE)]
+ReasonStr = Annotated[str, StringConstraints(max_length=MAX_REASON)]
 Count = Annotated[int, Field(ge=0)]
 Percent = Annotated[int, Field(ge=0, le=100)]
+
+
+def clip(text: str, limit: int) -> str:
+    """`text` cut to fit a string bound of the schema, marked with "..." when cut."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
 
 HealthStatus = Literal["Healthy", "Degraded", "Unhealthy", "Unknown"]
 AgentState = Literal["Reporting", "Stale", "Missing", "NVMLUnavailable", "Invalid"]

@@ -34,11 +34,10 @@ class StatusSink(Protocol):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Turn:
-    """What one turn did: the report, why it was written (None: not due), and the outcome."""
+    """What one turn did: the report, and why it was written (None: not due)."""
 
     report: status.NodeReport
     reason: str | None
-    outcome: WriteOutcome | None
 
 
 def utcnow() -> datetime:
@@ -77,7 +76,6 @@ class Agent:
         self._nvml_up = False
         self._nvml_message = ""
         self._next_init: datetime | None = None
-        self._last_report: status.NodeReport | None = None
 
     # --- one turn -------------------------------------------------------------------------------
 
@@ -86,7 +84,6 @@ class Agent:
         report = status.build_report(
             reading,
             now=now,
-            read_at=now if reading is not None else None,
             xids=self.xids.snapshot(),
             vanished=self._seen.vanished(reading.devices) if reading is not None else (),
             nvml_message=self._nvml_message,
@@ -94,10 +91,9 @@ class Agent:
             pod_name=self.config.pod_name,
             policy=self.config.health,
         )
-        self._last_report = report
         reason = self.reporter.due(report, now)
         if reason is None:
-            return Turn(report, None, None)
+            return Turn(report, None)
         log.info("writing GPUNode/%s status (%s)", self.config.node_name, reason)
         outcome = self.sink.write(status.status_patch(report))
         if outcome.ok:
@@ -105,7 +101,7 @@ class Agent:
         else:
             wait = self.reporter.failed(now)
             log.warning("status write failed; next attempt in %.1fs", wait)
-        return Turn(report, reason, outcome)
+        return Turn(report, reason)
 
     def _read(self, now: datetime) -> NodeReading | None:
         if not self._ensure_nvml(now):
@@ -137,10 +133,8 @@ class Agent:
                 )
             self._nvml_down(now, str(error))
             return False
-        log.info("NVML initialised")
+        log.info("NVML initialised")  # the XID thread starts with the first read (`_read`)
         self._nvml_up, self._nvml_message, self._next_init = True, "", None
-        if self._threaded:
-            self.watcher.start()
         return True
 
     def _nvml_down(self, now: datetime, message: str) -> None:
@@ -155,16 +149,17 @@ class Agent:
     def run(self, stop: threading.Event) -> None:
         """Turn until `stop` is set; then stop the event thread and shut NVML down."""
         self._threaded = True
+        last: status.NodeReport | None = None
         try:
             while not stop.is_set():
                 now = self.clock()
                 try:
-                    self.run_once(now)
+                    last = self.run_once(now).report
                 except Exception:  # one bad turn must not end the agent
                     log.exception("agent turn failed")
                 if self.liveness is not None:
                     self.liveness.beat()
-                self._sleep(stop, self._seconds_to_next_turn(now))
+                self._sleep(stop, self._seconds_to_next_turn(now, last))
         finally:
             self.watcher.stop()
             self.backend.stop()
@@ -175,10 +170,10 @@ class Agent:
         """Start the next turn now (e.g. after a signal)."""
         self._wake.set()
 
-    def _seconds_to_next_turn(self, now: datetime) -> float:
+    def _seconds_to_next_turn(self, now: datetime, last: status.NodeReport | None) -> float:
         wait = self.config.read_interval_seconds
-        if self._last_report is not None:
-            wait = min(wait, self.reporter.seconds_until_due(self._last_report, now))
+        if last is not None:
+            wait = min(wait, self.reporter.seconds_until_due(last, now))
         if not self._nvml_up and self._next_init is not None:
             wait = min(wait, max((self._next_init - now).total_seconds(), 0.0))
         return max(wait, 0.01)

@@ -67,9 +67,9 @@ class XidWatcher:
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 
-    def drain(self, timeout: float = 0.0, *, now: datetime | None = None) -> int:
+    def drain(self, timeout: float = 0.0, *, now: datetime | None = None) -> None:
         """Wait up to `timeout` for events and record them, stamped `now` (default: the
-        clock on arrival); how many arrived."""
+        clock on arrival)."""
         seen = self._backend.wait_xids(timeout)
         now = now if now is not None else self._clock()
         for event in seen:
@@ -83,7 +83,6 @@ class XidWatcher:
             )
         if seen:
             self._on_event()
-        return len(seen)
 
     def start(self) -> None:
         if self.alive:

@@ -29,7 +29,6 @@ from gpu_inventory.nodeagent import xid
 from gpu_inventory.nodeagent.backend import LostReason
 
 _RANK: Final[dict[str, int]] = {"Healthy": 0, "Unknown": 1, "Degraded": 2, "Unhealthy": 3}
-_MAX_REASON: Final = 256
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -210,4 +209,4 @@ def _stamp(moment: datetime) -> str:
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
+    return models.clip(text, models.MAX_REASON)

@@ -49,25 +49,37 @@ def parser() -> argparse.ArgumentParser:
         help="fake backend: scenario file or shipped name (or $GPU_INVENTORY_SCENARIO)",
     )
     p.add_argument("--kubeconfig", help="default: $KUBECONFIG, in-cluster, ~/.kube/config")
-    p.add_argument("--interval", type=float, default=5.0, help="seconds between NVML reads (5)")
+    # Defaults come from the config dataclasses, the one place they are written.
+    agent, report, health = AgentConfig(node_name="-"), ReportPolicy(), HealthPolicy()
+    number: list[tuple[str, type, object, str]] = [
+        ("--interval", float, agent.read_interval_seconds, "seconds between NVML reads"),
+        ("--write-floor", float, report.write_floor_seconds, "min seconds between writes"),
+        ("--heartbeat", float, report.heartbeat_seconds, "max seconds between writes"),
+        (
+            "--memory-deadband-mib",
+            int,
+            report.memory_deadband_bytes // 2**20,
+            "memory-used change that counts",
+        ),
+        (
+            "--temperature-deadband",
+            int,
+            report.temperature_deadband_celsius,
+            "temperature change that counts (C)",
+        ),
+        ("--xid-window", float, health.xid_window_seconds, "seconds an XID counts"),
+        ("--nvml-retry", float, agent.nvml_retry_seconds, "seconds between NVML inits"),
+        ("--retry-initial", float, report.retry_initial_seconds, "first wait after a failed write"),
+        ("--retry-max", float, report.retry_max_seconds, "longest wait between writes"),
+    ]
+    for flag, kind, default, text in number:
+        p.add_argument(flag, type=kind, default=default, help=f"{text} (%(default)s)")
     p.add_argument(
-        "--write-floor", type=float, default=10.0, help="min seconds between writes (10)"
-    )
-    p.add_argument("--heartbeat", type=float, default=60.0, help="max seconds between writes (60)")
-    p.add_argument(
-        "--memory-deadband-mib", type=int, default=256, help="memory-used change that counts (256)"
+        "--health-host", default=agent.health_host, help="address of /healthz (%(default)s)"
     )
     p.add_argument(
-        "--temperature-deadband", type=int, default=5, help="temperature change that counts (5 C)"
+        "--health-port", type=int, default=agent.health_port, help="port of /healthz; 0 = any free"
     )
-    p.add_argument("--xid-window", type=float, default=86_400.0, help="seconds an XID counts")
-    p.add_argument("--nvml-retry", type=float, default=30.0, help="seconds between NVML inits")
-    p.add_argument(
-        "--retry-initial", type=float, default=5.0, help="first wait after a failed write"
-    )
-    p.add_argument("--retry-max", type=float, default=300.0, help="longest wait between writes")
-    p.add_argument("--health-host", default="0.0.0.0", help="address of /healthz (0.0.0.0)")
-    p.add_argument("--health-port", type=int, default=8081, help="port of /healthz; 0 = any free")
     p.add_argument("--log-level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
     return p
 

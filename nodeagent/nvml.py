@@ -19,8 +19,8 @@ from __future__ import annotations
 import ctypes
 import logging
 import threading
-from collections.abc import Callable, Hashable
-from typing import Any, Literal, TypeVar
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, Final, Literal, TypeVar
 
 import pydantic
 import pynvml
@@ -125,6 +125,8 @@ class NVMLBackend:
         self._identity: dict[int, tuple[str, str, str]] = {}
         self._uuid_by_handle: dict[Hashable, str] = {}
         self._warned: dict[int, str] = {}
+        self._links: dict[int, tuple[int, ...]] = {}
+        """GPU index -> the NVLinks its board has, learned on the first read."""
 
     # --- lifecycle ------------------------------------------------------------------------------
 
@@ -195,6 +197,15 @@ class NVMLBackend:
             self._warn_once(index, f"reading failed: {error!r}", trace=True)
             return DeviceReading(self._known(index), lost="Unreadable")
 
+    def _nvlink(self, index: int, h: Any) -> models.NVLink:
+        """Probe every possible link once per GPU, then read only the links it has (a PCIe
+        board would otherwise answer 18 NotSupported calls on every read)."""
+        states = _nvlink_states(h, self._links.get(index, _ALL_LINKS))
+        self._links[index] = tuple(link for link, _ in states)
+        if not states:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return _nvlink_model(states)
+
     def _warn_once(self, index: int, message: str, *, trace: bool = False) -> None:
         """Log a GPU's failure once per kind of failure, not on every read."""
         if self._warned.get(index) != message:
@@ -259,7 +270,7 @@ class NVMLBackend:
             "ecc": _ecc(f, h),
             "recovery_action": _recovery_action(f, h),
             "mig": _mig(f, h),
-            "nvlink": f.get("nvlink", lambda: _nvlink(h)),
+            "nvlink": f.get("nvlink", lambda: self._nvlink(index, h)),
             "persistence_mode": persistence == pynvml.NVML_FEATURE_ENABLED
             if persistence is not None
             else None,
@@ -383,9 +394,8 @@ def _ecc(f: _Fields, h: Any) -> models.EccCounts:
 def _memory_errors(f: _Fields, h: Any) -> dict[str, Any]:
     """Remapped rows on Ampere and later, retired pages before (dynamic page retirement docs:
     https://docs.nvidia.com/deploy/dynamic-page-retirement/); unknown architecture: try both."""
-    architecture = f.get("architecture", lambda: pynvml.nvmlDeviceGetArchitecture(h))
-    if "architecture" in f.unsupported:
-        f.unsupported.remove("architecture")  # not an API field; only steers the reads below
+    # No marker: the architecture is not an API field, it only steers the reads below.
+    architecture = f.get((), lambda: pynvml.nvmlDeviceGetArchitecture(h))
     remaps = decode.remaps_rows(architecture)
     rows = pages = None
     if remaps is False:
@@ -494,17 +504,23 @@ def _mig_instance(mig: Any) -> models.MigInstance:
     )
 
 
-def _nvlink(h: Any) -> models.NVLink:
+_ALL_LINKS: Final = tuple(range(min(pynvml.NVML_NVLINK_MAX_LINKS, models.MAX_NVLINKS)))
+
+
+def _nvlink_states(h: Any, links: Iterable[int]) -> list[tuple[int, bool]]:
+    """(link, up) for each link of `links` the board has; links it does not have are skipped."""
     states: list[tuple[int, bool]] = []
-    for link in range(min(pynvml.NVML_NVLINK_MAX_LINKS, models.MAX_NVLINKS)):
+    for link in links:
         try:
             states.append((link, pynvml.nvmlDeviceGetNvLinkState(h, link) == 1))
         except pynvml.NVMLError as error:
             if error_kind(error) == "absent" or error.value == pynvml.NVML_ERROR_INVALID_ARGUMENT:
                 continue  # this link does not exist on this board
             raise
-    if not states:
-        raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+    return states
+
+
+def _nvlink_model(states: list[tuple[int, bool]]) -> models.NVLink:
     return models.NVLink(
         links=len(states),
         active=sum(1 for _, up in states if up),

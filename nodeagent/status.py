@@ -16,8 +16,6 @@ from gpu_inventory.api import models
 from gpu_inventory.nodeagent import health
 from gpu_inventory.nodeagent.backend import DeviceReading, NodeReading
 
-_MAX_MESSAGE = 1024
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NodeReport:
@@ -57,7 +55,6 @@ def build_report(
     reading: NodeReading | None,
     *,
     now: datetime,
-    read_at: datetime | None,
     xids: Mapping[str, Sequence[models.XidEvent]],
     vanished: Sequence[models.GPU] = (),
     nvml_message: str = "",
@@ -72,7 +69,7 @@ def build_report(
         devices = [*reading.devices, *(DeviceReading(gpu, lost="Vanished") for gpu in vanished)]
         for device in devices:
             gpu = device.gpu.model_copy(update={"xids": list(xids.get(device.gpu.uuid, ()))})
-            verdict = health.assess(gpu, now=now, read_at=read_at, lost=device.lost, policy=policy)
+            verdict = health.assess(gpu, now=now, read_at=now, lost=device.lost, policy=policy)
             gpus.append(gpu.model_copy(update={"health": verdict}))
     agent = models.AgentInfo(
         version=version,
@@ -136,4 +133,4 @@ def _permission_notes(gpus: Sequence[models.GPU]) -> str:
 
 
 def _clip(text: str) -> str:
-    return text if len(text) <= _MAX_MESSAGE else text[: _MAX_MESSAGE - 3] + "..."
+    return models.clip(text, models.MAX_MESSAGE)

@@ -16,22 +16,19 @@ from typing import Any
 import urllib3
 from kubernetes import client
 
-from gpu_inventory.api import constants, errors
+from gpu_inventory.api import constants, errors, models
 from gpu_inventory.api.objects import gpunode_object
 
 log = logging.getLogger(__name__)
 
 _MERGE_PATCH = "application/merge-patch+json"
-_MAX_MESSAGE = 1024
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class WriteOutcome:
+    """Whether the status was written; why not is logged here, and the caller backs off."""
+
     ok: bool
-    refused: bool = False
-    """The API server's validation refused the content (HTTP 422): retrying the same content
-    will fail the same way until the readings change."""
-    message: str = ""
 
 
 class GPUNodeWriter:
@@ -60,14 +57,14 @@ class GPUNodeWriter:
             self.failures += 1
             if error.status == 422:
                 return self._refused(patch, error)
-            message = describe_error(error)
-            log.warning("GPUNode/%s: status not written: %s", self.node_name, message)
-            return WriteOutcome(ok=False, message=message)
+            log.warning("GPUNode/%s: status not written: %s", self.node_name, describe_error(error))
+            return WriteOutcome(ok=False)
         except (urllib3.exceptions.HTTPError, OSError) as error:
             self.failures += 1
-            message = describe_error(error)
-            log.warning("GPUNode/%s: API server unreachable: %s", self.node_name, message)
-            return WriteOutcome(ok=False, message=message)
+            log.warning(
+                "GPUNode/%s: API server unreachable: %s", self.node_name, describe_error(error)
+            )
+            return WriteOutcome(ok=False)
         self.writes += 1
         return WriteOutcome(ok=True)
 
@@ -110,9 +107,7 @@ class GPUNodeWriter:
         agent = copy.deepcopy(patch.get("status", {}).get("agent"))
         if isinstance(agent, dict):
             note = f"the API server refused this agent's readings: {message}"
-            agent["message"] = (
-                note[: _MAX_MESSAGE - 3] + "..." if len(note) > _MAX_MESSAGE else note
-            )
+            agent["message"] = models.clip(note, models.MAX_MESSAGE)
             try:
                 self._patch({"status": {"agent": agent}})
             except (client.ApiException, urllib3.exceptions.HTTPError, OSError) as again:
@@ -121,7 +116,7 @@ class GPUNodeWriter:
                     self.node_name,
                     describe_error(again),
                 )
-        return WriteOutcome(ok=False, refused=True, message=message)
+        return WriteOutcome(ok=False)
 
 
 def describe_error(error: BaseException) -> str:

@@ -50,9 +50,6 @@ def _row(
     return code, XidInfo(code, summary, xid_class, action, severity)
 
 
-APPLICATION_XIDS: Final = frozenset({13, 31, 43, 45, 68, 109})
-"""XIDs caused by the application, not the GPU: k8s-device-plugin's health check skips them."""
-
 CATALOGUE: Final[dict[int, XidInfo]] = dict(
     [
         # Application errors: restart the application; the GPU is fine (device-plugin ignores).
@@ -95,5 +92,5 @@ def classify(code: int) -> XidInfo:
     return XidInfo(code, "not in the catalogue", "Unknown", "Investigate", "Unhealthy")
 
 
-def is_application(code: int) -> bool:
-    return code in APPLICATION_XIDS
+APPLICATION_XIDS: Final = frozenset(c for c, i in CATALOGUE.items() if i.xid_class == "Application")
+"""XIDs caused by the application, not the GPU: k8s-device-plugin's health check skips them."""

@@ -125,8 +125,13 @@ def test_a_pre_ampere_gpu_reports_retired_pages_not_remapped_rows(nvml: Simulate
     assert "nvmlDeviceGetRemappedRows" not in nvml.calls
 
 
-def test_an_unknown_architecture_tries_both_memory_error_mechanisms(nvml: SimulatedNVML) -> None:
-    nvml.fail("nvmlDeviceGetArchitecture", pynvml.NVML_ERROR_NOT_SUPPORTED)
+@pytest.mark.parametrize(
+    "refusal", [pynvml.NVML_ERROR_NOT_SUPPORTED, pynvml.NVML_ERROR_NO_PERMISSION]
+)
+def test_an_unknown_architecture_tries_both_memory_error_mechanisms(
+    nvml: SimulatedNVML, refusal: int
+) -> None:
+    nvml.fail("nvmlDeviceGetArchitecture", refusal)
     nvml.fail("nvmlDeviceGetRetiredPages", pynvml.NVML_ERROR_NOT_SUPPORTED)
     read = gpu(started(nvml), 0)
     assert read.remapped_rows is not None
@@ -178,6 +183,22 @@ def test_a_board_without_nvlink_has_no_nvlink_reading(nvml: SimulatedNVML) -> No
     read = gpu(started(nvml), 3)
     assert read.nvlink is None
     assert "nvlink" in read.unsupported
+
+
+def test_links_a_board_does_not_have_are_probed_on_the_first_read_only(
+    nvml: SimulatedNVML,
+) -> None:
+    nvml.gpus = nvml.gpus[:1]
+    nvml.gpus[0].nvlink = [1] * 12  # a board with 12 of NVML's possible links
+    backend = started(nvml)
+    first = backend.read().devices[0].gpu
+    probed = nvml.calls.count("nvmlDeviceGetNvLinkState")
+    nvml.gpus[0].nvlink = [1] * 11 + [0]
+    second = backend.read().devices[0].gpu
+    assert probed > 12
+    assert nvml.calls.count("nvmlDeviceGetNvLinkState") - probed == 12
+    assert first.nvlink == models.NVLink(links=12, active=12, inactive_links=[])
+    assert second.nvlink == models.NVLink(links=12, active=11, inactive_links=[11])
 
 
 # --- each NVML error class ----------------------------------------------------------------------

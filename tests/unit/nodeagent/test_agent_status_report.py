@@ -25,7 +25,7 @@ def reading(*devices: DeviceReading) -> NodeReading:
 
 def build(node: NodeReading | None, **kwargs: object) -> status.NodeReport:
     kwargs.setdefault("xids", {})
-    return status.build_report(node, now=NOW, read_at=NOW, **kwargs)  # type: ignore[arg-type]
+    return status.build_report(node, now=NOW, **kwargs)  # type: ignore[arg-type]
 
 
 def test_a_healthy_node() -> None:
