@@ -2,7 +2,7 @@
 
 Pure: no I/O. Field names are snake_case in Python and camelCase on the wire. Every list and
 string is bounded (`maxItems`, `maxLength`), so a broken or hostile agent cannot write an object
-that approaches etcd's 1.5 MiB request limit; `tests/unit/test_crd_size.py` proves the bound.
+that approaches etcd's 1.5 MiB request limit; `tests/unit/api/test_crd_size.py` proves the bound.
 """
 
 from __future__ import annotations
@@ -37,6 +37,11 @@ MessageStr = Annotated[str, StringConstraints(max_length=MAX_MESSAGE)]
 ReasonStr = Annotated[str, StringConstraints(max_length=MAX_REASON)]
 Count = Annotated[int, Field(ge=0)]
 Percent = Annotated[int, Field(ge=0, le=100)]
+
+
+def map_list(key: str) -> dict[str, Any]:
+    """Schema extension: a list merged by `key`, as `listType=map` in Go types."""
+    return {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": [key]}
 
 
 def clip(text: str, limit: int) -> str:
@@ -104,7 +109,7 @@ Conditions = Annotated[
     list[Condition],
     Field(
         max_length=MAX_CONDITIONS,
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+        json_schema_extra=map_list("type"),
     ),
 ]
 
@@ -200,20 +205,14 @@ class GPUInventoryStatus(WireModel):
         list[ResourceTotals],
         Field(
             max_length=MAX_RESOURCE_NAMES * 4,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
+            json_schema_extra=map_list("name"),
         ),
     ] = []
     products: Annotated[
         list[ProductTotals],
         Field(
             max_length=MAX_PRODUCTS,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["product"],
-            },
+            json_schema_extra=map_list("product"),
         ),
     ] = []
     # Atomic, not a map keyed by name: one writer (the operator) owns every row, and a map list
@@ -368,10 +367,7 @@ class KubernetesView(WireModel):
         list[NodeResource],
         Field(
             max_length=MAX_RESOURCE_NAMES,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["name"],
-            },
+            json_schema_extra=map_list("name"),
         ),
     ] = []
     allocated: Annotated[Count, Field(description="Allocated units of the primary resource.")] = 0
@@ -395,10 +391,7 @@ class GPUNodeStatus(WireModel):
         list[GPU],
         Field(
             max_length=MAX_GPUS_PER_NODE,
-            json_schema_extra={
-                "x-kubernetes-list-type": "map",
-                "x-kubernetes-list-map-keys": ["uuid"],
-            },
+            json_schema_extra=map_list("uuid"),
         ),
     ] = []
     kubernetes: KubernetesView | None = None

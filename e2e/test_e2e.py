@@ -8,7 +8,6 @@ must agree with the numbers the scheduler would use.
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from mcp import Client, StdioServerParameters
 
 from gpu_inventory.api import constants
 from gpu_inventory.testing.controlplane import ControlPlane
-from gpu_inventory.testing.kubectl import kubectl_path
+from gpu_inventory.testing.kubectl import run_kubectl
 from gpu_inventory.testing.mcpcalls import answer_when
 from gpu_inventory.testing.system import (
     MIG_RESOURCE as MIG,
@@ -44,9 +43,7 @@ def system(cluster: ControlPlane) -> Iterator[GPUInventorySystem]:
 
 
 def kubectl(system: GPUInventorySystem, *args: str) -> str:
-    result = subprocess.run(
-        [kubectl_path(), *args], env=system.plane.env(), capture_output=True, text=True, timeout=60
-    )
+    result = run_kubectl(system.plane.kubeconfig, *args, timeout=60)
     assert result.returncode == 0, result.stderr
     return result.stdout
 

@@ -12,7 +12,6 @@ import argparse
 import json
 import shutil
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -27,7 +26,8 @@ from mcp.client.streamable_http import streamable_http_client
 
 from gpu_inventory.api import constants
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
-from gpu_inventory.testing.kubectl import kubectl_path
+from gpu_inventory.testing.kubectl import kubectl_path, run_kubectl
+from gpu_inventory.testing.mcpcalls import answer
 from gpu_inventory.testing.system import GPUInventorySystem, create_workload
 from gpu_inventory.testing.wait import eventually
 
@@ -39,41 +39,38 @@ def say(text: str = "") -> None:
 
 
 def kubectl(plane: ControlPlane, *args: str) -> str:
-    return subprocess.run(
-        [kubectl_path(), *args], env=plane.env(), capture_output=True, text=True, check=True
-    ).stdout
+    result = run_kubectl(plane.kubeconfig, *args)
+    result.check_returncode()
+    return result.stdout
 
 
 def wait_for_inventory(system: GPUInventorySystem) -> None:
-    custom_api = system.plane.api_client()
-    custom = client.CustomObjectsApi(custom_api)
+    with system.plane.api_client() as custom_api:
+        custom = client.CustomObjectsApi(custom_api)
+        eventually(lambda: _ready(system, custom), timeout=90, interval=0.5, what="the inventory")
 
-    def ready() -> None:
-        system.check_alive()
-        try:
-            inventory = custom.get_cluster_custom_object(
-                constants.GROUP, constants.VERSION, constants.INVENTORY_PLURAL, "cluster"
-            )
-        except client.ApiException as error:
-            raise AssertionError(f"GPUInventory/cluster: {error.reason}") from error
-        status = inventory.get("status", {})
-        conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
-        summary = status.get("summary", {})
-        assert conditions.get("Ready") == "True", conditions
-        assert summary.get("allocated") == WANT_ALLOCATED, summary
-        assert summary.get("staleAgents") == 0, summary
 
-    eventually(ready, timeout=90, interval=0.5, what="the inventory")
-    custom_api.close()
+def _ready(system: GPUInventorySystem, custom: client.CustomObjectsApi) -> None:
+    """Raises AssertionError until the inventory is Ready with the demo's numbers."""
+    system.check_alive()
+    try:
+        inventory = custom.get_cluster_custom_object(
+            constants.GROUP, constants.VERSION, constants.INVENTORY_PLURAL, "cluster"
+        )
+    except client.ApiException as error:
+        raise AssertionError(f"GPUInventory/cluster: {error.reason}") from error
+    status = inventory.get("status", {})
+    conditions = {c["type"]: c["status"] for c in status.get("conditions", [])}
+    summary = status.get("summary", {})
+    assert conditions.get("Ready") == "True", conditions
+    assert summary.get("allocated") == WANT_ALLOCATED, summary
+    assert summary.get("staleAgents") == 0, summary
 
 
 async def ask_mcp(url: str, token: str) -> dict[str, Any]:
     http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {token}"}, timeout=30)
     async with http, Client(streamable_http_client(url, http_client=http)) as session:
-        result = await session.call_tool("get_gpu_inventory", {"node": "gpu-t4-a"})
-        if result.is_error or result.structured_content is None:
-            raise RuntimeError(f"get_gpu_inventory failed: {result.content}")
-        return dict(result.structured_content)
+        return await answer(session, "get_gpu_inventory", {"node": "gpu-t4-a"})
 
 
 def wait_for_mcp(url: str, token: str) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from kubernetes import client
 from gpu_inventory.testing.binaries import REPO_ROOT
 from gpu_inventory.testing.builders import container, make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
-from gpu_inventory.testing.kubectl import kubectl_path
+from gpu_inventory.testing.kubectl import run_kubectl
 from gpu_inventory.testing.nodes import create_node
 
 NAMESPACE = "gpu-inventory"
@@ -106,12 +106,8 @@ class GPUInventorySystem:
 
     def install(self) -> None:
         """`kubectl apply -k manifests/` as an admin would, then the simulated GPU nodes."""
-        result = subprocess.run(
-            [kubectl_path(), "apply", "--server-side", "-k", str(REPO_ROOT / "manifests")],
-            env=self.plane.env(),
-            capture_output=True,
-            text=True,
-            timeout=120,
+        result = run_kubectl(
+            self.plane.kubeconfig, "apply", "--server-side", "-k", str(REPO_ROOT / "manifests")
         )
         if result.returncode != 0:
             raise RuntimeError(f"kubectl apply -k manifests/ failed:\n{result.stderr}")

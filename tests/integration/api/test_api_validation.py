@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -14,7 +13,7 @@ from kubernetes import client
 from gpu_inventory.api import constants, models
 from gpu_inventory.api.objects import gpunode_object, inventory_object
 from gpu_inventory.testing.controlplane import ControlPlane
-from gpu_inventory.testing.kubectl import kubectl_path
+from gpu_inventory.testing.kubectl import run_kubectl
 
 pytestmark = pytest.mark.cluster
 
@@ -330,9 +329,9 @@ def test_kubectl_prints_the_printer_columns(
     )
 
     def kubectl(*args: str) -> list[list[str]]:
-        out = subprocess.run(
-            [kubectl_path(), *args], env=cluster.env(), capture_output=True, text=True, check=True
-        ).stdout
+        result = run_kubectl(cluster.kubeconfig, *args)
+        assert result.returncode == 0, result.stderr
+        out = result.stdout
         return [line.split() for line in out.strip().splitlines()]
 
     header, row = kubectl("get", "gpuinventory")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gpu_inventory.testing.binaries import REPO_ROOT
-from gpu_inventory.testing.kubectl import kubectl_path
+from gpu_inventory.testing.kubectl import run_kubectl
 
 pytestmark = pytest.mark.cluster
 
@@ -32,13 +32,7 @@ def test_cluster_up_kubectl_cluster_down_leaves_no_process(tmp_path: Path) -> No
     pids = json.loads((cluster_dir / "controlplane.json").read_text())["pids"]
     try:
         assert all(_alive(pid) for pid in pids.values()), pids
-        namespaces = subprocess.run(
-            [kubectl_path(), "get", "ns", "-o", "name"],
-            env={**os.environ, "KUBECONFIG": str(cluster_dir / "kubeconfig")},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        namespaces = run_kubectl(cluster_dir / "kubeconfig", "get", "ns", "-o", "name", timeout=60)
         assert namespaces.returncode == 0, namespaces.stderr
         assert "namespace/default" in namespaces.stdout.split()
     finally:

@@ -13,7 +13,7 @@ from gpu_inventory.api.objects import gpunode_object
 from gpu_inventory.testing.binaries import REPO_ROOT
 from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane
-from gpu_inventory.testing.kubectl import kubectl_path
+from gpu_inventory.testing.kubectl import run_kubectl
 from gpu_inventory.testing.wait import eventually
 
 pytestmark = pytest.mark.cluster
@@ -23,9 +23,7 @@ G, V = constants.GROUP, constants.VERSION
 
 
 def kubectl(plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [kubectl_path(), *args], env=plane.env(), capture_output=True, text=True, timeout=120
-    )
+    return run_kubectl(plane.kubeconfig, *args)
 
 
 @pytest.fixture

@@ -22,23 +22,17 @@ from gpu_inventory.mcpserver.cache import InventoryCache, WatchTiming
 from gpu_inventory.mcpserver.server import RESOURCE_URI, build_server
 from gpu_inventory.mcpserver.settings import Settings
 from gpu_inventory.testing.controlplane import ControlPlane
+from gpu_inventory.testing.legacy_shape import (
+    LEGACY_GPU,
+    LEGACY_KUBERNETES,
+    LEGACY_NODE,
+    LEGACY_SUMMARY,
+    LEGACY_TOP,
+)
 from gpu_inventory.testing.mcpcalls import answer, answer_when, error_text
 from gpu_inventory.testing.wait import eventually_async
 
 pytestmark = pytest.mark.cluster
-
-LEGACY_TOP = {"status", "cluster_summary", "nodes"}
-LEGACY_SUMMARY = {
-    "total_nodes",
-    "total_gpus",
-    "gpus_allocatable",
-    "gpus_allocated",
-    "gpus_available",
-    "gpu_types",
-}
-LEGACY_NODE = {"node_name", "pod_name", "status", "kubernetes", "gpus"}
-LEGACY_KUBERNETES = {"labels", "conditions", "gpu_resources"}
-LEGACY_GPU = {"index", "name", "uuid", "memory_total", "temperature", "utilization"}
 
 
 def now() -> datetime:

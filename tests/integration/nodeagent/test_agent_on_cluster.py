@@ -36,7 +36,7 @@ from gpu_inventory.nodeagent.writer import GPUNodeWriter
 from gpu_inventory.testing.binaries import REPO_ROOT
 from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane
-from gpu_inventory.testing.kubectl import kubectl_path
+from gpu_inventory.testing.kubectl import run_kubectl
 from gpu_inventory.testing.nodes import create_node
 from gpu_inventory.testing.wait import eventually
 
@@ -369,13 +369,13 @@ def test_the_console_script_runs_as_its_serviceaccount_and_exits_0_on_sigterm(
     # the admission policy that pins it to its own node's GPUNode (not the workloads, so the
     # other suites' dry runs still see them as new).
     files = ("namespace.yaml", "agent-rbac.yaml", "agent-admission-policy.yaml")
-    applied = subprocess.run(
-        [kubectl_path(), "apply", "--server-side", "-n", NAMESPACE]
-        + [arg for name in files for arg in ("-f", str(REPO_ROOT / "manifests" / name))],
-        env=cluster.env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
+    applied = run_kubectl(
+        cluster.kubeconfig,
+        "apply",
+        "--server-side",
+        "-n",
+        NAMESPACE,
+        *(arg for name in files for arg in ("-f", str(REPO_ROOT / "manifests" / name))),
     )
     assert applied.returncode == 0, applied.stderr
     uid = add_node(k8s, "gpu-cli")

@@ -11,20 +11,15 @@ import pytest
 from gpu_inventory.api.models import Condition, GPUNode, NodeResource, RemappedRows
 from gpu_inventory.mcpserver import samples, shapes, views
 from gpu_inventory.mcpserver.snapshot import Snapshot
+from gpu_inventory.testing.legacy_shape import (
+    LEGACY_GPU,
+    LEGACY_GPU_RESOURCES,
+    LEGACY_KUBERNETES,
+    LEGACY_NODE,
+    LEGACY_SUMMARY,
+)
 
 NOW = samples.EPOCH + timedelta(minutes=1)
-LEGACY_SUMMARY = {
-    "total_nodes",
-    "total_gpus",
-    "gpus_allocatable",
-    "gpus_allocated",
-    "gpus_available",
-    "gpu_types",
-}
-LEGACY_NODE = {"node_name", "pod_name", "status", "kubernetes", "gpus"}
-LEGACY_KUBERNETES = {"labels", "conditions", "gpu_resources"}
-LEGACY_GPU_RESOURCES = {"capacity", "allocatable", "allocated"}
-LEGACY_GPU = {"index", "name", "uuid", "memory_total", "temperature", "utilization"}
 
 
 def snapshot_of(*nodes: GPUNode, **inventory_args: object) -> Snapshot:
