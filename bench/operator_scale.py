@@ -33,17 +33,16 @@ import sys
 import tempfile
 import threading
 import time
-import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
-from prometheus_client.parser import text_string_to_metric_families
 
 from gpu_inventory.api import constants
 from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
+from gpu_inventory.testing.metrics import Samples, scrape
 from gpu_inventory.testing.nodes import create_node
 
 G, V = constants.GROUP, constants.VERSION
@@ -120,21 +119,7 @@ def ready(status: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
 
 
-Metrics = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def metrics(port: int) -> Metrics:
-    url = f"http://127.0.0.1:{port}/metrics"
-    with urllib.request.urlopen(url, timeout=10) as response:
-        text = response.read().decode()
-    out: Metrics = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return out
-
-
-def writes(sample: Metrics, kind: str, result: str = "ok") -> float:
+def writes(sample: Samples, kind: str, result: str = "ok") -> float:
     key = ("gpu_inventory_operator_status_writes_total", (("kind", kind), ("result", result)))
     return sample.get(key, 0.0)
 
@@ -253,7 +238,7 @@ def main() -> int:
         order = [n for n in nodes if capacity[n] > 0]
         rng.shuffle(order)
         cursor = 0
-        before = metrics(metrics_port)
+        before = scrape(metrics_port)
         churn_began = time.monotonic()
         interval = 1.0 / args.churn_rate
         lag = int(args.churn_rate * 5)  # delete pods created >= 5 s ago: no same-node collisions
@@ -290,7 +275,7 @@ def main() -> int:
                 inventory.lock.wait(0.5)
                 rows, seen_at = inventory.rows, inventory.seen_at
             pending = _resolve(pending, rows, seen_at, latencies)
-        after = metrics(metrics_port)
+        after = scrape(metrics_port)
 
         def rate(kind: str, result: str = "ok") -> float:
             return (writes(after, kind, result) - writes(before, kind, result)) / churn_took

@@ -42,3 +42,13 @@ async def eventually_async(
                 label = f" waiting for {what}" if what else ""
                 raise AssertionError(f"timed out after {timeout}s{label}: {error}") from error
         await asyncio.sleep(interval)
+
+
+def holds(condition: bool, message: object = "") -> None:
+    """`assert` as a function, for the probes (often lambdas) that `eventually` polls."""
+    assert condition, message
+
+
+def equals(got: object, want: object) -> None:
+    """`assert got == want` as a function, naming both sides when it fails."""
+    assert got == want, f"{got!r} != {want!r}"

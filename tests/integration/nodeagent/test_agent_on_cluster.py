@@ -38,7 +38,7 @@ from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.kubectl import run_kubectl
 from gpu_inventory.testing.nodes import create_node
-from gpu_inventory.testing.wait import eventually
+from gpu_inventory.testing.wait import eventually, holds
 
 pytestmark = pytest.mark.cluster
 
@@ -230,9 +230,7 @@ def test_a_status_the_crd_refuses_is_logged_and_retried_while_the_agent_runs(
     add_node(k8s, "gpu-40")
     caplog.set_level(logging.INFO, logger="gpu_inventory.nodeagent")
     with running_agent(cluster, "gpu-40", "too-many-gpus", retry_initial=0.2) as run:
-        eventually(
-            lambda: _assert(run.writer.failures >= 3), timeout=20, what="three refused writes"
-        )
+        eventually(lambda: holds(run.writer.failures >= 3), timeout=20, what="three refused writes")
         assert run.thread.is_alive()
         refusals = [
             r.getMessage()
@@ -274,7 +272,7 @@ def test_the_agent_never_touches_the_operators_status_kubernetes(
         field_manager=constants.OPERATOR_FIELD_MANAGER,
     )
     with running_agent(cluster, "gpu-shared", "t4-single", floor=0.3, heartbeat=0.6) as run:
-        eventually(lambda: _assert(run.writer.writes >= 3), timeout=20, what="three writes")
+        eventually(lambda: holds(run.writer.writes >= 3), timeout=20, what="three writes")
     body = gpunode(k8s, "gpu-shared")
     assert body["status"]["kubernetes"] == operator_view
     assert body["status"]["gpus"][0]["name"] == "Tesla T4"
@@ -328,7 +326,7 @@ def test_without_its_node_the_agent_reports_why_and_keeps_trying(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="gpu_inventory.nodeagent")
     with running_agent(cluster, "gpu-ghost", "t4-single", retry_initial=0.2) as run:
-        eventually(lambda: _assert(run.writer.failures >= 2), timeout=20, what="two failures")
+        eventually(lambda: holds(run.writer.failures >= 2), timeout=20, what="two failures")
         assert run.thread.is_alive()
     assert 'nodes \\"gpu-ghost\\" not found' in caplog.text or 'nodes "gpu-ghost" not found' in (
         caplog.text
@@ -440,7 +438,3 @@ def test_the_console_script_runs_as_its_serviceaccount_and_exits_0_on_sigterm(
     assert "received SIGTERM; stopping" in output
     assert "agent stopped" in output
     assert "Traceback" not in output
-
-
-def _assert(condition: bool) -> None:
-    assert condition

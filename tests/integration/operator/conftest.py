@@ -13,17 +13,16 @@ import os
 import signal
 import subprocess
 import sys
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client
-from prometheus_client.parser import text_string_to_metric_families
 
 from gpu_inventory.api import constants
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
+from gpu_inventory.testing.metrics import Samples, scrape
 from gpu_inventory.testing.nodes import create_node
 from gpu_inventory.testing.wait import eventually
 
@@ -65,19 +64,12 @@ class OperatorProcess:
             stderr=subprocess.STDOUT,
         )
 
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        """Every sample of /metrics, keyed by (name, sorted labels)."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+    def metrics(self) -> Samples:
+        """Every sample of /metrics; AssertionError while it is not served yet."""
         try:
-            with urllib.request.urlopen(url, timeout=5) as response:
-                text = response.read().decode()
+            return scrape(self.metrics_port, timeout=5)
         except OSError as error:  # not listening yet: keep polling
             raise AssertionError(f"metrics not served yet: {error}") from error
-        samples: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-        return samples
 
     def metric(self, name: str, **labels: str) -> float:
         return self.metrics().get((name, tuple(sorted(labels.items()))), 0.0)
@@ -207,6 +199,18 @@ class Kube:
 
     def gpunode(self, name: str) -> dict[str, Any]:
         return dict(self.custom.get_cluster_custom_object(G, V, constants.NODE_PLURAL, name))
+
+    def view(self, name: str, *, allocated: int | None = None) -> dict[str, Any]:
+        """GPUNode `name`'s `status.kubernetes`; AssertionError until the operator wrote it
+        (with `allocated`, until it shows that many)."""
+        try:
+            view = (self.gpunode(name).get("status") or {}).get("kubernetes")
+        except client.ApiException as error:
+            raise AssertionError(f"no GPUNode {name} yet") from error
+        assert view is not None, f"GPUNode {name}: status.kubernetes not written yet"
+        if allocated is not None:
+            assert view["allocated"] == allocated, view
+        return dict(view)
 
     def gpunode_names(self) -> set[str]:
         items = self.custom.list_cluster_custom_object(G, V, constants.NODE_PLURAL)["items"]

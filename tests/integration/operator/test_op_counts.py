@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 
 from gpu_inventory.testing.builders import container, make_node, make_pod
-from gpu_inventory.testing.wait import eventually
+from gpu_inventory.testing.wait import equals, eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -101,7 +101,7 @@ def test_allocated_equals_what_the_scheduler_counts(
 
     kube.wait_for(exact, what="the scheduler's numbers")
 
-    view = eventually(lambda: _view(kube, "gpu-a", allocated=5), timeout=20)
+    view = eventually(lambda: kube.view("gpu-a", allocated=5), timeout=20)
     assert view["gpuResources"] == [{"name": GPU, "capacity": 8, "allocatable": 8, "allocated": 5}]
     assert view["labels"]["topology.kubernetes.io/zone"] == "z1"
     assert "kubernetes.io/hostname" not in view["labels"]  # not a GPU-relevant label
@@ -127,7 +127,7 @@ def test_allocated_equals_what_the_scheduler_counts(
     kube.core.delete_node("shared-c")
     kube.wait_for(lambda s: _assert_rows(s, {"gpu-a", "mig-b"}), what="shared-c's row to go")
     eventually(
-        lambda: _assert_equal(kube.gpunode_names(), {"gpu-a", "mig-b"}),
+        lambda: equals(kube.gpunode_names(), {"gpu-a", "mig-b"}),
         timeout=90,
         what="the garbage collector to delete GPUNode shared-c",
     )
@@ -140,32 +140,17 @@ def test_allocated_equals_what_the_scheduler_counts(
         assert kube.condition(status, "Degraded") == ("True", "NodesNotReady")
 
     kube.wait_for(arrived, what="gpu-e's row")
-    eventually(lambda: _view(kube, "gpu-e", allocated=0), timeout=20)
-
-
-def _view(kube: Any, name: str, *, allocated: int) -> dict[str, Any]:
-    try:
-        body = kube.gpunode(name)
-    except client.ApiException as error:
-        raise AssertionError(f"GPUNode {name} not there yet") from error
-    view = (body.get("status") or {}).get("kubernetes")
-    assert view is not None, "status.kubernetes not written yet"
-    assert view["allocated"] == allocated
-    return dict(view)
+    eventually(lambda: kube.view("gpu-e", allocated=0), timeout=20)
 
 
 def _assert_rows(status: dict[str, Any], names: set[str]) -> None:
     assert set(rows(status)) == names
 
 
-def _assert_equal(got: object, want: object) -> None:
-    assert got == want
-
-
 def test_the_spec_decides_what_counts(operator: Any, kube: Any, namespace: str) -> None:
     kube.create_node(make_node("n1", gpus=2, resources={SHARED: "20"}))
     kube.create_pod(make_pod("p", namespace=namespace, node="n1", resources={SHARED: "3"}))
-    kube.wait_for(lambda s: _assert_equal(s["summary"]["allocated"], 0))
+    kube.wait_for(lambda s: equals(s["summary"]["allocated"], 0))
     kube.custom.patch_cluster_custom_object(
         "gpuinventory.io",
         "v1alpha1",
@@ -191,7 +176,7 @@ def test_the_spec_decides_what_counts(operator: Any, kube: Any, namespace: str) 
     )
 
     def relabelled() -> None:
-        view = _view(kube, "n1", allocated=3)
+        view = kube.view("n1", allocated=3)
         assert view["labels"] == {"nvidia.com/gpu.product": "Tesla-T4", "team": "ml"}
 
     eventually(relabelled, timeout=20, what="the GPUNode labels to follow the new prefixes")
@@ -216,10 +201,10 @@ def test_agent_fields_are_never_touched(operator: Any, kube: Any) -> None:
     eventually(agent_writes, timeout=20, what="the operator to create GPUNode n1")
     # An agent whose clock says 2099 is not trusted: Invalid, and Degraded says so.
     status = kube.wait_for(
-        lambda s: _assert_equal(s["nodes"][0]["agent"], "Invalid"), what="agent Invalid"
+        lambda s: equals(s["nodes"][0]["agent"], "Invalid"), what="agent Invalid"
     )
     assert kube.condition(status, "Degraded") == ("True", "AgentsStale")
-    view = eventually(lambda: _view(kube, "n1", allocated=0), timeout=20)
+    view = eventually(lambda: kube.view("n1", allocated=0), timeout=20)
     assert view["agentState"] == "Invalid"
     after = kube.gpunode("n1")["status"]
     assert after["agent"] == agent_status["agent"]

@@ -12,7 +12,7 @@ import pytest
 
 from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane
-from gpu_inventory.testing.wait import eventually
+from gpu_inventory.testing.wait import eventually, holds
 
 pytestmark = pytest.mark.cluster
 
@@ -37,9 +37,7 @@ def test_a_pod_with_an_absurd_quantity_is_skipped_and_logged(
     kube.create_pod(make_pod("absurd", namespace=namespace, node="n1", resources={GPU: "10000000"}))
     kube.wait_for(allocated(2), what="the absurd pod to be left out")
     eventually(
-        lambda: _assert(
-            operator.metric("gpu_inventory_operator_objects", kind="skipped_pods") == 1
-        ),
+        lambda: holds(operator.metric("gpu_inventory_operator_objects", kind="skipped_pods") == 1),
         timeout=20,
     )
     assert f"pod {namespace}/absurd skipped" in operator.log()
@@ -157,7 +155,3 @@ def _compact_etcd(plane: ControlPlane) -> None:
 
     revision = int(post("/v3/kv/range", {"key": "YQ=="})["header"]["revision"])
     post("/v3/kv/compaction", {"revision": revision, "physical": True})
-
-
-def _assert(condition: bool) -> None:
-    assert condition

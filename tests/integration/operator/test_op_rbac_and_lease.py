@@ -19,7 +19,7 @@ from kubernetes import client
 from gpu_inventory.testing.binaries import REPO_ROOT
 from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane
-from gpu_inventory.testing.wait import eventually
+from gpu_inventory.testing.wait import equals, eventually
 
 pytestmark = pytest.mark.cluster
 
@@ -95,19 +95,8 @@ def test_shipped_rbac_suffices_and_a_missing_permission_stalls_the_inventory(
         assert kube.condition(status, "Ready") == ("True", "InventoryCurrent")
 
     kube.wait_for(recovered, timeout=30, what="recovery once RBAC allows the write")
-    view = eventually(
-        lambda: _kubernetes_view(kube, "n1"), timeout=20, what="GPUNode status.kubernetes"
-    )
+    view = eventually(lambda: kube.view("n1"), timeout=20, what="GPUNode status.kubernetes")
     assert view["allocated"] == 1
-
-
-def _kubernetes_view(kube: Any, name: str) -> dict[str, Any]:
-    try:
-        view = (kube.gpunode(name).get("status") or {}).get("kubernetes")
-    except client.ApiException as error:
-        raise AssertionError(f"no GPUNode {name} yet") from error
-    assert view is not None
-    return dict(view)
 
 
 def test_two_replicas_one_writer_and_failover(
@@ -117,10 +106,10 @@ def test_two_replicas_one_writer_and_failover(
     args = ("--lease-namespace", namespace)
     first = start_operator(args=(*args, "--identity", "first"), env=fast_lease)
     kube.create_node(make_node("n1", gpus=4))
-    kube.wait_for(lambda s: _equal(s["summary"]["nodes"], 1), timeout=30)
+    kube.wait_for(lambda s: equals(s["summary"]["nodes"], 1), timeout=30)
     second = start_operator(args=(*args, "--identity", "second"), env=fast_lease)
     eventually(
-        lambda: _equal((first.metric(LEADER), second.metric(LEADER)), (1.0, 0.0)),
+        lambda: equals((first.metric(LEADER), second.metric(LEADER)), (1.0, 0.0)),
         timeout=20,
         what="one leader and one standby",
     )
@@ -134,12 +123,8 @@ def test_two_replicas_one_writer_and_failover(
     assert writes == 0, "the standby wrote"
 
     first.stop()  # releases the Lease on the way out
-    eventually(lambda: _equal(second.metric(LEADER), 1.0), timeout=20, what="the takeover")
+    eventually(lambda: equals(second.metric(LEADER), 1.0), timeout=20, what="the takeover")
     kube.create_pod(make_pod("p", namespace=namespace, node="n1", gpus=3))
     kube.wait_for(
-        lambda s: _equal(s["summary"]["allocated"], 3), timeout=20, what="the new leader to write"
+        lambda s: equals(s["summary"]["allocated"], 3), timeout=20, what="the new leader to write"
     )
-
-
-def _equal(got: object, want: object) -> None:
-    assert got == want, f"{got!r} != {want!r}"

@@ -17,7 +17,7 @@ from gpu_inventory.nodeagent.config import AgentConfig
 from gpu_inventory.nodeagent.fake import FakeBackend, load_scenario
 from gpu_inventory.nodeagent.reporter import ReportPolicy
 from gpu_inventory.nodeagent.writer import WriteOutcome
-from gpu_inventory.testing.wait import eventually
+from gpu_inventory.testing.wait import eventually, holds
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 
@@ -233,7 +233,7 @@ def test_run_survives_a_bad_turn_and_stops_cleanly_on_request() -> None:
     )
     agent = Agent(config, backend, sink)
     with running(agent) as thread:
-        eventually(lambda: _assert(len(sink.patches) >= 2), timeout=10, what="writes")
+        eventually(lambda: holds(len(sink.patches) >= 2), timeout=10, what="writes")
         assert thread.is_alive()
     assert not thread.is_alive()
     assert fake.started is False  # stop() was called: the event thread is gone, NVML shut down
@@ -253,11 +253,11 @@ def test_run_records_xids_from_its_event_thread() -> None:
     )
     agent = Agent(config, backend, sink)
     with running(agent) as thread:
-        eventually(lambda: _assert(len(sink.patches) == 1), timeout=10, what="first write")
-        eventually(lambda: _assert(agent.watcher.alive), timeout=10, what="event thread")
+        eventually(lambda: holds(len(sink.patches) == 1), timeout=10, what="first write")
+        eventually(lambda: holds(agent.watcher.alive), timeout=10, what="event thread")
         clock.seconds = 10  # XID 79 on GPU 3
         eventually(
-            lambda: _assert(sink.last["gpus"][3]["health"]["status"] == "Unhealthy"),
+            lambda: holds(sink.last["gpus"][3]["health"]["status"] == "Unhealthy"),
             timeout=10,
             what="the XID to be written",
         )
@@ -273,11 +273,7 @@ def test_an_unavailable_backend_in_the_event_thread_ends_that_thread_only() -> N
     _, scenario = load_scenario("t4-single")
     agent = Agent(AgentConfig(node_name="n"), Gone(FakeBackend(scenario)), Sink())
     agent.watcher.start()
-    eventually(lambda: _assert(not agent.watcher.alive), timeout=10, what="thread end")
-
-
-def _assert(condition: bool) -> None:
-    assert condition
+    eventually(lambda: holds(not agent.watcher.alive), timeout=10, what="thread end")
 
 
 @pytest.mark.parametrize(
