@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
 from mcp.server import MCPServer
@@ -35,7 +35,6 @@ from starlette.responses import JSONResponse, Response
 from gpu_inventory.mcpserver import auth, kube, shapes, views
 from gpu_inventory.mcpserver.cache import InventoryCache, WatchTiming
 from gpu_inventory.mcpserver.settings import Settings
-from gpu_inventory.mcpserver.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +144,17 @@ def build_server(
     max_staleness = settings.max_staleness_seconds
     memo = views.NodeOutMemo()
 
-    def answer(compute: Callable[[Snapshot, datetime], _T]) -> _T:
-        """Run a view on the current snapshot; expected failures become readable tool errors."""
+    def answer(
+        view: Callable[..., _T], *, error: type[Exception] = ToolError, **arguments: Any
+    ) -> _T:
+        """`view` on the current snapshot; expected failures become readable tool (or resource)
+        errors, never a stack trace."""
         try:
-            return compute(watched.snapshot(), clock())
-        except (ValueError, views.InventoryUnavailableError) as error:
-            raise ToolError(str(error)) from error
+            return view(
+                watched.snapshot(), now=clock(), max_staleness_seconds=max_staleness, **arguments
+            )
+        except (ValueError, views.InventoryUnavailableError) as failure:
+            raise error(str(failure)) from failure
 
     @mcp.tool(title="GPU inventory", annotations=_READ_ONLY)
     def get_gpu_inventory(
@@ -187,17 +191,13 @@ def build_server(
         narrow the node list but never the summary. An unknown node or product is an error
         that lists the valid values."""
         return answer(
-            lambda snapshot, now: views.inventory_answer(
-                snapshot,
-                now=now,
-                max_staleness_seconds=max_staleness,
-                include_k8s_metadata=include_k8s_metadata,
-                node=node,
-                product=product,
-                only_unhealthy=only_unhealthy,
-                limit=limit,
-                memo=memo,
-            )
+            views.inventory_answer,
+            include_k8s_metadata=include_k8s_metadata,
+            node=node,
+            product=product,
+            only_unhealthy=only_unhealthy,
+            limit=limit,
+            memo=memo,
         )
 
     @mcp.tool(title="GPU health", annotations=_READ_ONLY)
@@ -215,11 +215,7 @@ def build_server(
         RestartApplication, Investigate, ResetGPU, DrainAndResetGPU, RebootNode or ReplaceGPU).
         Also lists GPU nodes that are NotReady and nodes whose agent stopped reporting.
         Nothing is changed: acting on the advice is up to the operator of the cluster."""
-        return answer(
-            lambda snapshot, now: views.health_answer(
-                snapshot, now=now, max_staleness_seconds=max_staleness, severity=severity
-            )
-        )
+        return answer(views.health_answer, severity=severity)
 
     @mcp.tool(title="Find GPU capacity", annotations=_READ_ONLY)
     def find_gpu_capacity(
@@ -244,15 +240,7 @@ def build_server(
         GPU unhealthy. Best first means tightest fit first (least left over): placing a job in
         the smallest gap that holds it keeps whole nodes free for the large jobs that need
         them. Taints, affinity and other resources are not considered."""
-        return answer(
-            lambda snapshot, now: views.capacity_answer(
-                snapshot,
-                now=now,
-                max_staleness_seconds=max_staleness,
-                count=count,
-                product=product,
-            )
-        )
+        return answer(views.capacity_answer, count=count, product=product)
 
     @mcp.resource(
         RESOURCE_URI,
@@ -263,13 +251,7 @@ def build_server(
         mime_type="application/json",
     )
     def inventory_summary() -> str:
-        try:
-            summary = views.inventory_resource(
-                watched.snapshot(), now=clock(), max_staleness_seconds=max_staleness
-            )
-        except views.InventoryUnavailableError as error:
-            raise ResourceError(str(error)) from error
-        return summary.model_dump_json()
+        return answer(views.inventory_resource, error=ResourceError).model_dump_json()
 
     async def healthz(_: Request) -> Response:
         """Liveness: the process serves HTTP. Open, no auth."""
