@@ -77,13 +77,21 @@ async def connect(kubeconfig: Path) -> AsyncIterator[Client]:
         yield client
 
 
-async def test_inventory_from_real_crs_keeps_the_legacy_shape(
-    cluster: ControlPlane, objects: Any
-) -> None:
+@asynccontextmanager
+async def serving_the_sample_cluster(cluster: ControlPlane, objects: Any) -> AsyncIterator[Client]:
+    """`cluster_nodes()` and their inventory as real CRs, and a server whose cache has them."""
     nodes = cluster_nodes()
     objects.put(samples.inventory(nodes), *nodes)
     async with connect(cluster.kubeconfig) as client:
-        data = await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+        yield client
+
+
+async def test_inventory_from_real_crs_keeps_the_legacy_shape(
+    cluster: ControlPlane, objects: Any
+) -> None:
+    async with serving_the_sample_cluster(cluster, objects) as client:
+        data = await answer(client, "get_gpu_inventory")
 
     assert data.keys() >= LEGACY_TOP
     assert data["status"] == "success"
@@ -127,10 +135,7 @@ async def test_inventory_from_real_crs_keeps_the_legacy_shape(
 
 
 async def test_every_filter_on_real_crs(cluster: ControlPlane, objects: Any) -> None:
-    nodes = cluster_nodes()
-    objects.put(samples.inventory(nodes), *nodes)
-    async with connect(cluster.kubeconfig) as client:
-        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+    async with serving_the_sample_cluster(cluster, objects) as client:
 
         def names(data: dict[str, Any]) -> list[str]:
             return [n["node_name"] for n in data["nodes"]]
@@ -162,11 +167,7 @@ async def test_every_filter_on_real_crs(cluster: ControlPlane, objects: Any) -> 
 
 
 async def test_health_and_capacity_on_real_crs(cluster: ControlPlane, objects: Any) -> None:
-    nodes = cluster_nodes()
-    objects.put(samples.inventory(nodes), *nodes)
-    async with connect(cluster.kubeconfig) as client:
-        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
-
+    async with serving_the_sample_cluster(cluster, objects) as client:
         health = await answer(client, "get_gpu_health")
         assert [(g["node_name"], g["index"]) for g in health["gpus"]] == [("t4-b", 1)]
         assert health["gpus"][0]["recommended_action"] == "RebootNode"
@@ -186,11 +187,7 @@ async def test_health_and_capacity_on_real_crs(cluster: ControlPlane, objects: A
 
 
 async def test_answers_follow_the_crs_as_they_change(cluster: ControlPlane, objects: Any) -> None:
-    nodes = cluster_nodes()
-    objects.put(samples.inventory(nodes), *nodes)
-    async with connect(cluster.kubeconfig) as client:
-        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
-
+    async with serving_the_sample_cluster(cluster, objects) as client:
         busy = samples.gpunode("t4-a", gpus=4, allocated=4, heartbeat=now())
         objects.put_node(busy)
         await answer_when(
@@ -208,12 +205,12 @@ async def test_answers_follow_the_crs_as_they_change(cluster: ControlPlane, obje
 async def test_resource_update_is_published_when_the_cr_changes(
     cluster: ControlPlane, objects: Any
 ) -> None:
-    nodes = cluster_nodes()
-    objects.put(samples.inventory(nodes), *nodes)
-    async with connect(cluster.kubeconfig) as client:
-        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+    async with serving_the_sample_cluster(cluster, objects) as client:
         async with client.listen(resource_subscriptions=[RESOURCE_URI]) as subscription:
-            busier = (samples.gpunode("t4-a", gpus=4, allocated=3, heartbeat=now()), *nodes[1:])
+            busier = (
+                samples.gpunode("t4-a", gpus=4, allocated=3, heartbeat=now()),
+                *cluster_nodes()[1:],
+            )
             objects.put_inventory(samples.inventory(busier))
             with anyio.fail_after(15):
                 event = await anext(subscription)
@@ -260,11 +257,7 @@ async def test_an_unreachable_api_server_is_a_clear_error(unreachable_kubeconfig
 async def test_the_cache_recovers_when_the_api_server_restarts(
     cluster: ControlPlane, objects: Any
 ) -> None:
-    nodes = cluster_nodes()
-    objects.put(samples.inventory(nodes), *nodes)
-    async with connect(cluster.kubeconfig) as client:
-        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
-
+    async with serving_the_sample_cluster(cluster, objects) as client:
         async with anyio.create_task_group() as restart:
             restart.start_soon(anyio.to_thread.run_sync, cluster.restart_apiserver)
             # While it is away (its graceful shutdown alone takes a while), answers come from
@@ -289,8 +282,6 @@ async def test_the_cache_recovers_when_the_api_server_restarts(
 async def test_a_tool_call_sends_no_api_request(
     cluster: ControlPlane, objects: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    nodes = cluster_nodes()
-    objects.put(samples.inventory(nodes), *nodes)
     senders: list[str] = []
     original = urllib3.PoolManager.urlopen
 
@@ -298,8 +289,7 @@ async def test_a_tool_call_sends_no_api_request(
         senders.append(threading.current_thread().name)
         return original(self, *args, **kwargs)
 
-    async with connect(cluster.kubeconfig) as client:
-        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 3)
+    async with serving_the_sample_cluster(cluster, objects) as client:
         monkeypatch.setattr(urllib3.PoolManager, "urlopen", counting)
         for tool, args in [
             ("get_gpu_inventory", {}),
