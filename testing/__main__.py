@@ -1,4 +1,4 @@
-"""`gpu-inventory-controlplane up|down|status`: the local control plane for people.
+"""`python -m gpu_inventory.testing up|down|status`: the local control plane for people.
 
 `make cluster-up` runs `up --dir .cluster`: the processes keep running in the background and
 `.cluster/kubeconfig` is the admin kubeconfig; `make cluster-down` stops them by pid.
@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-from gpu_inventory.testing.controlplane import STATE_FILE, ControlPlane, _alive, stop_detached
+from gpu_inventory.testing.controlplane import STATE_FILE, ControlPlane, alive, stop_detached
 from gpu_inventory.testing.kubectl import kubectl_path
 
 
@@ -50,12 +50,12 @@ def status(workdir: Path) -> int:
         return 1
     state = json.loads(state_path.read_text())
     for name, pid in state["pids"].items():
-        print(f"{name:<24} pid {pid:<8} {'running' if _alive(pid) else 'gone'}")
+        print(f"{name:<24} pid {pid:<8} {'running' if alive(pid) else 'gone'}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="gpu-inventory-controlplane", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m gpu_inventory.testing", description=__doc__)
     parser.add_argument("command", choices=("up", "down", "status"))
     parser.add_argument("--dir", type=Path, default=Path(".cluster"), help="working directory")
     parser.add_argument("--no-crds", action="store_true", help="do not install crds/")

@@ -107,7 +107,7 @@ def _terminate(pid: int, *, wait: Callable[[float], object] | None = None) -> No
                 return
             except subprocess.TimeoutExpired:
                 continue
-        if not _alive(pid):
+        if not alive(pid):
             return
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError):
@@ -116,16 +116,20 @@ def _terminate(pid: int, *, wait: Callable[[float], object] | None = None) -> No
         wait(STOP_TIMEOUT)
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether `pid` runs. A zombie does not: ours is reaped here; another's (its parent, e.g.
+    the shell of `make cluster-up`, is gone and nothing reaps it) is read from /proc."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    # A zombie child of ours is not alive; reap it if it is ours.
     with contextlib.suppress(ChildProcessError):
         done, _ = os.waitpid(pid, os.WNOHANG)
         if done == pid:
             return False
+    status = Path(f"/proc/{pid}/status")
+    with contextlib.suppress(OSError):
+        return "State:\tZ" not in status.read_text()
     return True
 
 
@@ -448,7 +452,7 @@ def stop_detached(workdir: Path) -> list[str]:
     state = json.loads(state_path.read_text())
     stopped = []
     for name, pid in reversed(list(state["pids"].items())):
-        if pid and _alive(pid):
+        if pid and alive(pid):
             _terminate(pid)
             stopped.append(name)
     state_path.unlink()

@@ -3,25 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from gpu_inventory.testing.binaries import REPO_ROOT
+from gpu_inventory.testing.controlplane import alive
 from gpu_inventory.testing.kubectl import run_kubectl
 
 pytestmark = pytest.mark.cluster
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    status = Path(f"/proc/{pid}/status")
-    return status.exists() and "State:\tZ" not in status.read_text()
 
 
 def test_cluster_up_kubectl_cluster_down_leaves_no_process(tmp_path: Path) -> None:
@@ -31,11 +22,11 @@ def test_cluster_up_kubectl_cluster_down_leaves_no_process(tmp_path: Path) -> No
     assert up.returncode == 0, up.stdout + up.stderr
     pids = json.loads((cluster_dir / "controlplane.json").read_text())["pids"]
     try:
-        assert all(_alive(pid) for pid in pids.values()), pids
+        assert all(alive(pid) for pid in pids.values()), pids
         namespaces = run_kubectl(cluster_dir / "kubeconfig", "get", "ns", "-o", "name", timeout=60)
         assert namespaces.returncode == 0, namespaces.stderr
         assert "namespace/default" in namespaces.stdout.split()
     finally:
         down = subprocess.run([*make, "cluster-down"], capture_output=True, text=True, timeout=120)
     assert down.returncode == 0, down.stdout + down.stderr
-    assert [name for name, pid in pids.items() if _alive(pid)] == []
+    assert [name for name, pid in pids.items() if alive(pid)] == []
