@@ -44,6 +44,13 @@ NODE_CONDITION_TYPES: Final = (
     "NetworkUnavailable",
 )
 
+STATUS_REFRESH_SECONDS: Final = 60
+"""The operator refreshes `status.lastSyncTime` at least this often while it works."""
+STATUS_MAX_AGE_SECONDS: Final = 180
+"""A GPUInventory status whose `lastSyncTime` is older than this is not current: its writer is
+dead, stopped, cut off from the API server or refused (no writer can flip a condition it cannot
+write, so every reader checks the age itself). Three missed refreshes."""
+
 # Field managers: each writer owns its own fields (design: "one writer per field").
 OPERATOR_FIELD_MANAGER: Final = "gpu-inventory-operator"
 AGENT_FIELD_MANAGER: Final = "gpu-inventory-agent"

@@ -198,8 +198,24 @@ class NodeRow(WireModel):
     agent: AgentState = "Missing"
 
 
+class SkippedObjects(WireModel):
+    """Objects left out of the totals because a GPU quantity on them cannot be read."""
+
+    pods: Count = 0
+    nodes: Count = 0
+
+
 class GPUInventoryStatus(WireModel):
     observed_generation: Annotated[int, Field(ge=0)] | None = None
+    last_sync_time: Annotated[
+        datetime | None,
+        Field(
+            description=(
+                "When the operator last confirmed this status reflects the cluster; refreshed at"
+                " least every minute while it works. Readers treat an older status as not current."
+            )
+        ),
+    ] = None
     summary: InventorySummary = InventorySummary()
     resources: Annotated[
         list[ResourceTotals],
@@ -223,6 +239,10 @@ class GPUInventoryStatus(WireModel):
         list[NodeRow],
         Field(max_length=MAX_NODES, json_schema_extra={"x-kubernetes-list-type": "atomic"}),
     ] = []
+    skipped: Annotated[
+        SkippedObjects,
+        Field(description="Objects left out because a GPU quantity on them is malformed."),
+    ] = SkippedObjects()
     conditions: Conditions = []
 
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Final
 
 from gpu_inventory.api import conditions as api_conditions
+from gpu_inventory.api import freshness
 from gpu_inventory.api.constants import ConditionType, Reason
 from gpu_inventory.api.models import (
     MAX_LABELS,
@@ -53,7 +54,6 @@ MAX_NAMES_IN_MESSAGE: Final = 5
 _NO_SUMS: Final[Mapping[str, int]] = {}
 _NO_TOTALS: Final = accounting.ResourceTotals()
 _USABLE_AGENT: Final = frozenset({"Reporting", "Stale", "NVMLUnavailable"})
-_AGENT_PROBLEMS: Final = frozenset({"Stale", "Invalid"})
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -87,10 +87,6 @@ def matcher_for(spec: GPUInventorySpec) -> accounting.ResourceMatcher:
     return _matcher(tuple(spec.resource_names))
 
 
-def _utc(moment: datetime) -> datetime:
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
 # --- per node -----------------------------------------------------------------------------------
 
 
@@ -100,41 +96,25 @@ def agent_state(
     stale_after: timedelta,
     now: datetime,
 ) -> AgentState:
-    """The agent's state on one node.
-
-    A heartbeat further in the future than `stale_after` is a broken clock or a broken agent:
-    trusting it would keep the node fresh forever, so the report counts as Invalid.
-    """
-    if gpunode is None:
-        return "Missing"
-    if gpunode.agent_error:
-        return "Invalid"
-    agent = gpunode.agent
-    if agent is None or agent.heartbeat is None:
-        return "Missing"
-    heartbeat = _utc(agent.heartbeat)
-    if heartbeat - now > stale_after:
-        return "Invalid"
-    if now - heartbeat > stale_after:
-        return "Stale"
-    if not agent.nvml_available:
-        return "NVMLUnavailable"
-    return "Reporting"
+    """The agent's state on one node (the shared rule in `api.freshness`)."""
+    agent = gpunode.agent if gpunode is not None else None
+    return freshness.agent_state(
+        present=gpunode is not None,
+        agent_error=gpunode.agent_error if gpunode is not None else "",
+        heartbeat=agent.heartbeat if agent is not None else None,
+        nvml_available=agent.nvml_available if agent is not None else False,
+        stale_after=stale_after,
+        now=now,
+    )
 
 
 def agent_problem(
     state: AgentState, node: NodeProjection, *, stale_after: timedelta, now: datetime
 ) -> bool:
-    """Whether this agent state degrades the inventory.
-
-    `Missing` counts only once the node is older than the staleness grace period: a node that
-    just joined has not had the time to report.
-    """
-    if state in _AGENT_PROBLEMS:
-        return True
-    if state == "Missing":
-        return node.created is None or now - _utc(node.created) > stale_after
-    return False
+    """Whether this agent state degrades the inventory (`api.freshness.agent_problem`)."""
+    return freshness.agent_problem(
+        state, node_created=node.created, stale_after=stale_after, now=now
+    )
 
 
 def _usable(gpunode: GPUNodeProjection | None, state: AgentState) -> AgentReport | None:
