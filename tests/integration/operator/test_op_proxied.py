@@ -1,11 +1,11 @@
-"""Completeness comes from the listing itself: slow pages only delay `Ready`, and a relist after an
-outage is applied whole. The API server is real; a proxy in front of it slows LIST pages."""
+"""Faults between the operator and a real API server, injected by a proxy in front of it: slow
+LIST pages only delay `Ready`, a relist after an outage is applied whole, and an inventory that
+cannot be written does not hold back the GPUNodes."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kubernetes import client, watch
+from kubernetes import client
 
 from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.faultproxy import FaultProxy, Rule
-from gpu_inventory.testing.wait import equals
+from gpu_inventory.testing.inventorywatch import InventoryWatch
+from gpu_inventory.testing.wait import equals, eventually, holds
 
 pytestmark = pytest.mark.cluster
 
@@ -69,42 +70,6 @@ def slow_pod_pages(seconds: float) -> Rule:
     return Rule(lambda r: r.is_list("pods") and r.continues, delay=seconds)
 
 
-class Totals:
-    """Every `summary.allocated` the CR shows with Ready=True, seen by a watch of our own."""
-
-    def __init__(self, custom: client.CustomObjectsApi) -> None:
-        self.custom = custom
-        self.seen: list[int] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> list[int]:
-        self._stop.set()
-        self._thread.join(timeout=10)
-        return self.seen
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                stream = watch.Watch().stream(
-                    self.custom.list_cluster_custom_object,
-                    "gpuinventory.io",
-                    "v1alpha1",
-                    "gpuinventories",
-                    timeout_seconds=5,
-                )
-                for event in stream:
-                    status = event["object"].get("status") or {}
-                    ready = [c for c in status.get("conditions", []) if c["type"] == "Ready"]
-                    if ready and ready[0]["status"] == "True":
-                        self.seen.append(status["summary"]["allocated"])
-                    if self._stop.is_set():
-                        return
-            except Exception:  # the API server may restart under this watch
-                time.sleep(0.2)
-
-
 def test_slow_pages_delay_ready_and_never_make_it_lie(
     start_operator: Any, kube: Any, namespace: str, proxied: Proxied
 ) -> None:
@@ -115,7 +80,7 @@ def test_slow_pages_delay_ready_and_never_make_it_lie(
         kube.create_pod(make_pod(f"p{index:02d}", namespace=namespace, node="n1", gpus=1))
     slow = slow_pod_pages(3.0)  # twice the old quiet gap, three times in a row
     proxied.proxy.rules.append(slow)
-    totals = Totals(kube.custom)
+    totals = InventoryWatch(kube.api)
     began = time.monotonic()
     start_operator(kubeconfig=proxied.kubeconfig, env=PAGE)
     kube.wait_for(
@@ -126,7 +91,8 @@ def test_slow_pages_delay_ready_and_never_make_it_lie(
     took = time.monotonic() - began
     assert slow.hits >= 3, "the pages were not slowed; the test proved nothing"
     assert took >= 9, f"Ready after {took:.1f}s, before the last slow page could arrive"
-    assert set(totals.stop()) == {40}, "a Ready status showed part of the listing"
+    totals.stop()
+    assert set(totals.ready_totals()) == {40}, "a Ready status showed part of the listing"
 
 
 def test_a_relist_after_an_outage_is_applied_whole(
@@ -140,7 +106,7 @@ def test_a_relist_after_an_outage_is_applied_whole(
         kube.create_pod(make_pod(f"old{index:02d}", namespace=namespace, node="n1", gpus=1))
     operator = start_operator(kubeconfig=proxied.kubeconfig, env=PAGE)
     kube.wait_for(lambda s: equals((kube.condition(s, "Ready")[0], allocated(s)), ("True", 30)))
-    totals = Totals(kube.custom)
+    totals = InventoryWatch(kube.api)
     proxied.proxy.rules.append(slow_pod_pages(2.0))  # the relist's pages arrive slowly too
     operator.pause()  # frozen: it misses every event while the history is compacted away
     try:
@@ -157,8 +123,9 @@ def test_a_relist_after_an_outage_is_applied_whole(
         timeout=90,
         what="the relist to be applied",
     )
-    seen = totals.stop()
-    assert set(seen) <= {30, 38}, f"published totals that never existed: {sorted(set(seen))}"
+    totals.stop()
+    seen = set(totals.ready_totals())
+    assert seen <= {30, 38}, f"published totals that never existed: {sorted(seen)}"
     kube.create_pod(make_pod("after", namespace=namespace, node="n1", gpus=4))
     kube.wait_for(lambda s: equals(allocated(s), 42), timeout=30, what="watching again")
     assert operator.alive()
@@ -175,3 +142,27 @@ def compact_etcd(plane: ControlPlane) -> None:
 
     revision = int(post("/v3/kv/range", {"key": "YQ=="})["header"]["revision"])
     post("/v3/kv/compaction", {"revision": revision, "physical": True})
+
+
+def test_gpunode_writes_go_on_while_the_inventory_cannot_be_written(
+    start_operator: Any, kube: Any, namespace: str, proxied: Proxied
+) -> None:
+    """The bug: any 5xx (etcd's "request is too large" among them) retried the inventory
+    forever and starved the GPUNode writes behind it."""
+    failing = Rule(lambda r: r.method == "PATCH" and "/gpuinventories/" in r.path, status=500)
+    proxied.proxy.rules.append(failing)
+    kube.create_node(make_node("n1", gpus=8))
+    kube.create_pod(make_pod("p", namespace=namespace, node="n1", gpus=3))
+    operator = start_operator(kubeconfig=proxied.kubeconfig)
+    view = eventually(lambda: kube.view("n1", allocated=3), timeout=30, what="n1's view")
+    assert view["gpuResources"][0]["allocated"] == 3
+    eventually(lambda: holds(failing.hits >= 3), timeout=30, what="inventory writes failing")
+    kube.create_pod(make_pod("q", namespace=namespace, node="n1", gpus=2))
+    eventually(lambda: kube.view("n1", allocated=5), timeout=30, what="n1's view to follow")
+    proxied.proxy.rules.remove(failing)
+    kube.wait_for(
+        lambda s: equals((kube.condition(s, "Ready")[0], allocated(s)), ("True", 5)),
+        timeout=60,
+        what="the inventory to catch up once the API server answers",
+    )
+    assert operator.alive()
