@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from gpu_inventory.testing.builders import make_node, make_pod
-from gpu_inventory.testing.wait import holds
+from gpu_inventory.testing.builders import make_gpunode, make_node, make_pod
+from gpu_inventory.testing.wait import eventually, holds
 
 pytestmark = pytest.mark.cluster
 
@@ -131,3 +132,43 @@ def test_concurrent_edits_of_the_inventory_conflict_and_converge(
         "gpu_inventory_operator_status_writes_total", kind="GPUInventory", result="conflict"
     )
     assert conflicts > 0, "the edits never raced a write; the test proved nothing"
+
+
+def test_an_agent_claiming_more_gpus_than_its_node_is_not_believed(
+    operator: Any, kube: Any
+) -> None:
+    """The bug: a schema-valid GPUNode status claiming 100,000 GPUs with a fresh heartbeat took
+    the cluster's GPU count from 392 to 100,384 with Ready=True. The schema now bounds what a
+    GPUNode can list (32 GPUs, counts that agree with the list); the operator cross-checks
+    the rest against what the Node advertises and flags the node."""
+    kube.create_node(make_node("n1", gpus=1))
+    kube.create_node(make_node("n2", gpus=8))
+    heartbeat = datetime.now(UTC).isoformat()
+    hostile = make_gpunode("n1", gpus=32, unhealthy=32, heartbeat=heartbeat)
+    honest = make_gpunode("n2", gpus=8, heartbeat=heartbeat)
+    for body in (hostile, honest):
+        body["metadata"] = {"name": body["metadata"]["name"]}
+        status = body.pop("status")
+        kube.quietly(
+            lambda body=body: kube.custom.create_cluster_custom_object(
+                "gpuinventory.io", "v1alpha1", "gpunodes", body
+            )
+        )
+        eventually(
+            lambda name=body["metadata"]["name"], status=status: (
+                kube.custom.patch_cluster_custom_object_status(
+                    "gpuinventory.io", "v1alpha1", "gpunodes", name, {"status": status}
+                )
+            ),
+            timeout=20,
+        )
+
+    def flagged(status: dict[str, Any]) -> None:
+        assert status["summary"]["gpus"] == 9  # 1 (n1's GFD count) + 8, never 40
+        assert status["summary"]["unhealthyGPUs"] == 0
+        rows = {r["name"]: r for r in status["nodes"]}
+        assert (rows["n1"]["agent"], rows["n1"]["gpus"]) == ("Invalid", 1)
+        assert rows["n2"]["agent"] == "Reporting"
+        assert kube.condition(status, "Degraded") == ("True", "AgentsStale")
+
+    kube.wait_for(flagged, timeout=30, what="the hostile count to be refused and flagged")
