@@ -5,6 +5,7 @@ overhead all present in one cluster."""
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -69,7 +70,7 @@ def test_allocated_agrees_with_kubectl_describe_node(
             assert name not in rows, shape.why
             continue
         assert described == dict(shape.want), f"{shape.name}: kubectl says {described}"
-        view = eventually(lambda name=name: kube.view(name), timeout=30, what=f"{name}'s view")
+        view = eventually(functools.partial(kube.view, name), timeout=30, what=f"{name}'s view")
         ours = {r["name"]: r["allocated"] for r in view["gpuResources"] if r["allocated"]}
         assert ours == described, f"{shape.name}: {shape.why}"
         assert rows[name]["allocated"] == described.get("nvidia.com/gpu", 0), shape.name
