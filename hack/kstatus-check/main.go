@@ -8,8 +8,8 @@
 // "kstatus" is sigs.k8s.io/cli-utils/pkg/kstatus/status.Compute, what kpt, Config Sync and
 // `kubectl`-style appliers read. "flux" is only set with -flux-exprs FILE: the verdict of Flux's
 // own evaluator for Kustomization.spec.healthCheckExprs (github.com/fluxcd/pkg/runtime/cel,
-// RFC 0009), given the expressions in FILE (a YAML or JSON object with current, inProgress and
-// failed, as one entry of healthCheckExprs).
+// RFC 0009), given FILE: one entry of healthCheckExprs (apiVersion, kind, current, inProgress,
+// failed) in YAML; "Error: ..." when an expression cannot be evaluated on the object.
 package main
 
 import (
@@ -50,11 +50,11 @@ func run(exprsFile string) error {
 		if err != nil {
 			return err
 		}
-		var exprs kustomize.HealthCheckExpressions
-		if err := yaml.UnmarshalStrict(raw, &exprs); err != nil {
+		var check kustomize.CustomHealthCheck
+		if err := yaml.UnmarshalStrict(raw, &check); err != nil {
 			return fmt.Errorf("%s: %w", exprsFile, err)
 		}
-		if evaluator, err = fluxcel.NewStatusEvaluator(&exprs); err != nil {
+		if evaluator, err = fluxcel.NewStatusEvaluator(&check.HealthCheckExpressions); err != nil {
 			return fmt.Errorf("%s: %w", exprsFile, err)
 		}
 	}
@@ -80,11 +80,12 @@ func run(exprsFile string) error {
 		}
 		v := verdict{Kstatus: result.Status.String(), KstatusMessage: result.Message}
 		if evaluator != nil {
-			flux, err := evaluator.Evaluate(context.Background(), u)
-			if err != nil {
-				return fmt.Errorf("object %d: flux: %w", i, err)
+			// An expression that fails to evaluate leaves Flux retrying until its timeout.
+			if flux, err := evaluator.Evaluate(context.Background(), u); err != nil {
+				v.Flux = "Error: " + err.Error()
+			} else {
+				v.Flux = flux.Status.String()
 			}
-			v.Flux = flux.Status.String()
 		}
 		verdicts = append(verdicts, v)
 	}
