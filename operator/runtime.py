@@ -15,6 +15,7 @@ import time
 
 from gpu_inventory.operator.config import OperatorConfig
 from gpu_inventory.operator.election import LeaseElector
+from gpu_inventory.operator.inventory_metrics import InventoryCollector
 from gpu_inventory.operator.kubeapi import KubeApi, new_api_client
 from gpu_inventory.operator.metrics import Metrics
 from gpu_inventory.operator.store import Projections
@@ -59,6 +60,14 @@ class Runtime:
             is_leader=elector.is_leader if elector is not None else _always,
         )
         runtime = cls(config=config, store=store, writer=writer, metrics=metrics, elector=elector)
+        # Only the Lease holder exports the inventory: a standby's (or a deposed leader's) copy
+        # is old, and two replicas must not both report the fleet.
+        metrics.registry.register(
+            InventoryCollector(
+                status=lambda: writer.latest_status if writer.is_leader() else None,
+                last_write=lambda: writer.last_write_time,
+            )
+        )
         if config.metrics_port:
             metrics.serve(config.metrics_port, config.metrics_host)
         runtime.tasks.append(asyncio.create_task(writer.run(), name="gpu-inventory writer"))

@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Protocol
 
 from gpu_inventory.api import objects
-from gpu_inventory.api.models import GPUInventorySpec
+from gpu_inventory.api.models import GPUInventorySpec, GPUInventoryStatus
 from gpu_inventory.operator import patches, projections, status
 from gpu_inventory.operator.config import OperatorConfig
 from gpu_inventory.operator.kubeapi import ApiError, UnavailableError
@@ -113,6 +113,11 @@ class Writer:
         self._full_pending = False
         self._labels_incomplete = False
         """The label prefixes widened and the LIST that re-reads node labels has not succeeded."""
+        self.latest_status: GPUInventoryStatus | None = None
+        """The status last computed from a complete listing (None before the first complete
+        sync); what `inventory_metrics` exports."""
+        self.last_write_time: float | None = None
+        """Unix time of the last successful GPUInventory status write."""
         store.on_change = self._wake.set
 
     # --- the loop -------------------------------------------------------------------------------
@@ -351,6 +356,8 @@ class Writer:
                 health=self.health(),
                 now=self.wallclock(),
             )
+            if self.store.synced():
+                self.latest_status = desired
             patch = patches.inventory_status_patch(
                 inventory.status_wire,
                 desired.to_wire(),
@@ -377,6 +384,7 @@ class Writer:
                 self._refused("patch gpuinventories/status", error, kind="GPUInventory")
                 return
             self._accepted("patch gpuinventories/status")
+            self.last_write_time = self.wallclock().timestamp()
             self._count("GPUInventory", "ok")
             report.inventory_patches.append(patch)
             self.store.inventory_read(_project_inventory(body))
