@@ -7,6 +7,7 @@ the API server's Pod Security admission judges every pod template.
 
 from __future__ import annotations
 
+import subprocess
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -18,7 +19,7 @@ from gpu_inventory.testing import helm
 from gpu_inventory.testing import install as installing
 from gpu_inventory.testing.binaries import REPO_ROOT
 from gpu_inventory.testing.controlplane import ControlPlane
-from gpu_inventory.testing.kubectl import run_kubectl
+from gpu_inventory.testing.kubectl import kubectl_path, run_kubectl
 
 RECOMMENDED = (
     "app.kubernetes.io/name",
@@ -255,3 +256,20 @@ def test_mig_monitoring_needs_a_privileged_namespace(k8s: client.ApiClient, leve
             assert "SYS_ADMIN" in refused.value.body
     finally:
         core.delete_namespace(name)
+
+
+def test_the_kind_overlay_runs_the_simulated_agent_from_the_kind_image() -> None:
+    built = subprocess.run(
+        [kubectl_path(), "kustomize", str(REPO_ROOT / "e2e" / "kind" / "overlay")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    templates = _pod_templates(helm.objects(built.stdout))
+    agent = templates["gpu-inventory-agent"]["spec"]
+    assert "runtimeClassName" not in agent
+    assert agent["containers"][0]["command"] == ["python", "-m", "gpu_inventory.testing.simagent"]
+    for template in templates.values():
+        container = template["spec"]["containers"][0]
+        assert (container["image"], container["imagePullPolicy"]) == ("gpu-inventory:kind", "Never")
