@@ -78,7 +78,7 @@ case $tool in
     build() {
       cd "$src"
       log "compiling (cold: a minute or two)"
-      GOFLAGS=-mod=readonly go build -trimpath -ldflags='-s -w' -o "$bin/kstatus-check" .
+      GOFLAGS="-mod=readonly -buildvcs=false" go build -trimpath -ldflags='-s -w' -o "$bin/kstatus-check" .
     }
     ;;
   *) log "unknown tool (helm, promtool or kstatus-check)"; exit 2 ;;
