@@ -73,7 +73,7 @@ class InventoryWriter(Writer):
         self.api = api
         self.facts = FactsCache()
         self.latest_status: GPUInventoryStatus | None = None
-        """The last complete status computed (every node's row, before `maxNodeRows` cuts)."""
+        """The last complete status computed, as written (rows cut by `maxNodeRows`)."""
         self.last_write_time: float | None = None
         """Unix time of the last successful status write."""
         self._leading = False

@@ -17,6 +17,7 @@ from gpu_inventory.operator import projections
 from gpu_inventory.operator.config import OperatorConfig
 from gpu_inventory.operator.election import LeaseElector
 from gpu_inventory.operator.gpunode_writer import GPUNodeWriter
+from gpu_inventory.operator.inventory_metrics import InventoryCollector
 from gpu_inventory.operator.inventory_writer import InventoryWriter
 from gpu_inventory.operator.kubeapi import ApiError, KubeApi, UnavailableError, new_api_client
 from gpu_inventory.operator.metrics import Metrics
@@ -64,13 +65,22 @@ class Runtime:
             metrics=metrics,
             is_leader=elector.is_leader if elector is not None else _always,
         )
+        inventory_writer = InventoryWriter(shared, api)
         runtime = cls(
             config=config,
             store=store,
-            inventory_writer=InventoryWriter(shared, api),
+            inventory_writer=inventory_writer,
             gpunode_writer=GPUNodeWriter(shared, api),
             metrics=metrics,
             elector=elector,
+        )
+        # Only the Lease holder exports the inventory: a standby's (or a deposed leader's) copy
+        # is old, and two replicas must not both report the fleet.
+        metrics.registry.register(
+            InventoryCollector(
+                status=lambda: inventory_writer.latest_status if shared.is_leader() else None,
+                last_write=lambda: inventory_writer.last_write_time,
+            )
         )
         if config.metrics_port:
             metrics.serve(config.metrics_port, config.metrics_host)

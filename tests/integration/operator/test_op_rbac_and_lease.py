@@ -1,6 +1,6 @@
 """Least privilege and high availability against a real API server with RBAC on.
 
-- The operator works with exactly the ClusterRole shipped in manifests/operator-rbac.yaml;
+- The operator works with exactly the ClusterRole shipped in manifests/ (rendered from the chart);
   take one permission away and the inventory says Stalled=Forbidden (and recovers).
 - Two replicas with a Lease: only the holder writes; when it stops, the standby takes over.
 """
@@ -28,8 +28,12 @@ LEADER = "gpu_inventory_operator_leader"
 
 
 def shipped_rules() -> list[dict[str, Any]]:
-    documents = yaml.safe_load_all((REPO_ROOT / "manifests" / "operator-rbac.yaml").read_text())
-    role = next(d for d in documents if d and d["kind"] == "ClusterRole")
+    documents = yaml.safe_load_all((REPO_ROOT / "manifests" / "gpu-inventory.yaml").read_text())
+    role = next(
+        d
+        for d in documents
+        if d and d["kind"] == "ClusterRole" and d["metadata"]["name"] == "gpu-inventory-operator"
+    )
     return list(role["rules"])
 
 
