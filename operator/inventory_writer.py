@@ -163,6 +163,9 @@ class InventoryWriter(Writer):
             desired = status.waiting_status(
                 existing, generation=inventory.generation, health=health, now=now
             )
+            if existing is not None and existing.last_sync_time is not None:
+                # The metrics show what the CR shows: the last numbers, and why they are old.
+                self.latest_status = desired
             return self._patch(desired)
         changed = self.facts.update(
             nodes=self.store.nodes.live,
@@ -220,8 +223,6 @@ class InventoryWriter(Writer):
         self._count("ok")
         report.patches.append(patch)
         self.last_write_time = time.time()
-        if self.metrics is not None:
-            self.metrics.last_write.set(self.last_write_time)
         self.store.inventory_answer(_project(body))
         # Accepted after refusals: the status just written still says why it failed. Once
         # more, with conditions that say it works again.
