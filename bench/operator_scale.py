@@ -115,6 +115,17 @@ class Inventory:
         self._stop = True
 
 
+def command_of_operator() -> list[str]:
+    return [OPERATOR, "--standalone", "--liveness", ""]
+
+
+def profile(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy attached to `pid` (100 samples/s, collapsed stacks) until SIGINT."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--format", "raw", "--rate", "100", "--nonblocking"]
+    return subprocess.Popen([*command, "--pid", str(pid), "-o", str(output)])
+
+
 def ready(status: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
 
@@ -147,6 +158,13 @@ def main() -> int:
     parser.add_argument("--churn-seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=48)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record the operator with py-spy (pip install py-spy) into this file (collapsed "
+        "stacks, as `py-spy record --format raw` writes them)",
+    )
     args = parser.parse_args()
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gpu-inventory-bench-"))
@@ -154,6 +172,7 @@ def main() -> int:
     print(f"control plane in {workdir} ...", flush=True)
     plane.start()
     operator: subprocess.Popen[bytes] | None = None
+    profiler: subprocess.Popen[bytes] | None = None
     inventory: Inventory | None = None
     try:
         plane.install_crds()
@@ -206,11 +225,13 @@ def main() -> int:
         env = plane.env(GPU_INVENTORY_METRICS_PORT=str(metrics_port))
         started = time.monotonic()
         operator = subprocess.Popen(
-            [OPERATOR, "--standalone", "--liveness", ""],
+            command_of_operator(),
             env=env,
             stdout=(workdir / "operator.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
+        if args.profile is not None:
+            profiler = profile(operator.pid, args.profile)
 
         def complete(status: dict[str, Any]) -> bool:
             summary = status.get("summary") or {}
@@ -235,7 +256,11 @@ def main() -> int:
         pending: list[tuple[float, str, int]] = []  # (sent, node, expected allocated)
         latencies: list[float] = []
         churn_pods: list[tuple[str, str, str]] = []
-        order = [n for n in nodes if capacity[n] > 0]
+        # Churn only where the CR has a row (beyond spec.maxNodeRows it lists only the nodes
+        # that need attention), so "that node's row shows the new value" stays measurable.
+        with inventory.lock:
+            listed = set(inventory.rows)
+        order = [n for n in nodes if capacity[n] > 0 and n in listed]
         rng.shuffle(order)
         cursor = 0
         before = scrape(metrics_port)
@@ -314,6 +339,9 @@ def main() -> int:
         print(f"operator log: {workdir / 'operator.log'}")
         return 0
     finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file and detaches
+            profiler.wait(timeout=60)
         if inventory is not None:
             inventory.stop()
         if operator is not None and operator.poll() is None:
