@@ -32,7 +32,7 @@ from gpu_inventory.api import constants, objects
 from gpu_inventory.api.constants import Reason
 from gpu_inventory.api.models import GPUInventoryStatus
 from gpu_inventory.operator import patches, projections, status, verdicts
-from gpu_inventory.operator.facts import FactsCache
+from gpu_inventory.operator.aggregates import FactsCache
 from gpu_inventory.operator.kubeapi import ApiError
 from gpu_inventory.operator.store import Kind, Phase
 from gpu_inventory.operator.writing import Shared, Writer
@@ -177,7 +177,7 @@ class InventoryWriter(Writer):
         )
         self.store.mark_views(changed)  # e.g. an agent turned stale: its view says so
         desired = status.desired_status(
-            self.facts.facts,
+            self.facts,
             inventory.spec,
             generation=inventory.generation,
             existing=existing,

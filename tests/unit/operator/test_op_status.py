@@ -10,7 +10,8 @@ import pytest
 
 from gpu_inventory.api.models import GPUInventorySpec, GPUInventoryStatus, KubernetesView
 from gpu_inventory.operator import status
-from gpu_inventory.operator.facts import FactsCache, node_facts
+from gpu_inventory.operator.aggregates import FactsCache
+from gpu_inventory.operator.facts import node_facts
 from gpu_inventory.operator.store import Phase, Store
 from gpu_inventory.operator.verdicts import OperatorHealth, Refusal
 from gpu_inventory.testing.builders import make_gpunode, make_node, make_pod
@@ -54,7 +55,7 @@ def compute(
         now=now,
     )
     return status.desired_status(
-        cache.facts,
+        cache,
         spec,
         generation=3,
         existing=existing,
