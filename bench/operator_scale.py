@@ -33,34 +33,19 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from kubernetes import client, watch
 
 from gpu_inventory.api import constants
-from gpu_inventory.testing.builders import make_node, make_pod
+from gpu_inventory.testing.builders import make_pod
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
 from gpu_inventory.testing.metrics import Samples, scrape
-from gpu_inventory.testing.nodes import create_node
+from gpu_inventory.testing.population import api_client, populate
 
 G, V = constants.GROUP, constants.VERSION
 OPERATOR = str(Path(sys.executable).with_name("gpu-inventory-operator"))
-
-
-def api_client(plane: ControlPlane, pool: int) -> client.ApiClient:
-    api = plane.api_client()
-    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = pool
-    return api
-
-
-def parallel(threads: int, jobs: list[Any], fn: Any) -> float:
-    began = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in pool.map(fn, jobs):
-            pass
-    return time.monotonic() - began
 
 
 class Inventory:
@@ -177,48 +162,19 @@ def main() -> int:
     try:
         plane.install_crds()
         print(f"  up in {plane.startup_seconds:.1f}s at {plane.server}")
-        api = api_client(plane, args.threads)
-        core = client.CoreV1Api(api)
-        namespaces = [f"bench-{i}" for i in range(args.namespaces)]
-        for name in namespaces:
-            core.create_namespace({"metadata": {"name": name}})
-        nodes = [f"gpu-{i:05d}" for i in range(args.nodes)]
-
-        def add_node(name: str) -> None:
-            create_node(
-                core, make_node(name, gpus=args.gpus_per_node, product="NVIDIA-H100-80GB-HBM3")
-            )
-
-        took = parallel(args.threads, nodes, add_node)
-        print(f"created {len(nodes)} nodes in {took:.1f}s ({len(nodes) / took:.0f}/s)")
-
-        rng = random.Random(7)
-        capacity = dict.fromkeys(nodes, args.gpus_per_node)
-        plan: list[tuple[str, str, str, int]] = []
-        expected_total = 0
-        for index in range(args.pods):
-            node = nodes[index % len(nodes)]
-            gpus = 0
-            if rng.random() < args.gpu_pod_fraction and capacity[node] > 1:
-                gpus = 1
-                capacity[node] -= 1
-                expected_total += 1
-            plan.append((namespaces[index % len(namespaces)], f"pod-{index:06d}", node, gpus))
-
-        def create_pod(item: tuple[str, str, str, int]) -> None:
-            namespace, name, node, gpus = item
-            body = make_pod(name, namespace=namespace, node=node, gpus=gpus)
-            if not gpus:
-                body["spec"]["containers"][0]["resources"] = {
-                    "requests": {"cpu": "100m", "memory": "128Mi"}
-                }
-            core.create_namespaced_pod(namespace, body)
-
-        took = parallel(args.threads, plan, create_pod)
-        print(
-            f"created {len(plan)} pods in {took:.1f}s ({len(plan) / took:.0f}/s), "
-            f"{expected_total} of them with a GPU"
+        made = populate(
+            plane,
+            nodes=args.nodes,
+            pods=args.pods,
+            gpus_per_node=args.gpus_per_node,
+            gpu_pod_fraction=args.gpu_pod_fraction,
+            namespaces=args.namespaces,
+            threads=args.threads,
         )
+        nodes, namespaces, capacity = made.nodes, made.namespaces, made.free
+        expected_total = made.expected_total
+        api = api_client(plane, args.threads)
+        rng = random.Random(7)
 
         inventory = Inventory(plane)
         metrics_port = free_port()
