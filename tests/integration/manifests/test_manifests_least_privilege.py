@@ -93,7 +93,7 @@ def test_an_agent_writes_only_the_gpunode_of_its_own_node(
         G, V, constants.NODE_PLURAL, gpunode_object("node-a", uids["node-a"])
     )
     agent.patch_cluster_custom_object_status(
-        G, V, constants.NODE_PLURAL, "node-a", {"status": {"summary": {"gpus": 1}}}
+        G, V, constants.NODE_PLURAL, "node-a", {"status": {"summary": {"gpus": 0}}}
     )
 
     admin = client.CustomObjectsApi(k8s)
@@ -102,7 +102,7 @@ def test_an_agent_writes_only_the_gpunode_of_its_own_node(
     )
     message = _forbidden(
         lambda: agent.patch_cluster_custom_object_status(
-            G, V, constants.NODE_PLURAL, "node-b", {"status": {"summary": {"gpus": 9}}}
+            G, V, constants.NODE_PLURAL, "node-b", {"status": {"summary": {"gpus": 0}}}
         )
     )
     assert "not GPUNode/node-b" in message
