@@ -1,8 +1,9 @@
 """The agent's loop: read -> assess -> maybe write, with NVML retried and XIDs on a thread.
 
 `run_once(now)` is one turn and does no waiting, so tests drive it with their own clock;
-`run(stop)` turns it until `stop` is set. Observe and report only: nothing here cordons,
-drains or resets anything.
+`run(stop)` turns it until `stop` is set. Before its first write the agent restores the XIDs it
+wrote before a restart (NVML does not replay them); while the GPU Operator works on the driver it
+releases NVML (`release.py`). Observe and report only: nothing here cordons, drains or resets.
 """
 
 from __future__ import annotations
@@ -13,28 +14,25 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
-from gpu_inventory.nodeagent import status
+import pydantic
+
+from gpu_inventory.api import errors, models
+from gpu_inventory.nodeagent import release, status
 from gpu_inventory.nodeagent.backend import GPUBackend, NodeReading, NVMLUnavailableError
 from gpu_inventory.nodeagent.config import AgentConfig
-from gpu_inventory.nodeagent.events import XidLog, XidWatcher
+from gpu_inventory.nodeagent.events import XidWatcher
 from gpu_inventory.nodeagent.healthz import Liveness
+from gpu_inventory.nodeagent.memory import XidMemory
+from gpu_inventory.nodeagent.ports import NodeFacts, NodeView, PreviousUnavailableError, StatusSink
 from gpu_inventory.nodeagent.reporter import Reporter
-from gpu_inventory.nodeagent.writer import WriteOutcome
 
 log = logging.getLogger(__name__)
 
 
-class StatusSink(Protocol):
-    """Where reports go: `writer.GPUNodeWriter`, or a recorder in tests."""
-
-    def write(self, patch: dict[str, object]) -> WriteOutcome: ...
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class Turn:
-    """What one turn did: the report, and why it was written (None: not due)."""
+    """What one turn did: the report, and why it was written (None: not written)."""
 
     report: status.NodeReport
     reason: str | None
@@ -51,6 +49,7 @@ class Agent:
         backend: GPUBackend,
         sink: StatusSink,
         *,
+        node: NodeView | None = None,
         version: str = "",
         clock: Callable[[], datetime] = utcnow,
         liveness: Liveness | None = None,
@@ -58,11 +57,12 @@ class Agent:
         self.config = config
         self.backend = backend
         self.sink = sink
+        self.node = node
         self.version = version
         self.clock = clock
         self.liveness = liveness
         self.reporter = Reporter(config.report)
-        self.xids = XidLog()
+        self.xids = XidMemory(config.health.xid_window_seconds)
         self._wake = threading.Event()
         self.watcher = XidWatcher(
             backend,
@@ -76,32 +76,46 @@ class Agent:
         self._nvml_up = False
         self._nvml_message = ""
         self._next_init: datetime | None = None
+        self._restored = False
+        self._unrestorable = ""
 
     # --- one turn -------------------------------------------------------------------------------
 
     def run_once(self, now: datetime) -> Turn:
-        reading = self._read(now)
+        facts = self.node.facts(now) if self.node is not None else None
+        restored = self._restore(facts)
+        reason = release.release_reason(facts.labels) if facts is not None else None
+        if self.node is not None and facts is None:
+            reason = f"waiting to read Node/{self.config.node_name} before taking NVML"
+        reading = None
+        if reason:
+            self._release(reason)
+        else:
+            reading = self._read(now)
         report = status.build_report(
             reading,
             now=now,
-            xids=self.xids.snapshot(),
+            xids=self.xids.snapshot(now),
             vanished=self._seen.vanished(reading.devices) if reading is not None else (),
             nvml_message=self._nvml_message,
             version=self.version,
             pod_name=self.config.pod_name,
+            boot_id=facts.boot_id if facts is not None else "",
             policy=self.config.health,
         )
-        reason = self.reporter.due(report, now)
-        if reason is None:
+        if not restored:
+            return Turn(report, None)  # a first write now would erase what a restore brings
+        due = self.reporter.due(report, now)
+        if due is None:
             return Turn(report, None)
-        log.info("writing GPUNode/%s status (%s)", self.config.node_name, reason)
+        log.info("GPUNode/%s status due (%s)", self.config.node_name, due)
         outcome = self.sink.write(status.status_patch(report))
         if outcome.ok:
             self.reporter.written(report, now)
         else:
             wait = self.reporter.failed(now)
             log.warning("status write failed; next attempt in %.1fs", wait)
-        return Turn(report, reason)
+        return Turn(report, due)
 
     def _read(self, now: datetime) -> NodeReading | None:
         if not self._ensure_nvml(now):
@@ -138,11 +152,65 @@ class Agent:
         return True
 
     def _nvml_down(self, now: datetime, message: str) -> None:
+        self._let_go()
+        self._nvml_message = message
+        self._next_init = now + timedelta(seconds=self.config.nvml_retry_seconds)
+
+    def _release(self, reason: str) -> None:
+        """Let go of NVML (event thread stopped, event set freed, nvmlShutdown) while the GPU
+        Operator works on the driver; it is taken again on the first turn after."""
+        if self._nvml_up or self._nvml_message != reason:
+            log.warning("%s", reason)
+        self._let_go()
+        self._nvml_message = reason
+        self._next_init = None  # initialise again as soon as the reason is gone
+
+    def _let_go(self) -> None:
         self.watcher.stop()
         self.backend.stop()
         self._nvml_up = False
-        self._nvml_message = message
-        self._next_init = now + timedelta(seconds=self.config.nvml_retry_seconds)
+
+    def _restore(self, facts: NodeFacts | None) -> bool:
+        """Before the first write: take back the XIDs an earlier run wrote (same node boot only).
+
+        False while that cannot be done yet (the GPUNode cannot be read, or the Node not yet):
+        writing first would replace the only copy.
+        """
+        if self._restored:
+            return True
+        if self.node is not None and facts is None:
+            return False
+        try:
+            previous = self.sink.previous()
+        except PreviousUnavailableError as error:
+            if str(error) != self._unrestorable:
+                log.warning("cannot read this node's GPUNode to restore its XIDs yet: %s", error)
+                self._unrestorable = str(error)
+            return False
+        self._restored = True
+        if not previous:
+            return True
+        try:
+            earlier = models.GPUNodeStatus.model_validate(previous)
+        except pydantic.ValidationError as error:
+            log.warning(
+                "XIDs not restored: the GPUNode's status is malformed: %s",
+                errors.validation_summary(error),
+            )
+            return True
+        boot = facts.boot_id if facts is not None else ""
+        was = earlier.agent.boot_id if earlier.agent is not None else ""
+        if boot and was and boot != was:
+            log.info(
+                "the node rebooted since the last status (boot %s, now %s): XIDs not restored",
+                was,
+                boot,
+            )
+            return True
+        taken = self.xids.restore(earlier.gpus)
+        if taken:
+            log.info("restored %d XID entries from GPUNode/%s", taken, self.config.node_name)
+        return True
 
     # --- the loop -------------------------------------------------------------------------------
 
@@ -161,8 +229,7 @@ class Agent:
                     self.liveness.beat()
                 self._sleep(stop, self._seconds_to_next_turn(now, last))
         finally:
-            self.watcher.stop()
-            self.backend.stop()
+            self._let_go()
             self._threaded = False
             log.info("agent stopped")
 

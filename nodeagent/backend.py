@@ -1,20 +1,31 @@
 """The backend interface: what the agent needs from NVML, and the shapes it comes back in.
 
-Pure: no I/O. Two implementations: `nvml.NVMLBackend` (nvidia-ml-py) and `fake.FakeBackend`
-(a scenario file). The agent talks to either through `GPUBackend` only, the way NVIDIA's
-device plugin talks to devices through a narrow interface rather than NVML itself.
+Pure: no I/O. One implementation, `nvml.NVMLBackend` (nvidia-ml-py); tests, the demo and the
+e2e suite run that same code over a simulated `pynvml` (`gpu_inventory.testing.simnvml`). The
+agent talks to it through `GPUBackend` only, the way NVIDIA's device plugin talks to devices
+through a narrow interface rather than NVML itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Protocol
+from typing import Final, Literal, Protocol
 
 from gpu_inventory.api import models
 
 LostReason = Literal["GpuIsLost", "ResetRequired", "Vanished", "Unreadable"]
 """Why a GPU gave no readings: NVML's own error for it (GpuIsLost, ResetRequired), gone from
 NVML's device list (Vanished), or any other failure to read it at all (Unreadable)."""
+
+LOST_TEXT: Final[dict[LostReason, str]] = {
+    # NVML_ERROR_GPU_IS_LOST: "The GPU has fallen off the bus or has otherwise become
+    # inaccessible" (nvmlReturn_t); XID 79 is the usual cause, and the catalog says reboot.
+    "GpuIsLost": "GPU is lost (NVML GpuIsLost: off the bus or inaccessible): reboot the node",
+    # NVML_ERROR_RESET_REQUIRED: "The GPU requires a reset before it can be used again".
+    "ResetRequired": "GPU needs a reset before it can be used again (NVML ResetRequired)",
+    "Vanished": "GPU is no longer listed by NVML although this agent saw it earlier",
+    "Unreadable": "NVML cannot read this GPU (see the agent log)",
+}
 
 
 class NVMLUnavailableError(Exception):

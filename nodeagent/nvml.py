@@ -46,10 +46,8 @@ _ABSENT = (
     pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
     pynvml.NVML_ERROR_NOT_FOUND,
 )
-_LOST: dict[int, LostReason] = {
-    pynvml.NVML_ERROR_GPU_IS_LOST: "GpuIsLost",
-    pynvml.NVML_ERROR_RESET_REQUIRED: "ResetRequired",
-}
+_LOST = (pynvml.NVML_ERROR_GPU_IS_LOST, pynvml.NVML_ERROR_RESET_REQUIRED)
+_XID_EVENTS: Final = pynvml.nvmlEventTypeXidCriticalError
 _NODE = (
     pynvml.NVML_ERROR_UNINITIALIZED,
     pynvml.NVML_ERROR_LIBRARY_NOT_FOUND,
@@ -68,6 +66,11 @@ def error_kind(error: pynvml.NVMLError) -> _Kind:
     if code in _NODE:
         return "node"
     return "other"
+
+
+def lost_reason(error: pynvml.NVMLError) -> LostReason:
+    """NVML's own name for a lost GPU's error: GpuIsLost or ResetRequired."""
+    return "GpuIsLost" if error.value == pynvml.NVML_ERROR_GPU_IS_LOST else "ResetRequired"
 
 
 def error_name(error: pynvml.NVMLError) -> str:
@@ -106,7 +109,7 @@ class _Fields:
         except pynvml.NVMLError as error:
             kind = error_kind(error)
             if kind == "lost":
-                raise _GpuLostError(_LOST[error.value]) from error
+                raise _GpuLostError(lost_reason(error)) from error
             if kind == "node":
                 raise NVMLUnavailableError(describe(error)) from error
             suffix = "" if kind == "absent" else f" ({error_name(error)})"
@@ -120,9 +123,13 @@ class NVMLBackend:
     def __init__(self) -> None:
         self._initialised = False
         self._event_set: Any = None
+        self._event_lock = threading.Lock()
+        """Held for every use of the event set, so `stop` never frees it under a running wait."""
         self._stopping = threading.Event()
-        # Identity of each GPU by index, kept so a GPU that stops answering is still named.
+        # Learned per NVML session and forgotten on every init: after a re-init NVML may list
+        # the GPUs in another order, and a handle or index must never name another GPU's UUID.
         self._identity: dict[int, tuple[str, str, str]] = {}
+        """GPU index -> (uuid, name, bus id), so a GPU that stops answering is still named."""
         self._uuid_by_handle: dict[Hashable, str] = {}
         self._warned: dict[int, str] = {}
         self._links: dict[int, tuple[int, ...]] = {}
@@ -136,23 +143,32 @@ class NVMLBackend:
         except pynvml.NVMLError as error:
             raise NVMLUnavailableError(describe(error)) from error
         self._initialised = True
+        for cache in (self._identity, self._uuid_by_handle, self._warned, self._links):
+            cache.clear()
         self._stopping.clear()
-        self._register_events()
+        with self._event_lock:
+            self._register_events()
 
     def stop(self) -> None:
+        """Free the event set (after any running wait returns) and shut NVML down, so this
+        process holds no /dev/nvidia* file open."""
         self._stopping.set()
-        if self._event_set is not None:
-            try:
-                pynvml.nvmlEventSetFree(self._event_set)
-            except pynvml.NVMLError as error:
-                log.debug("nvmlEventSetFree: %s", describe(error))
-            self._event_set = None
+        with self._event_lock:
+            self._free_event_set()
         if self._initialised:
             self._initialised = False
             try:
                 pynvml.nvmlShutdown()
             except pynvml.NVMLError as error:
                 log.debug("nvmlShutdown: %s", describe(error))
+
+    def _free_event_set(self) -> None:
+        if self._event_set is not None:
+            try:
+                pynvml.nvmlEventSetFree(self._event_set)
+            except pynvml.NVMLError as error:
+                log.debug("nvmlEventSetFree: %s", describe(error))
+            self._event_set = None
 
     # --- readings -------------------------------------------------------------------------------
 
@@ -184,7 +200,7 @@ class NVMLBackend:
             if kind == "node":
                 raise NVMLUnavailableError(describe(error)) from error
             if kind == "lost":
-                return DeviceReading(self._known(index), lost=_LOST[error.value])
+                return DeviceReading(self._known(index), lost=lost_reason(error))
             self._warn_once(index, f"cannot get a handle: {describe(error)}")
             return DeviceReading(self._known(index), lost="Unreadable")
         try:
@@ -226,14 +242,12 @@ class NVMLBackend:
         self._identity[index] = (uuid, name, bus)
         self._uuid_by_handle[_handle_key(h)] = uuid
 
-        memory = f.get(("memoryTotal", "memoryUsed"), lambda: pynvml.nvmlDeviceGetMemoryInfo(h))
+        memory = f.get(("memoryTotal", "memoryUsed"), lambda: _memory(h))
         utilization = f.get(
             ("utilizationGpu", "utilizationMemory"),
             lambda: pynvml.nvmlDeviceGetUtilizationRates(h),
         )
-        reasons = f.get(
-            "clocksEventReasons", lambda: pynvml.nvmlDeviceGetCurrentClocksEventReasons(h)
-        )
+        reasons = f.get("clocksEventReasons", lambda: _clocks_event_reasons(h))
         power = f.get("powerDrawWatts", lambda: pynvml.nvmlDeviceGetPowerUsage(h))
         limit = f.get("powerLimitWatts", lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(h))
         persistence = f.get("persistenceMode", lambda: pynvml.nvmlDeviceGetPersistenceMode(h))
@@ -282,35 +296,59 @@ class NVMLBackend:
 
     def _register_events(self) -> None:
         """Ask NVML for XID events on every GPU that supports them (k8s-device-plugin does the
-        same in `internal/rm/health.go`)."""
+        same in `internal/rm/health.go`). Called with the event lock held."""
         try:
             self._event_set = pynvml.nvmlEventSetCreate()
-        except pynvml.NVMLError as error:
-            log.warning("no XID events: nvmlEventSetCreate: %s", describe(error))
-            return
-        try:
             count = pynvml.nvmlDeviceGetCount()
         except pynvml.NVMLError as error:
-            log.warning("no XID events: nvmlDeviceGetCount: %s", describe(error))
+            log.warning("no XID events: %s", describe(error))
+            self._free_event_set()
             return
+        registered: list[tuple[Any, int]] = []
         for index in range(count):
             try:
                 handle = pynvml.nvmlDeviceGetHandleByIndex(index)
                 self._uuid_by_handle[_handle_key(handle)] = _text(pynvml.nvmlDeviceGetUUID(handle))
-                supported = pynvml.nvmlDeviceGetSupportedEventTypes(handle)
-                mask = supported & pynvml.nvmlEventTypeXidCriticalError
-                if mask:
-                    pynvml.nvmlDeviceRegisterEvents(handle, mask, self._event_set)
-                else:
-                    log.warning("GPU %d: does not report XID events", index)
+                mask = pynvml.nvmlDeviceGetSupportedEventTypes(handle) & _XID_EVENTS
             except pynvml.NVMLError as error:
                 log.warning("GPU %d: no XID events: %s", index, describe(error))
+                continue
+            if not mask:
+                log.warning("GPU %d: does not report XID events", index)
+                continue
+            try:
+                pynvml.nvmlDeviceRegisterEvents(handle, mask, self._event_set)
+            except pynvml.NVMLError as error:
+                log.warning("GPU %d: no XID events: %s", index, describe(error))
+                if error.value == pynvml.NVML_ERROR_UNKNOWN:
+                    self._renew_event_set(registered)
+                    if self._event_set is None:
+                        return
+                continue
+            registered.append((handle, mask))
+
+    def _renew_event_set(self, registered: list[tuple[Any, int]]) -> None:
+        """nvmlDeviceRegisterEvents: "If function reports NVML_ERROR_UNKNOWN, event set is in
+        undefined state and should be freed." Free it, and register the GPUs that had been
+        registered again on a new one."""
+        self._free_event_set()
+        try:
+            self._event_set = pynvml.nvmlEventSetCreate()
+            for handle, mask in registered:
+                pynvml.nvmlDeviceRegisterEvents(handle, mask, self._event_set)
+        except pynvml.NVMLError as error:
+            log.warning("no XID events: a new event set failed too: %s", describe(error))
+            self._free_event_set()
 
     def wait_xids(self, timeout: float) -> list[XidSeen]:
-        event_set = self._event_set
-        if event_set is None:
-            self._stopping.wait(timeout)
-            return []
+        with self._event_lock:
+            event_set = self._event_set
+            if event_set is not None and not self._stopping.is_set():
+                return self._wait(event_set, timeout)
+        self._stopping.wait(timeout)
+        return []
+
+    def _wait(self, event_set: Any, timeout: float) -> list[XidSeen]:
         try:
             data = pynvml.nvmlEventSetWait(event_set, max(int(timeout * 1000), 0))
         except pynvml.NVMLError as error:
@@ -363,6 +401,28 @@ def _temperature(h: Any) -> int:
     except (pynvml.NVMLError_FunctionNotFound, pynvml.NVMLError_ArgumentVersionMismatch):
         # Drivers before nvmlDeviceGetTemperatureV (R565) have only the deprecated call.
         return int(pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU))
+
+
+def _memory(h: Any) -> Any:
+    """nvmlMemory_v2 where the driver has it: its `used` leaves out the memory the driver
+    reserves, which v1's `used` includes (nvml.h, nvmlMemory_v2_t)."""
+    try:
+        return pynvml.nvmlDeviceGetMemoryInfo(h, version=pynvml.nvmlMemory_v2)
+    except (pynvml.NVMLError_FunctionNotFound, pynvml.NVMLError_ArgumentVersionMismatch):
+        return pynvml.nvmlDeviceGetMemoryInfo(h)
+
+
+def _clocks_event_reasons(h: Any) -> int:
+    """nvmlDeviceGetCurrentClocksEventReasons exists from R535; older drivers have only
+    nvmlDeviceGetCurrentClocksThrottleReasons, with the same bits (nvml.h; nvidia-ml-py marks the
+    old name deprecated, to be removed with CUDA 14)."""
+    try:
+        return int(pynvml.nvmlDeviceGetCurrentClocksEventReasons(h))
+    except pynvml.NVMLError_FunctionNotFound:
+        legacy = getattr(pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None)
+        if legacy is None:
+            raise
+        return int(legacy(h))
 
 
 def _clock(h: Any, kind: int) -> int:
@@ -494,7 +554,7 @@ def _mig_instance(mig: Any) -> models.MigInstance:
     """One MIG device; a field it cannot give is left empty (the instance is still listed)."""
     part = _Fields()
     name = part.get("profile", lambda: pynvml.nvmlDeviceGetName(mig))
-    memory = part.get("memory", lambda: pynvml.nvmlDeviceGetMemoryInfo(mig))
+    memory = part.get("memory", lambda: _memory(mig))
     return models.MigInstance(
         uuid=_text(pynvml.nvmlDeviceGetUUID(mig)),
         gpu_instance_id=part.get("gi", lambda: pynvml.nvmlDeviceGetGpuInstanceId(mig)),

@@ -81,7 +81,7 @@ def changes(old: NodeReport, new: NodeReport, policy: ReportPolicy) -> list[str]
 
 
 def _agent_state(agent: models.AgentInfo) -> tuple[Any, ...]:
-    return agent.version, agent.pod_name, agent.nvml_available, agent.message
+    return agent.version, agent.pod_name, agent.nvml_available, agent.message, agent.boot_id
 
 
 def _gpu_changes(old: models.GPU, new: models.GPU, policy: ReportPolicy) -> list[str]:

@@ -10,7 +10,7 @@ import collections
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from gpu_inventory.api import models
 from gpu_inventory.nodeagent import health
@@ -60,23 +60,28 @@ def build_report(
     nvml_message: str = "",
     version: str = "",
     pod_name: str = "",
+    boot_id: str = "",
     policy: health.HealthPolicy = health.DEFAULT_POLICY,
 ) -> NodeReport:
-    """The report at `now`. `reading` is None when NVML is unavailable (`nvml_message` says
-    why): then no GPU is reported, rather than stale readings."""
+    """The report at `now`. `reading` is None when NVML is unavailable or released
+    (`nvml_message` says why): then no GPU is reported, rather than stale readings, and the
+    summary says 0 GPUs, as the GPUNode's CEL rule requires of a summary and its list."""
     gpus: list[models.GPU] = []
     if reading is not None:
         devices = [*reading.devices, *(DeviceReading(gpu, lost="Vanished") for gpu in vanished)]
         for device in devices:
             gpu = device.gpu.model_copy(update={"xids": list(xids.get(device.gpu.uuid, ()))})
-            verdict = health.assess(gpu, now=now, read_at=now, lost=device.lost, policy=policy)
+            verdict = health.assess(gpu, now=now, lost=device.lost, policy=policy)
             gpus.append(gpu.model_copy(update={"health": verdict}))
     agent = models.AgentInfo(
         version=version,
         pod_name=pod_name,
         heartbeat_time=now,
         nvml_available=reading is not None,
-        message=_clip(nvml_message if reading is None else _permission_notes(gpus)),
+        message=models.clip(
+            nvml_message if reading is None else _permission_notes(gpus), models.MAX_MESSAGE
+        ),
+        boot_id=boot_id,
     )
     return NodeReport(
         summary=summarize(gpus),
@@ -123,14 +128,28 @@ def _with_nulls(model: models.WireModel) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True)
 
 
+MIG_INSTANCES_REFUSED: Final = "mig.instances (NoPermission)"
+
+
 def _permission_notes(gpus: Sequence[models.GPU]) -> str:
+    """What NVML refused to tell this agent, so readers know a field is missing on purpose."""
     notes = []
+    mig = [str(g.index) for g in gpus if MIG_INSTANCES_REFUSED in g.unsupported]
+    if mig:
+        # nvmlEventSetWait_v2 (NVML API reference): in MIG mode "only if the caller has
+        # appropriate privileges" are per-instance events reported; "in absence of required
+        # privileges, only the events which affect all the instances (i.e. whole device) are".
+        notes.append(
+            f"MIG on GPU {', '.join(mig)}: no permission to list MIG instances, and XIDs that "
+            "affect one instance only are not reported; run the agent in MIG-monitoring mode "
+            "(NVIDIA_MIG_MONITOR_DEVICES=all, CAP_SYS_ADMIN; see the README)"
+        )
     for gpu in gpus:
-        refused = [m.split(" ")[0] for m in gpu.unsupported if m.endswith("(NoPermission)")]
+        refused = [
+            m.split(" ")[0]
+            for m in gpu.unsupported
+            if m.endswith("(NoPermission)") and m != MIG_INSTANCES_REFUSED
+        ]
         if refused:
             notes.append(f"GPU {gpu.index}: no permission to read {', '.join(refused)}")
     return "; ".join(notes)
-
-
-def _clip(text: str) -> str:
-    return models.clip(text, models.MAX_MESSAGE)

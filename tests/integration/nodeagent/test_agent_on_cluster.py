@@ -1,9 +1,10 @@
 """Agents against a real kube-apiserver: their GPUNodes stay current, writes are paced, a
-refusal by the CRD is survived, and the operator's `status.kubernetes` is never touched.
+refusal by the CRD is survived, the operator's `status.kubernetes` is never touched, XIDs
+survive a restart (not a reboot), and a driver upgrade announced on the Node releases NVML.
 
-Agents run in-process (the fake backend on a clock the test moves), except one test that runs
-the console script as the agent's own ServiceAccount, with the manifests' RBAC and admission
-policy, and stops it with SIGTERM.
+Agents are the real ones over a simulated NVML (`testing/simnvml.py`): in-process on a clock
+the test moves, or as processes (`python -m gpu_inventory.testing.simagent`), one of them as
+the agent's own ServiceAccount with the manifests' RBAC and admission policy.
 """
 
 from __future__ import annotations
@@ -30,14 +31,17 @@ from gpu_inventory.api import constants
 from gpu_inventory.api.objects import gpunode_object
 from gpu_inventory.nodeagent.agent import Agent
 from gpu_inventory.nodeagent.config import AgentConfig
-from gpu_inventory.nodeagent.fake import FakeBackend, load_scenario
+from gpu_inventory.nodeagent.nodeview import NodeReader
+from gpu_inventory.nodeagent.nvml import NVMLBackend
 from gpu_inventory.nodeagent.reporter import ReportPolicy
 from gpu_inventory.nodeagent.writer import GPUNodeWriter
 from gpu_inventory.testing.binaries import REPO_ROOT
 from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.kubectl import run_kubectl
-from gpu_inventory.testing.nodes import create_node
+from gpu_inventory.testing.nodes import create_node, reboot
+from gpu_inventory.testing.scenario import load_scenario, simulate
+from gpu_inventory.testing.simnvml import SimulatedNVML
 from gpu_inventory.testing.wait import eventually, holds
 
 pytestmark = pytest.mark.cluster
@@ -60,6 +64,7 @@ class RunningAgent:
     agent: Agent
     writer: GPUNodeWriter
     thread: threading.Thread
+    nvml: SimulatedNVML
 
 
 @contextlib.contextmanager
@@ -74,8 +79,9 @@ def running_agent(
     retry_initial: float = 0.2,
     retry_max: float = 1.0,
 ) -> Iterator[RunningAgent]:
+    """One agent in this process, over `scenario`'s simulated NVML installed into pynvml."""
     _, parsed = load_scenario(scenario)
-    backend = FakeBackend(parsed, seed=node, elapsed=clock)
+    timeline = simulate(parsed, seed=node, elapsed=clock)
     api = plane.api_client()
     writer = GPUNodeWriter(api, node, request_timeout=5)
     config = AgentConfig(
@@ -83,6 +89,7 @@ def running_agent(
         pod_name=f"gpu-inventory-agent-{node}",
         read_interval_seconds=0.2,
         event_wait_seconds=0.05,
+        node_poll_seconds=0.2,
         report=ReportPolicy(
             write_floor_seconds=floor,
             heartbeat_seconds=heartbeat,
@@ -90,17 +97,19 @@ def running_agent(
             retry_max_seconds=retry_max,
         ),
     )
-    agent = Agent(config, backend, writer, version="test")
-    stop = threading.Event()
-    thread = threading.Thread(target=agent.run, args=(stop,), name=f"agent-{node}", daemon=True)
-    thread.start()
-    try:
-        yield RunningAgent(agent, writer, thread)
-    finally:
-        stop.set()
-        agent.wake()
-        thread.join(15)
-        api.close()
+    with timeline.sim.installed():
+        reader = NodeReader(api, node, poll_seconds=config.node_poll_seconds, request_timeout=5)
+        agent = Agent(config, NVMLBackend(), writer, node=reader, version="test")
+        stop = threading.Event()
+        thread = threading.Thread(target=agent.run, args=(stop,), name=f"agent-{node}", daemon=True)
+        thread.start()
+        try:
+            yield RunningAgent(agent, writer, thread, timeline.sim)
+        finally:
+            stop.set()
+            agent.wake()
+            thread.join(15)
+            api.close()
     assert not thread.is_alive(), "the agent did not stop"
 
 
@@ -136,26 +145,68 @@ def status_of(k8s: client.ApiClient, name: str) -> dict[str, Any]:
     return status
 
 
+@contextlib.contextmanager
+def simagent(
+    plane: ControlPlane,
+    node: str,
+    scenario: str,
+    log_path: Path,
+    *,
+    kubeconfig: Path | None = None,
+    pod: str = "",
+    extra: tuple[str, ...] = ("--write-floor=0.5", "--heartbeat=2", "--node-poll=1"),
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The agent as a process over a simulated NVML; stopped with SIGTERM, which must exit 0."""
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gpu_inventory.testing.simagent",
+                f"--scenario={scenario}",
+                "--health-port=0",
+                "--health-host=127.0.0.1",
+                *extra,
+            ],
+            env={
+                **plane.env(),
+                "KUBECONFIG": str(kubeconfig or plane.kubeconfig),
+                "NODE_NAME": node,
+                "POD_NAME": pod or f"gpu-inventory-agent-{node}",
+                "PYTHONSAFEPATH": "1",
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            code = process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            raise
+        output = log_path.read_text()
+        assert code == 0, output
+        assert "Traceback" not in output, output
+
+
 def test_three_agents_keep_their_gpunodes_current(
-    cluster: ControlPlane, k8s: client.ApiClient
+    cluster: ControlPlane, k8s: client.ApiClient, tmp_path: Path
 ) -> None:
     nodes = {"gpu-t4-a": "t4-single", "gpu-h100-a": "h100-8x-mig", "gpu-h100-b": "h100-8x-events"}
     uids = {name: add_node(k8s, name) for name in nodes}
-    clock = ScenarioClock()
     with contextlib.ExitStack() as stack:
         for name, scenario in nodes.items():
-            stack.enter_context(
-                running_agent(
-                    cluster, name, scenario, clock=clock if "events" in scenario else None
-                )
-            )
+            stack.enter_context(simagent(cluster, name, scenario, tmp_path / f"{name}.log"))
 
         def all_reported() -> dict[str, dict[str, Any]]:
             found = {name: status_of(k8s, name) for name in nodes}
             assert [found[n]["summary"]["gpus"] for n in nodes] == [1, 8, 8]
             return found
 
-        first = eventually(all_reported, timeout=20, what="three GPUNodes")
+        first = eventually(all_reported, timeout=30, what="three GPUNodes")
         assert first["gpu-t4-a"]["summary"]["product"] == "Tesla-T4"
         assert first["gpu-h100-a"]["summary"]["product"] == "NVIDIA-H100-80GB-HBM3"
         mig = [g for g in first["gpu-h100-a"]["gpus"] if g["mig"]["enabled"]]
@@ -166,15 +217,14 @@ def test_three_agents_keep_their_gpunodes_current(
             owner = gpunode(k8s, name)["metadata"]["ownerReferences"][0]
             assert (owner["kind"], owner["name"], owner["uid"]) == ("Node", name, uids[name])
 
-        clock.seconds = 5  # corrected ECC errors start rising on gpu-h100-b's GPU 2
-
+        # The events scenario plays in real time: corrected ECC errors rise on GPU 2 at 5 s.
         def current() -> None:
             now = {name: status_of(k8s, name) for name in nodes}
             for name in nodes:  # every agent keeps heart-beating
                 assert now[name]["agent"]["heartbeatTime"] > first[name]["agent"]["heartbeatTime"]
-            assert now["gpu-h100-b"]["gpus"][2]["ecc"]["volatileCorrected"] == 12
+            assert now["gpu-h100-b"]["gpus"][2]["ecc"]["volatileCorrected"] >= 12
 
-        eventually(current, timeout=20, what="fresh readings")
+        eventually(current, timeout=30, what="fresh readings")
 
 
 def test_a_scripted_xid_turns_a_gpu_unhealthy_within_one_write_floor(
@@ -314,7 +364,12 @@ def test_a_gpunode_the_operator_created_first_is_used_as_is(
         writer = GPUNodeWriter(api, "gpu-race")
         # The operator won the race between the agent's 404 and its create: AlreadyExists.
         writer._create()
-        patch = {"status": {"summary": {"gpus": 1, "product": "", "health": "Unknown"}}}
+        patch = {
+            "status": {
+                "summary": {"gpus": 1, "product": "", "health": "Healthy", "unhealthy": 0},
+                "gpus": [{"uuid": "GPU-1", "index": 0, "health": {"status": "Healthy"}}],
+            }
+        }
         assert writer.write(patch).ok
     finally:
         api.close()
@@ -360,7 +415,7 @@ def test_the_agent_rides_out_an_api_server_restart(
 NAMESPACE = "gpu-inventory"
 
 
-def test_the_console_script_runs_as_its_serviceaccount_and_exits_0_on_sigterm(
+def test_the_agent_runs_as_its_serviceaccount_and_exits_0_on_sigterm(
     cluster: ControlPlane, k8s: client.ApiClient, tmp_path: Path
 ) -> None:
     # The agent's part of the manifests as users install it: its ServiceAccount and RBAC, and
@@ -388,29 +443,15 @@ def test_the_console_script_runs_as_its_serviceaccount_and_exits_0_on_sigterm(
         NAMESPACE, "gpu-inventory-agent", bound_pod="gpu-inventory-agent-cli"
     )
     log_path = tmp_path / "agent.log"
-    script = str(Path(sys.executable).with_name("gpu-inventory-agent"))
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                script,
-                "--backend=fake",
-                "--scenario=t4-single",
-                "--health-port=0",
-                "--health-host=127.0.0.1",
-                "--write-floor=1",
-                "--heartbeat=2",
-            ],
-            env={
-                **cluster.env(),
-                "KUBECONFIG": str(kubeconfig),
-                "NODE_NAME": "gpu-cli",
-                "POD_NAME": "gpu-inventory-agent-cli",
-                "PYTHONSAFEPATH": "1",
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
+    with simagent(
+        cluster,
+        "gpu-cli",
+        "t4-single",
+        log_path,
+        kubeconfig=kubeconfig,
+        pod="gpu-inventory-agent-cli",
+        extra=("--write-floor=1", "--heartbeat=2", "--node-poll=1"),
+    ):
         status = eventually(
             lambda: status_of(k8s, "gpu-cli"), timeout=30, what=f"GPUNode: {log_path}"
         )
@@ -426,15 +467,101 @@ def test_the_console_script_runs_as_its_serviceaccount_and_exits_0_on_sigterm(
 
         with urllib.request.urlopen(f"http://127.0.0.1:{eventually(port)}/healthz") as answer:
             assert answer.status == 200
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            code = process.wait(20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            raise
+        # Its own RBAC lets it read its Node (upgrade labels) and its GPUNode (XIDs to restore).
+        text = log_path.read_text()
+        assert "cannot read it" not in text, text
+        assert "not allowed to read it back" not in text, text
     output = log_path.read_text()
-    assert code == 0, output
     assert "received SIGTERM; stopping" in output
     assert "agent stopped" in output
-    assert "Traceback" not in output
+
+
+# --- restarts, reboots and driver upgrades ----------------------------------------------------
+
+
+def set_boot_id(k8s: client.ApiClient, name: str, boot_id: str) -> None:
+    reboot(client.CoreV1Api(k8s), name, boot_id)
+
+
+def xids_of(status: dict[str, Any], index: int) -> list[int]:
+    return [x["xid"] for x in status["gpus"][index].get("xids", [])]
+
+
+def test_a_restarted_agent_keeps_the_xids_it_wrote_and_a_reboot_clears_them(
+    cluster: ControlPlane, k8s: client.ApiClient
+) -> None:
+    add_node(k8s, "gpu-restart")
+    set_boot_id(k8s, "gpu-restart", "boot-1")
+    clock = ScenarioClock()
+    with running_agent(cluster, "gpu-restart", "h100-8x-events", clock=clock, heartbeat=30):
+        eventually(lambda: status_of(k8s, "gpu-restart"), timeout=20, what="first write")
+        clock.seconds = 10  # XID 79 on GPU 3
+
+        def unhealthy() -> dict[str, Any]:
+            status = status_of(k8s, "gpu-restart")
+            assert xids_of(status, 3) == [79], status["gpus"][3]
+            return status
+
+        before = eventually(unhealthy, timeout=20, what="XID 79 written")
+    assert before["agent"]["bootId"] == "boot-1"
+
+    # A rollout: a new process, whose NVML never saw that XID (healthy MIG readings).
+    with running_agent(cluster, "gpu-restart", "h100-8x-mig", heartbeat=30):
+
+        def rewritten() -> dict[str, Any]:
+            status = status_of(k8s, "gpu-restart")
+            assert status["agent"]["heartbeatTime"] > before["agent"]["heartbeatTime"]
+            return status
+
+        after = eventually(rewritten, timeout=20, what="the new agent's first write")
+    assert after["gpus"][3]["xids"] == before["gpus"][3]["xids"]
+    assert after["gpus"][3]["health"]["status"] == "Unhealthy"
+    assert after["summary"]["unhealthy"] == 1
+
+    set_boot_id(k8s, "gpu-restart", "boot-2")  # the node rebooted: GPUs reset, XIDs resolved
+    with running_agent(cluster, "gpu-restart", "h100-8x-mig", heartbeat=30):
+
+        def forgotten() -> dict[str, Any]:
+            status = status_of(k8s, "gpu-restart")
+            assert status["agent"]["bootId"] == "boot-2"
+            return status
+
+        rebooted = eventually(forgotten, timeout=20, what="a write after the reboot")
+    assert xids_of(rebooted, 3) == []
+    assert rebooted["summary"]["unhealthy"] == 0
+
+
+def test_a_driver_upgrade_on_the_node_releases_nvml_until_it_is_done(
+    cluster: ControlPlane, k8s: client.ApiClient
+) -> None:
+    add_node(k8s, "gpu-upgrade")
+    core = client.CoreV1Api(k8s)
+    label = "nvidia.com/gpu-driver-upgrade-state"
+    with running_agent(cluster, "gpu-upgrade", "t4-single", heartbeat=30) as run:
+        eventually(
+            lambda: holds(status_of(k8s, "gpu-upgrade")["agent"]["nvmlAvailable"]), timeout=20
+        )
+        # The GPU Operator's upgrade controller moves the node along its states.
+        core.patch_node("gpu-upgrade", {"metadata": {"labels": {label: "drain-required"}}})
+
+        def released() -> dict[str, Any]:
+            status = status_of(k8s, "gpu-upgrade")
+            assert status["agent"]["nvmlAvailable"] is False, status["agent"]
+            return status
+
+        status = eventually(released, timeout=20, what="NVML released")
+        assert status["agent"]["message"] == (
+            "NVML released while the GPU Operator upgrades the NVIDIA driver on this node "
+            f"({label}=drain-required)"
+        )
+        assert (status["summary"]["gpus"], status["gpus"]) == (0, [])
+        assert (run.nvml.initialised, run.nvml.waiting) == (0, 0)  # no /dev/nvidia* held
+        assert not run.agent.watcher.alive
+
+        core.patch_node("gpu-upgrade", {"metadata": {"labels": {label: "upgrade-done"}}})
+        eventually(
+            lambda: holds(status_of(k8s, "gpu-upgrade")["agent"]["nvmlAvailable"]),
+            timeout=20,
+            what="NVML taken back",
+        )
+        assert run.nvml.initialised == 1

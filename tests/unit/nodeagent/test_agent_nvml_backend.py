@@ -6,13 +6,27 @@ are the library's own (`NVMLError_NotSupported`, `NVMLError_GpuIsLost`, ...).
 
 from __future__ import annotations
 
+import ctypes
+
 import pynvml
 import pytest
 
 from gpu_inventory.api import models
 from gpu_inventory.nodeagent.backend import NVMLUnavailableError, XidSeen
 from gpu_inventory.nodeagent.nvml import NVMLBackend, describe, error_kind
-from gpu_inventory.testing.simnvml import SimulatedNVML
+from gpu_inventory.testing.simnvml import (
+    SimEcc,
+    SimMig,
+    SimMigDevice,
+    SimRemappedRows,
+    SimRetiredPages,
+    SimulatedNVML,
+    sim_gpu,
+)
+
+
+def address(handle: object) -> int | None:
+    return ctypes.cast(handle, ctypes.c_void_p).value  # type: ignore[arg-type]
 
 
 def started(nvml: SimulatedNVML) -> NVMLBackend:
@@ -73,18 +87,16 @@ def test_every_reading_of_a_healthy_hopper_gpu(nvml: SimulatedNVML) -> None:
 
 
 def test_counters_thresholds_and_throttle_bits_are_decoded(nvml: SimulatedNVML) -> None:
-    nvml.gpus[1].ecc = {
-        (pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_VOLATILE_ECC): 7,
-        (pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_VOLATILE_ECC): 1,
-        (pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_AGGREGATE_ECC): 70,
-        (pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_AGGREGATE_ECC): 2,
-    }
-    nvml.gpus[1].remapped_rows = (3, 1, 1, 0)
-    nvml.gpus[1].clocks_event_reasons = (
-        pynvml.nvmlClocksEventReasonSwPowerCap | pynvml.nvmlClocksEventReasonHwThermalSlowdown
+    nvml.gpus[1].ecc = SimEcc(
+        volatile_corrected=7,
+        volatile_uncorrected=1,
+        aggregate_corrected=70,
+        aggregate_uncorrected=2,
     )
-    nvml.gpus[1].recovery_action = pynvml.NVML_GPU_RECOVERY_ACTION_DRAIN_AND_RESET
-    nvml.gpus[1].nvlink = [1] * 16 + [0, 0]
+    nvml.gpus[1].remapped_rows = SimRemappedRows(correctable=3, uncorrectable=1, pending=True)
+    nvml.gpus[1].clocks_event_reasons = ["SwPowerCap", "HwThermalSlowdown"]
+    nvml.gpus[1].recovery_action = "DRAIN_AND_RESET"
+    nvml.gpus[1].nvlinks = [True] * 16 + [False, False]
 
     read = gpu(started(nvml), 1)
 
@@ -105,15 +117,11 @@ def test_counters_thresholds_and_throttle_bits_are_decoded(nvml: SimulatedNVML) 
 
 def test_a_pre_ampere_gpu_reports_retired_pages_not_remapped_rows(nvml: SimulatedNVML) -> None:
     nvml.gpus[:] = [
-        nvml.gpu_like(
+        sim_gpu(
             0,
             name="Tesla T4",
-            architecture=pynvml.NVML_DEVICE_ARCH_TURING,
-            retired_pages={
-                pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS: [0x1000, 0x2000],
-                pynvml.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR: [0x3000],
-            },
-            retired_pending=1,
+            architecture="TURING",
+            retired_pages=SimRetiredPages(single_bit_ecc=2, double_bit_ecc=1, pending=True),
         )
     ]
     read = gpu(started(nvml), 0)
@@ -140,11 +148,14 @@ def test_an_unknown_architecture_tries_both_memory_error_mechanisms(
 
 
 def test_mig_mode_and_its_instances(nvml: SimulatedNVML) -> None:
-    nvml.gpus[2].mig_mode = (1, 1)
-    nvml.gpus[2].mig_devices = {
-        0: nvml.mig("MIG-aaaa", 7),
-        3: nvml.mig("MIG-bbbb", 10),  # slots 1 and 2 are empty: NotFound
-    }
+    nvml.gpus[2].mig = SimMig(
+        enabled=True,
+        pending_enabled=True,
+        devices={  # slots 1 and 2 are empty: NotFound
+            0: SimMigDevice(uuid="MIG-aaaa", gpu_instance_id=7),
+            3: SimMigDevice(uuid="MIG-bbbb", gpu_instance_id=10),
+        },
+    )
     nvml.fail("nvmlDeviceGetUtilizationRates", pynvml.NVML_ERROR_NOT_SUPPORTED, gpu=2)
 
     read = gpu(started(nvml), 2)
@@ -188,12 +199,12 @@ def test_a_board_without_nvlink_has_no_nvlink_reading(nvml: SimulatedNVML) -> No
 def test_links_a_board_does_not_have_are_probed_on_the_first_read_only(
     nvml: SimulatedNVML,
 ) -> None:
-    nvml.gpus = nvml.gpus[:1]
-    nvml.gpus[0].nvlink = [1] * 12  # a board with 12 of NVML's possible links
+    nvml.gpus[1:] = []
+    nvml.gpus[0].nvlinks = [True] * 12  # a board with 12 of NVML's possible links
     backend = started(nvml)
     first = backend.read().devices[0].gpu
     probed = nvml.calls.count("nvmlDeviceGetNvLinkState")
-    nvml.gpus[0].nvlink = [1] * 11 + [0]
+    nvml.gpus[0].nvlinks = [True] * 11 + [False]
     second = backend.read().devices[0].gpu
     assert probed > 12
     assert nvml.calls.count("nvmlDeviceGetNvLinkState") - probed == 12
@@ -321,9 +332,10 @@ def test_an_unexpected_failure_makes_only_that_gpu_unreadable(
     nvml: SimulatedNVML, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     simulated = pynvml.nvmlDeviceGetName
+    second = address(pynvml.nvmlDeviceGetHandleByIndex(1)) if nvml.initialised else None
 
     def broken(handle: object) -> str:
-        if getattr(handle, "index", None) == 1:
+        if address(handle) == (second or address(pynvml.nvmlDeviceGetHandleByIndex(1))):
             raise ValueError("a ctypes surprise")
         return str(simulated(handle))
 
@@ -383,7 +395,7 @@ def test_a_failing_device_count_means_no_nvml(nvml: SimulatedNVML) -> None:
 
 
 def test_a_value_outside_the_schema_is_dropped_and_named(nvml: SimulatedNVML) -> None:
-    nvml.gpus[0].utilization = (250, 1)  # a percentage above 100 cannot be real
+    nvml.gpus[0].utilization.gpu = 250  # a percentage above 100 cannot be real
     read = gpu(started(nvml), 0)
     assert read.utilization_gpu is None
     assert "utilizationGpu (out of bounds)" in read.unsupported
@@ -422,7 +434,7 @@ def test_an_xid_from_a_gpu_that_is_now_lost_is_still_attributed(nvml: SimulatedN
 
 
 def test_a_gpu_without_xid_events_does_not_stop_the_others(nvml: SimulatedNVML) -> None:
-    nvml.gpus[1].event_types = 0
+    nvml.gpus[1].events = []
     nvml.fail("nvmlDeviceRegisterEvents", pynvml.NVML_ERROR_NO_PERMISSION, gpu=2)
     backend = started(nvml)
     assert nvml.calls.count("nvmlDeviceRegisterEvents") == 3  # 0, 2 (refused) and 3
@@ -434,11 +446,12 @@ def test_no_event_set_means_waiting_quietly(nvml: SimulatedNVML) -> None:
     nvml.fail("nvmlEventSetCreate", pynvml.NVML_ERROR_NOT_SUPPORTED)
     backend = started(nvml)
     assert backend.wait_xids(0.01) == []
+    assert "nvmlEventSetWait_v2" not in nvml.calls
 
 
 def test_nvml_going_away_stops_the_event_wait(nvml: SimulatedNVML) -> None:
     backend = started(nvml)
-    nvml.fail("nvmlEventSetWait", pynvml.NVML_ERROR_UNINITIALIZED)
+    nvml.fail("nvmlEventSetWait_v2", pynvml.NVML_ERROR_UNINITIALIZED)
     with pytest.raises(NVMLUnavailableError):
         backend.wait_xids(0.1)
 

@@ -36,6 +36,7 @@ def test_a_healthy_node() -> None:
     assert report.agent == models.AgentInfo(
         version="0.1.0", pod_name="agent-x", heartbeat_time=NOW, nvml_available=True, message=""
     )
+    assert build(reading(device(0)), boot_id="b-1").agent.boot_id == "b-1"
     assert report.driver == DRIVER
     assert [g.health.status for g in report.gpus] == ["Healthy", "Healthy"]
 
@@ -74,12 +75,31 @@ def test_fields_nvml_refused_to_read_are_surfaced_in_the_agent_message() -> None
     report = build(
         reading(
             device(0, unsupported=["retiredPages (NoPermission)", "nvlink"]),
-            device(1, unsupported=["mig.instances (NoPermission)"]),
+            device(1, unsupported=["powerDrawWatts (NoPermission)"]),
         )
     )
     assert report.agent.message == (
-        "GPU 0: no permission to read retiredPages; GPU 1: no permission to read mig.instances"
+        "GPU 0: no permission to read retiredPages; GPU 1: no permission to read powerDrawWatts"
     )
+
+
+def test_mig_instances_nvml_refuses_are_reported_with_what_they_cost() -> None:
+    """Without the MIG monitor capability NVML refuses the instance list, and reports only the
+    XIDs that affect the whole GPU (nvmlEventSetWait_v2): the agent says both, and how to fix."""
+    mig = {"enabled": True}
+    report = build(
+        reading(
+            device(0, mig=mig, unsupported=["mig.instances (NoPermission)"]),
+            device(1, mig=mig, unsupported=["mig.instances (NoPermission)"]),
+            device(2),
+        )
+    )
+    assert report.agent.message == (
+        "MIG on GPU 0, 1: no permission to list MIG instances, and XIDs that affect one instance "
+        "only are not reported; run the agent in MIG-monitoring mode "
+        "(NVIDIA_MIG_MONITOR_DEVICES=all, CAP_SYS_ADMIN; see the README)"
+    )
+    assert report.agent.nvml_available is True
 
 
 def test_the_most_common_product_names_the_node() -> None:
@@ -132,3 +152,22 @@ def test_the_product_is_spelled_as_gpu_feature_discovery_labels_it() -> None:
     report = build(reading(device(0, name="NVIDIA H100 80GB HBM3")))
     assert report.summary.product == "NVIDIA-H100-80GB-HBM3"
     assert report.gpus[0].name == "NVIDIA H100 80GB HBM3"  # the GPU keeps NVML's own name
+
+
+def test_the_summary_always_agrees_with_the_list_it_summarises() -> None:
+    """What the GPUNode's CEL rules demand (api/models.py SUMMARY_RULES), for every kind of
+    report: NVML up, lost GPUs, vanished ones, and NVML unavailable or released."""
+    unhealthy_xid = [models.XidEvent(xid=79, time=NOW)]
+    reports = [
+        build(
+            reading(device(0), device(1, lost="GpuIsLost"), device(2)),
+            xids={"GPU-2": unhealthy_xid},
+        ),
+        build(reading(device(0)), vanished=[models.GPU(uuid="GPU-9", index=9)]),
+        build(None, nvml_message="NVML released while the GPU Operator upgrades the driver"),
+        build(reading()),
+    ]
+    for report in reports:
+        listed = list(report.gpus)
+        assert report.summary.gpus == len(listed)
+        assert report.summary.unhealthy == sum(g.health.status == "Unhealthy" for g in listed)

@@ -1,0 +1,99 @@
+"""`gpu-inventory-agent --once`: read NVML once, print the GPUNode status it would write, exit.
+No cluster and no kubeconfig, and nothing imported beyond nvidia-ml-py, pydantic and PyYAML."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from gpu_inventory.api import models
+
+# Run in a fresh interpreter where the Kubernetes client cannot be imported at all; after the
+# run, list the third-party packages that were imported.
+_PROBE = """
+import json, sys
+for name in ("kubernetes", "urllib3", "kopf", "mcp"):
+    sys.modules[name] = None  # `import name` now raises ImportError
+from gpu_inventory.testing.simagent import main
+code = main(sys.argv[1:])
+loaded = sorted({m.split(".")[0] for m in sys.modules if sys.modules[m] is not None})
+print(json.dumps({"loaded": loaded}), file=sys.stderr)
+raise SystemExit(code)
+"""
+
+# The agent's own dependencies and theirs (pydantic's: pydantic-core, typing-extensions,
+# annotated-types, typing-inspection).
+ALLOWED = {
+    "nvidia-ml-py",
+    "pydantic",
+    "pydantic_core",
+    "PyYAML",
+    "typing_extensions",
+    "annotated-types",
+    "typing-inspection",
+}
+# Loaded by the interpreter's start-up (.pth files), not by the agent.
+AT_STARTUP = {"setuptools", "gpu-inventory"}
+
+
+def run_once(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "NODE_NAME")}
+    return subprocess.run(
+        [sys.executable, "-c", _PROBE, *args],
+        capture_output=True,
+        text=True,
+        env={**clean, "PYTHONSAFEPATH": "1", "KUBECONFIG": "/nonexistent", **(env or {})},
+        timeout=120,
+    )
+
+
+def third_party(stderr: str) -> set[str]:
+    """The distributions whose modules the run imported."""
+    loaded: list[str] = json.loads(stderr.strip().splitlines()[-1])["loaded"]
+    owners = importlib.metadata.packages_distributions()
+    found = {dist for module in loaded for dist in owners.get(module, [])}
+    return found - AT_STARTUP
+
+
+def test_once_prints_a_valid_gpunode_status_without_a_cluster() -> None:
+    result = run_once("--scenario=h100-8x-mig", "--once")
+    assert result.returncode == 0, result.stderr
+    status: dict[str, Any] = json.loads(result.stdout)
+    parsed = models.GPUNodeStatus.model_validate(status)  # the shape the agent writes
+    assert set(status) == {"summary", "agent", "driver", "gpus"}
+    assert parsed.agent is not None
+    assert parsed.agent.nvml_available
+    assert parsed.summary is not None
+    assert parsed.summary.gpus == len(parsed.gpus) == 8
+    assert sum(len(g.mig.instances) for g in parsed.gpus) == 14
+    assert third_party(result.stderr) <= ALLOWED, "--once imported more than it needs"
+
+
+def test_once_without_nvml_says_why_and_exits_1() -> None:
+    result = run_once("--scenario=no-driver", "--once")
+    assert result.returncode == 1, result.stderr
+    status = json.loads(result.stdout)
+    assert status["agent"]["nvmlAvailable"] is False
+    assert status["agent"]["message"] == "NVML: Driver Not Loaded (DriverNotLoaded)"
+    assert (status["summary"]["gpus"], status["gpus"]) == (0, [])
+
+
+def test_the_console_script_once_on_this_machine_reads_the_real_library(tmp_path: Path) -> None:
+    """No simulation: this machine has no NVIDIA driver, and nvidia-ml-py says so."""
+    script = str(Path(sys.executable).with_name("gpu-inventory-agent"))
+    result = subprocess.run(
+        [script, "--once"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONSAFEPATH": "1", "KUBECONFIG": str(tmp_path / "none")},
+        timeout=120,
+    )
+    assert result.returncode == 1, result.stderr
+    status = json.loads(result.stdout)
+    assert status["agent"]["nvmlAvailable"] is False
+    assert "LibraryNotFound" in status["agent"]["message"]
