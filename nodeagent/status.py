@@ -44,11 +44,18 @@ class SeenGPUs:
         for device in devices:
             gpu = device.gpu
             present.add(gpu.uuid)
-            if device.lost is None:
+            known = self._identity.get(gpu.uuid)
+            if device.lost is None and (
+                known is None or (known.index, known.name, known.pci_bus_id) != _named(gpu)
+            ):  # built once per identity, not on every read
                 self._identity[gpu.uuid] = models.GPU(
                     uuid=gpu.uuid, index=gpu.index, name=gpu.name, pci_bus_id=gpu.pci_bus_id
                 )
         return [gpu for uuid, gpu in self._identity.items() if uuid not in present]
+
+
+def _named(gpu: models.GPU) -> tuple[int, str, str]:
+    return gpu.index, gpu.name, gpu.pci_bus_id
 
 
 def build_report(

@@ -283,7 +283,7 @@ class SimulatedNVML:
         """Replace the functions of `module` (the real pynvml); returns the undo."""
         saved = {name: getattr(module, name) for name in SIMULATED}
         for name, function in self.functions().items():
-            setattr(module, name, _checked(saved[name], self._timed(function)))
+            setattr(module, name, self._checked(saved[name], function))
 
         def undo() -> None:
             for name, original in saved.items():
@@ -390,14 +390,27 @@ class SimulatedNVML:
             data.computeInstanceId = instance
             return data
 
-    def _timed(self, function: Callable[..., Any]) -> Callable[..., Any]:
+    def _checked(
+        self, real: Callable[..., Any], simulated: Callable[..., Any]
+    ) -> Callable[..., Any]:
+        """`simulated`, refusing any argument list the real function would refuse, and timed
+        (`seconds_in_calls`) from the caller's side."""
+        signature = inspect.signature(real)
+        names = tuple(signature.parameters)
+        required = sum(p.default is inspect.Parameter.empty for p in signature.parameters.values())
+
         def call(*args: Any, **kwargs: Any) -> Any:
             began = time.perf_counter()
             try:
-                return function(*args, **kwargs)
+                # The common case checked fast; anything else as Python itself would bind it.
+                if kwargs or not required <= len(args) <= len(names):
+                    signature.bind(*args, **kwargs)  # TypeError, as calling `real` would raise
+                return simulated(*args, **kwargs)
             finally:
                 self.seconds_in_calls += time.perf_counter() - began
 
+        call.__signature__ = signature  # type: ignore[attr-defined]
+        call.__name__ = getattr(real, "__name__", "nvml")
         return call
 
     def _position_of(self, uuid: str) -> int | None:
@@ -784,23 +797,6 @@ _ALWAYS_RELEASABLE: Final = frozenset({"nvmlShutdown", "nvmlEventSetFree"})
 """Letting go works even when the driver went away, so a caller can always clean up."""
 SIMULATED: Final = frozenset(SimulatedNVML([]).functions())
 """Every pynvml function the simulation answers."""
-
-
-def _checked(real: Callable[..., Any], simulated: Callable[..., Any]) -> Callable[..., Any]:
-    """`simulated`, refusing any argument list the real function would refuse."""
-    signature = inspect.signature(real)
-    names = tuple(signature.parameters)
-    required = sum(p.default is inspect.Parameter.empty for p in signature.parameters.values())
-
-    def call(*args: Any, **kwargs: Any) -> Any:
-        # The common case checked fast; anything else as Python itself would bind it.
-        if kwargs or not required <= len(args) <= len(names):
-            signature.bind(*args, **kwargs)  # TypeError, as calling `real` would raise
-        return simulated(*args, **kwargs)
-
-    call.__signature__ = signature  # type: ignore[attr-defined]
-    call.__name__ = getattr(real, "__name__", "nvml")
-    return call
 
 
 def sim_gpu(index: int, *, seed: str = "node", **fields: Any) -> SimGPU:
