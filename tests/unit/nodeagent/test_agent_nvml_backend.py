@@ -507,3 +507,15 @@ def test_nvml_errors_are_unhashable_so_none_is_ever_kept_in_a_set() -> None:
     with pytest.raises(TypeError, match="unhashable"):
         hash(error)
     assert describe(error) == "NVML: Not Supported (NotSupported)"
+
+
+def test_mig_instances_nvml_refuses_without_the_monitor_capability(nvml: SimulatedNVML) -> None:
+    """Without CAP_SYS_ADMIN and NVIDIA_MIG_MONITOR_DEVICES=all the instance list is refused:
+    the GPU is still read, MIG mode reported, and the instances named NoPermission."""
+    nvml.mig_monitor = False
+    nvml.gpus[0].mig = SimMig(enabled=True, devices={0: SimMigDevice(gpu_instance_id=7)})
+    read = gpu(started(nvml), 0)
+    assert read.mig.enabled is True
+    assert read.mig.instances == []
+    assert "mig.instances (NoPermission)" in read.unsupported
+    assert read.temperature == 34
