@@ -87,7 +87,7 @@ def test_shipped_rbac_suffices_and_a_missing_permission_stalls_the_inventory(
         assert "patch gpunodes/status" in message
 
     kube.wait_for(stalled, timeout=30, what="Stalled=Forbidden")
-    assert "FORBIDDEN" in operator.log()
+    assert "refused to patch gpunodes/status (Forbidden)" in operator.log()
     rbac.patch_cluster_role(role, {"rules": shipped_rules()})
 
     def recovered(status: dict[str, Any]) -> None:
@@ -102,7 +102,11 @@ def test_shipped_rbac_suffices_and_a_missing_permission_stalls_the_inventory(
 def test_two_replicas_one_writer_and_failover(
     start_operator: Any, kube: Any, namespace: str
 ) -> None:
-    fast_lease = {"GPU_INVENTORY_LEASE_DURATION": "4", "GPU_INVENTORY_LEASE_RENEW_INTERVAL": "1"}
+    fast_lease = {
+        "GPU_INVENTORY_LEASE_DURATION": "4",
+        "GPU_INVENTORY_LEASE_RENEW_DEADLINE": "3",
+        "GPU_INVENTORY_LEASE_RENEW_INTERVAL": "1",
+    }
     args = ("--lease-namespace", namespace)
     first = start_operator(args=(*args, "--identity", "first"), env=fast_lease)
     kube.create_node(make_node("n1", gpus=4))
