@@ -22,6 +22,7 @@ MAX_RESOURCE_NAMES = 32
 MAX_LABELS = 64
 MAX_PRODUCTS = 128
 MAX_XIDS = 16
+MAX_XID_COUNT = 2**31 - 1  # an XID entry's count saturates here (int32, like NVML's counters)
 MAX_REASONS = 8
 MAX_MIG_INSTANCES = 8
 MAX_NVLINKS = 36  # NVML_NVLINK_MAX_LINKS in nvidia-ml-py 13.x
@@ -363,7 +364,12 @@ class XidEvent(WireModel):
         datetime | None, Field(description="When this XID was first seen (within the window).")
     ] = None
     count: Annotated[
-        int, Field(ge=1, description="How often it was seen between firstTime and time.")
+        int,
+        Field(
+            ge=1,
+            le=MAX_XID_COUNT,
+            description="How often it was seen between firstTime and time (saturates).",
+        ),
     ] = 1
     class_: Annotated[XidClass, Field(alias="class")] = "Unknown"
     action: XidAction = "Investigate"
@@ -405,6 +411,15 @@ class GPU(WireModel):
     ecc: EccCounts = EccCounts()
     retired_pages: RetiredPages | None = None
     remapped_rows: RemappedRows | None = None
+    unrepairable_memory: Annotated[
+        bool | None,
+        Field(
+            description=(
+                "NVML's unrepairable-memory flag (nvmlDeviceGetUnrepairableMemoryFlag_v1); null"
+                " where the driver or GPU has none."
+            )
+        ),
+    ] = None
     recovery_action: RecoveryAction | None = None
     mig: Mig = Mig()
     nvlink: NVLink | None = None

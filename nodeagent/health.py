@@ -2,15 +2,16 @@
 
 Pure: no I/O; the caller passes `now`. Each rule names the source it follows:
 - XIDs: NVIDIA's XID catalog, through `xid.classify` (catalog version in `xidcatalog.py`).
-- Memory errors: DCGM's health watches (NVIDIA/DCGM v4.5.3, modules/health/DcgmHealthWatch.cpp,
-  MonitorMemVolatileDbes, MonitorMemRetiredPending, MonitorMemSbeDbeRetiredPages,
-  MonitorMemRowRemapFailures, MonitorMemRowRemapUncorrectable; limits in
+- Memory errors and the driver's recovery action: DCGM's health watches (NVIDIA/DCGM v4.6.0,
+  modules/health/DcgmHealthWatch.cpp: MonitorMemVolatileDbes, MonitorMemRetiredPending,
+  MonitorMemSbeDbeRetiredPages, MonitorMemRowRemapFailures, MonitorMemRowRemapUncorrectable,
+  MonitorMemUnrepairableFlag, MonitorGpuRecoveryAction; limits in
   common/DcgmGPUHardwareLimits.h), and NVIDIA's memory error management documents:
   A100/H100 (https://docs.nvidia.com/deploy/a100-gpu-mem-error-mgmt/) and dynamic page
   retirement before Ampere (https://docs.nvidia.com/deploy/dynamic-page-retirement/).
-- The driver's recovery action (NVML_FI_DEV_GET_GPU_RECOVERY_ACTION, R565+), NVML's lost-GPU
-  errors, temperature thresholds and clocks-event reasons: the NVML API reference
-  (https://docs.nvidia.com/deploy/nvml-api/).
+- The recovery-action codes DCGM does not judge (RecoverImexDomain, BusReset, SystemReboot),
+  NVML's lost-GPU errors, temperature thresholds and clocks-event reasons: the NVML API
+  reference (https://docs.nvidia.com/deploy/nvml-api/).
 
 The recovery action is the driver's verdict on *its* conditions (raised for uncorrectable memory
 errors, per the A100/H100 memory error management guide): it adds a finding and never erases
@@ -27,12 +28,12 @@ from typing import Final
 
 from gpu_inventory.api import models
 from gpu_inventory.nodeagent import xid
-from gpu_inventory.nodeagent.backend import LOST_TEXT, LostReason
+from gpu_inventory.nodeagent.backend import LOST_TEXT, LostReason, XidWatch
 from gpu_inventory.nodeagent.xidcatalog import CATALOG_VERSION
 
 _RANK: Final[dict[str, int]] = {"Healthy": 0, "Unknown": 1, "Degraded": 2, "Unhealthy": 3}
 
-# common/DcgmGPUHardwareLimits.h (DCGM v4.5.3).
+# common/DcgmGPUHardwareLimits.h (DCGM v4.6.0).
 DCGM_LIMIT_MAX_RETIRED_PAGES: Final = 63
 DCGM_LIMIT_MAX_RETIRED_PAGES_SOFT_LIMIT: Final = 15
 DCGM_LIMIT_MAX_ROW_REMAP_UNCORRECTABLE: Final = 512
@@ -57,18 +58,21 @@ class _Finding:
     reason: str
 
 
-# NVML_FI_DEV_GET_GPU_RECOVERY_ACTION, meanings from "Error Recovery and Response Flags".
+# NVML_FI_DEV_GET_GPU_RECOVERY_ACTION. DCGM v4.6.0 MonitorGpuRecoveryAction judges codes 0-4:
+# GpuReset, NodeReboot and DrainAndReset FAIL (DCGM_FR_GPU_RECOVERY_RESET, _REBOOT,
+# _DRAIN_RESET), DrainP2P WARNs (DCGM_FR_GPU_RECOVERY_DRAIN_P2P), None is healthy; it leaves the
+# later codes alone, which follow NVML's "Error Recovery and Response Flags" here.
 _RECOVERY: Final[dict[models.RecoveryAction, _Finding]] = {
     "GpuReset": _Finding("Unhealthy", "driver recovery action GpuReset: reset the GPU"),
     "NodeReboot": _Finding("Unhealthy", "driver recovery action NodeReboot: reboot the node"),
-    "BusReset": _Finding("Unhealthy", "driver recovery action BusReset: reset the PCIe bus"),
-    "SystemReboot": _Finding("Unhealthy", "driver recovery action SystemReboot: reboot"),
     "DrainAndReset": _Finding(
-        "Degraded", "driver recovery action DrainAndReset: drain the GPU, then reset it"
+        "Unhealthy", "driver recovery action DrainAndReset: drain the GPU, then reset it"
     ),
     "DrainP2P": _Finding(
         "Degraded", "driver recovery action DrainP2P: stop peer-to-peer work on this GPU"
     ),
+    "BusReset": _Finding("Unhealthy", "driver recovery action BusReset: reset the PCIe bus"),
+    "SystemReboot": _Finding("Unhealthy", "driver recovery action SystemReboot: reboot"),
     "RecoverImexDomain": _Finding(
         "Degraded", "driver recovery action RecoverImexDomain: recover the IMEX domain"
     ),
@@ -81,16 +85,37 @@ def assess(
     now: datetime,
     lost: LostReason | None = None,
     policy: HealthPolicy = DEFAULT_POLICY,
+    xids_unwatched: XidWatch | None = None,
+    unknown_recovery_action: int | None = None,
 ) -> models.Health:
     """The health of one GPU at `now`, from its readings and remembered XIDs (`gpu.xids`);
-    `lost` says the GPU gave no readings at all."""
+    `lost` says the GPU gave no readings at all, `xids_unwatched` why its XID events are not
+    watched, `unknown_recovery_action` a recovery-action code this agent cannot name."""
     findings: list[_Finding] = []
     if lost is not None:
+        severity: models.HealthStatus = (
+            "Unknown" if lost in ("Unreadable", "NotRead") else "Unhealthy"
+        )
+        findings.append(_Finding(severity, LOST_TEXT[lost]))
+    if xids_unwatched is not None and xids_unwatched.fault:
         findings.append(
-            _Finding("Unknown" if lost == "Unreadable" else "Unhealthy", LOST_TEXT[lost])
+            _Finding(
+                "Unknown",
+                f"XID events cannot be watched on this GPU (NVML {xids_unwatched.error}): "
+                "faults it reports are not seen",
+            )
         )
     if gpu.recovery_action is not None and gpu.recovery_action in _RECOVERY:
         findings.append(_RECOVERY[gpu.recovery_action])
+    if unknown_recovery_action is not None:
+        # A code newer than this agent's NVML bindings: the driver asks for something.
+        findings.append(
+            _Finding(
+                "Degraded",
+                f"unknown recovery action {unknown_recovery_action} (newer than this agent): "
+                "investigate",
+            )
+        )
     findings.extend(
         _xid_findings(gpu.xids, since=now - timedelta(seconds=policy.xid_window_seconds))
     )
@@ -123,6 +148,14 @@ def _xid_findings(entries: Iterable[models.XidEvent], *, since: datetime) -> Ite
 
 def _memory_findings(gpu: models.GPU) -> Iterable[_Finding]:
     uncorrected = gpu.ecc.volatile_uncorrected
+    if gpu.unrepairable_memory:
+        # DCGM MonitorMemUnrepairableFlag: FAIL when DCGM_FI_DEV_MEMORY_UNREPAIRABLE is non-zero
+        # (DCGM_FR_FAULTY_MEMORY, "Found %lld faulty memory elements on GPU %u"; next step: run
+        # field diagnostics). NVML: nvmlDeviceGetUnrepairableMemoryFlag_v1.
+        yield _Finding(
+            "Unhealthy",
+            "NVML reports unrepairable memory on this GPU: run NVIDIA field diagnostics",
+        )
     if uncorrected:
         # DCGM MonitorMemVolatileDbes: "Fail for any volatile DBEs" (DCGM_FR_VOLATILE_DBE_DETECTED,
         # next step "Drain the GPU and reset it or reboot the node."), whatever the driver says.

@@ -10,7 +10,7 @@ import collections
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
 from gpu_inventory.api import models
 from gpu_inventory.nodeagent import health
@@ -78,7 +78,14 @@ def build_report(
         devices = [*reading.devices, *(DeviceReading(gpu, lost="Vanished") for gpu in vanished)]
         for device in devices:
             gpu = device.gpu.model_copy(update={"xids": list(xids.get(device.gpu.uuid, ()))})
-            verdict = health.assess(gpu, now=now, lost=device.lost, policy=policy)
+            verdict = health.assess(
+                gpu,
+                now=now,
+                lost=device.lost,
+                policy=policy,
+                xids_unwatched=device.xids_unwatched,
+                unknown_recovery_action=device.unknown_recovery_action,
+            )
             gpus.append(gpu.model_copy(update={"health": verdict}))
     agent = models.AgentInfo(
         version=version,
@@ -86,7 +93,7 @@ def build_report(
         heartbeat_time=now,
         nvml_available=reading is not None,
         message=models.clip(
-            nvml_message if reading is None else _permission_notes(gpus), models.MAX_MESSAGE
+            nvml_message if reading is None else notes(reading.devices), models.MAX_MESSAGE
         ),
         boot_id=boot_id,
     )
@@ -135,28 +142,37 @@ def _with_nulls(model: models.WireModel) -> dict[str, Any]:
     return model.model_dump(mode="json", by_alias=True)
 
 
-MIG_INSTANCES_REFUSED: Final = "mig.instances (NoPermission)"
-
-
-def _permission_notes(gpus: Sequence[models.GPU]) -> str:
-    """What NVML refused to tell this agent, so readers know a field is missing on purpose."""
-    notes = []
-    mig = [str(g.index) for g in gpus if MIG_INSTANCES_REFUSED in g.unsupported]
+def notes(devices: Sequence[DeviceReading]) -> str:
+    """What NVML refused or cannot do here, so readers know a field or an XID is missing on
+    purpose: from the readings' structured notes, never from the `unsupported` strings."""
+    found = []
+    mig = [d for d in devices if d.gpu.mig.enabled and d.refused]
     if mig:
         # nvmlEventSetWait_v2 (NVML API reference): in MIG mode "only if the caller has
         # appropriate privileges" are per-instance events reported; "in absence of required
         # privileges, only the events which affect all the instances (i.e. whole device) are".
-        notes.append(
-            f"MIG on GPU {', '.join(mig)}: no permission to list MIG instances, and XIDs that "
-            "affect one instance only are not reported; run the agent in MIG-monitoring mode "
+        # Without the monitor capability NVML also refuses the instance list and even the
+        # parent GPU's memory info (NVIDIA/k8s-device-plugin #399, #1683).
+        found.append(
+            f"MIG on GPU {_indices(mig)}: no permission to read "
+            f"{', '.join(sorted({f for d in mig for f in d.refused}))}, and XIDs that affect "
+            "one instance only are not reported; run the agent in MIG-monitoring mode "
             "(NVIDIA_MIG_MONITOR_DEVICES=all, CAP_SYS_ADMIN; see the README)"
         )
-    for gpu in gpus:
-        refused = [
-            m.split(" ")[0]
-            for m in gpu.unsupported
-            if m.endswith("(NoPermission)") and m != MIG_INSTANCES_REFUSED
-        ]
-        if refused:
-            notes.append(f"GPU {gpu.index}: no permission to read {', '.join(refused)}")
-    return "; ".join(notes)
+    for device in devices:
+        if device.refused and not device.gpu.mig.enabled:
+            found.append(
+                f"GPU {device.gpu.index}: no permission to read {', '.join(device.refused)}"
+            )
+    unwatched = [d for d in devices if d.xids_unwatched is not None and d.lost is None]
+    for error in sorted({d.xids_unwatched.error for d in unwatched if d.xids_unwatched}):
+        same = [d for d in unwatched if d.xids_unwatched and d.xids_unwatched.error == error]
+        if error == "NotSupported":
+            found.append(f"GPU {_indices(same)}: no XID events (the GPU does not report them)")
+        else:
+            found.append(f"GPU {_indices(same)}: XID events cannot be watched (NVML {error})")
+    return "; ".join(found)
+
+
+def _indices(devices: Sequence[DeviceReading]) -> str:
+    return ", ".join(str(d.gpu.index) for d in devices)

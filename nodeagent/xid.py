@@ -92,7 +92,7 @@ UNKNOWN: Final = Resolution("Degraded", "Investigate", "investigate")
 """A code the catalog does not list (newer than this agent): Degraded, reason UnknownXID."""
 
 # DCGM's health watches treat XID 94 (a contained uncorrectable memory error) as a warning
-# (NVIDIA/DCGM v4.5.3 modules/health/DcgmHealthWatch.cpp, BuildXidMappings, m_devastatingXids:
+# (NVIDIA/DCGM v4.6.0 modules/health/DcgmHealthWatch.cpp, BuildXidMappings, m_devastatingXids:
 # 94 -> DCGM_HEALTH_RESULT_WARN, "GPU reset can be deferred until a convenient time"), and the
 # catalog's own trigger text agrees: "It is recommended to reset the GPU when convenient." The
 # catalog's bucket, RESTART_APP, alone would call it Healthy.

@@ -12,8 +12,9 @@ The simulation also holds NVML's rules that a careless caller would break in pro
   (after NVML_ERROR_UNKNOWN from `nvmlDeviceRegisterEvents`) raises `SimulationError`.
 - Events are delivered only to event sets that registered their GPU before they happened
   ("All events that occurred before this call are not recorded").
-- In MIG mode without the MIG monitor capability, instances cannot be listed (NoPermission)
-  and only events that affect the whole GPU are delivered (nvmlEventSetWait_v2).
+- In MIG mode without the MIG monitor capability, instances cannot be listed and the parent
+  GPU's memory info is refused (NoPermission), and only events that affect the whole GPU are
+  delivered (nvmlEventSetWait_v2).
 - Calls before `nvmlInit` or after `nvmlShutdown` raise Uninitialized.
 
 The devices are pydantic models (`SimGPU`), which is also what a scenario file holds
@@ -145,6 +146,8 @@ class SimGPU(_Strict):
     ecc: SimEcc = SimEcc()
     remapped_rows: SimRemappedRows = SimRemappedRows()
     retired_pages: SimRetiredPages = SimRetiredPages()
+    unrepairable_memory: bool = False
+    """nvmlDeviceGetUnrepairableMemoryFlag_v1 (list it in `SimDriver.missing` for older drivers)."""
     recovery_action: str | int | None = "NONE"
     """NVML_GPU_RECOVERY_ACTION_<name> (or a raw code); null: a driver older than the field
     (before R565)."""
@@ -495,6 +498,10 @@ class SimulatedNVML:
             with s._cond:
                 position, slot = s._resolve(handle)
                 s._enter("nvmlDeviceGetMemoryInfo", position)
+                if slot is None and s.gpus[position].mig.enabled and not s.mig_monitor:
+                    # Field reports: without the MIG monitor capability the parent GPU's memory
+                    # info is refused too (k8s-device-plugin #399, #1683; container-toolkit #842).
+                    raise pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
                 if version is not None:
                     s._enter("nvmlDeviceGetMemoryInfo_v2", position)
                     if version != pynvml.nvmlMemory_v2:
@@ -768,6 +775,9 @@ class SimulatedNVML:
                 ),
             ),
             "nvmlDeviceGetRetiredPages": retired,
+            "nvmlDeviceGetUnrepairableMemoryFlag_v1": device(
+                "nvmlDeviceGetUnrepairableMemoryFlag_v1", lambda g: int(g.unrepairable_memory)
+            ),
             "nvmlDeviceGetRetiredPagesPendingStatus": device(
                 "nvmlDeviceGetRetiredPagesPendingStatus", lambda g: int(g.retired_pages.pending)
             ),

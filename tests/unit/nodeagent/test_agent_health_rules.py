@@ -11,7 +11,7 @@ import pytest
 
 from gpu_inventory.api import models
 from gpu_inventory.nodeagent import health, status
-from gpu_inventory.nodeagent.backend import DeviceReading, NodeReading
+from gpu_inventory.nodeagent.backend import DeviceReading, NodeReading, XidWatch
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)
@@ -51,9 +51,35 @@ CASES: list[tuple[str, models.GPU, dict[str, Any], str, list[str]]] = [
     ("recovery-node-reboot", gpu(recovery_action="NodeReboot"), {}, "Unhealthy", ["NodeReboot"]),
     ("recovery-bus-reset", gpu(recovery_action="BusReset"), {}, "Unhealthy", ["BusReset"]),
     ("recovery-system-reboot", gpu(recovery_action="SystemReboot"), {}, "Unhealthy", ["reboot"]),
-    ("recovery-drain-reset", gpu(recovery_action="DrainAndReset"), {}, "Degraded", ["drain"]),
+    # DCGM v4.6.0 MonitorGpuRecoveryAction: DRAIN_AND_RESET -> DCGM_HEALTH_RESULT_FAIL.
+    ("recovery-drain-reset", gpu(recovery_action="DrainAndReset"), {}, "Unhealthy", ["drain"]),
     ("recovery-drain-p2p", gpu(recovery_action="DrainP2P"), {}, "Degraded", ["peer-to-peer"]),
     ("recovery-imex", gpu(recovery_action="RecoverImexDomain"), {}, "Degraded", ["IMEX"]),
+    # A code newer than this agent: the driver asks for something it cannot name.
+    (
+        "recovery-unknown-code",
+        gpu(recovery_action=None),
+        {"unknown_recovery_action": 9},
+        "Degraded",
+        ["unknown recovery action 9"],
+    ),
+    # --- XID events that cannot be watched: unknown, not healthy (S6); none at all: no verdict
+    (
+        "xids-unwatched",
+        gpu(),
+        {"xids_unwatched": XidWatch("Unknown", fault=True)},
+        "Unknown",
+        ["XID events cannot be watched on this GPU (NVML Unknown)"],
+    ),
+    (
+        "xids-not-supported",
+        gpu(),
+        {"xids_unwatched": XidWatch("NotSupported", False)},
+        "Healthy",
+        [],
+    ),
+    # --- NVML as a whole unavailable: the GPU is listed from memory, not read
+    ("not-read", gpu(), {"lost": "NotRead"}, "Unknown", ["not read"]),
     # --- XIDs: NVIDIA's catalog, resolution bucket (Immediate Action)
     (
         "xid-79-restart-bm",
@@ -165,6 +191,15 @@ CASES: list[tuple[str, models.GPU, dict[str, Any], str, list[str]]] = [
         "Healthy",
         [],
     ),
+    # --- DCGM v4.6.0 MonitorMemUnrepairableFlag: FAIL when the flag is non-zero
+    (
+        "unrepairable-memory",
+        gpu(unrepairable_memory=True),
+        {},
+        "Unhealthy",
+        ["unrepairable memory"],
+    ),
+    ("repairable-memory", gpu(unrepairable_memory=False), {}, "Healthy", []),
     # --- row remapping (Ampere+): A100/H100 memory error management; DCGM row remap watches
     (
         "remap-pending",

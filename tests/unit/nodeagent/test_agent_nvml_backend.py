@@ -13,7 +13,8 @@ import pytest
 
 from gpu_inventory.api import models
 from gpu_inventory.nodeagent.backend import NVMLUnavailableError, XidSeen
-from gpu_inventory.nodeagent.nvml import NVMLBackend, describe, error_kind
+from gpu_inventory.nodeagent.nvml import NVMLBackend
+from gpu_inventory.nodeagent.nvmlbase import describe, error_kind
 from gpu_inventory.testing.simnvml import (
     SimEcc,
     SimMig,
@@ -77,6 +78,7 @@ def test_every_reading_of_a_healthy_hopper_gpu(nvml: SimulatedNVML) -> None:
         },
         "retired_pages": None,
         "remapped_rows": {"correctable": 0, "uncorrectable": 0, "pending": False, "failure": False},
+        "unrepairable_memory": False,
         "recovery_action": "None",
         "mig": {"enabled": False, "pending_enabled": False, "instances": []},
         "nvlink": {"links": 18, "active": 18, "inactive_links": []},
@@ -271,6 +273,26 @@ def test_a_field_nvml_cannot_give_is_null_and_named(
     assert reading.devices[1].lost is None
     others = [d.gpu for d in reading.devices if d.gpu.index != 1]
     assert all(g.unsupported == ["retiredPages"] for g in others), "other GPUs are unaffected"
+
+
+def test_the_unrepairable_memory_flag_is_read_where_the_driver_has_it(nvml: SimulatedNVML) -> None:
+    """DCGM v4.6.0 MonitorMemUnrepairableFlag reads NVML's nvmlDeviceGetUnrepairableMemoryFlag;
+    an older driver lacks the symbol (FunctionNotFound): the field is null and named."""
+    nvml.gpus[1].unrepairable_memory = True
+    backend = started(nvml)
+    assert [gpu(backend, i).unrepairable_memory for i in (0, 1)] == [False, True]
+    nvml.driver.missing = ["nvmlDeviceGetUnrepairableMemoryFlag_v1"]
+    old = gpu(backend, 1)
+    assert old.unrepairable_memory is None
+    assert "unrepairableMemory" in old.unsupported
+
+
+def test_an_unknown_recovery_action_code_is_kept_for_the_verdict(nvml: SimulatedNVML) -> None:
+    nvml.gpus[0].recovery_action = 9  # newer than nvidia-ml-py's NVML_GPU_RECOVERY_ACTION_*
+    device = started(nvml).read().devices[0]
+    assert device.gpu.recovery_action is None
+    assert "recoveryAction (code 9)" in device.gpu.unsupported
+    assert device.unknown_recovery_action == 9
 
 
 def test_the_recovery_action_field_reports_its_own_status(nvml: SimulatedNVML) -> None:
@@ -514,8 +536,12 @@ def test_mig_instances_nvml_refuses_without_the_monitor_capability(nvml: Simulat
     the GPU is still read, MIG mode reported, and the instances named NoPermission."""
     nvml.mig_monitor = False
     nvml.gpus[0].mig = SimMig(enabled=True, devices={0: SimMigDevice(gpu_instance_id=7)})
-    read = gpu(started(nvml), 0)
+    device = started(nvml).read().devices[0]
+    read = device.gpu
     assert read.mig.enabled is True
     assert read.mig.instances == []
     assert "mig.instances (NoPermission)" in read.unsupported
+    # Field reports: the parent's memory info is refused too (k8s-device-plugin #399, #1683).
+    assert (read.memory_total, read.memory_used) == (None, None)
+    assert device.refused == ("memoryTotal", "memoryUsed", "mig.instances")
     assert read.temperature == 34

@@ -6,17 +6,29 @@ from datetime import UTC, datetime, timedelta
 
 from gpu_inventory.api import models
 from gpu_inventory.nodeagent import status
-from gpu_inventory.nodeagent.backend import DeviceReading, NodeReading
+from gpu_inventory.nodeagent.backend import DeviceReading, NodeReading, XidWatch
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 DRIVER = models.DriverInfo(driver_version="570.124.06", cuda_version="12.8", nvml_version="12.570")
 
 
-def device(index: int, *, lost: str | None = None, **fields: object) -> DeviceReading:
+def device(
+    index: int,
+    *,
+    lost: str | None = None,
+    refused: tuple[str, ...] = (),
+    xids_unwatched: XidWatch | None = None,
+    **fields: object,
+) -> DeviceReading:
     gpu = models.GPU.model_validate(
         {"uuid": f"GPU-{index}", "index": index, "name": "NVIDIA H100 80GB HBM3", **fields}
     )
-    return DeviceReading(gpu, lost=lost)  # type: ignore[arg-type]
+    return DeviceReading(
+        gpu,
+        lost=lost,  # type: ignore[arg-type]
+        refused=refused,
+        xids_unwatched=xids_unwatched,
+    )
 
 
 def reading(*devices: DeviceReading) -> NodeReading:
@@ -74,8 +86,9 @@ def test_without_nvml_no_gpu_is_reported_and_the_reason_is() -> None:
 def test_fields_nvml_refused_to_read_are_surfaced_in_the_agent_message() -> None:
     report = build(
         reading(
-            device(0, unsupported=["retiredPages (NoPermission)", "nvlink"]),
-            device(1, unsupported=["powerDrawWatts (NoPermission)"]),
+            device(0, refused=("retiredPages",), unsupported=["retiredPages (NoPermission)"]),
+            device(1, refused=("powerDrawWatts",), unsupported=["powerDrawWatts (NoPermission)"]),
+            device(2, unsupported=["nvlink"]),
         )
     )
     assert report.agent.message == (
@@ -83,23 +96,42 @@ def test_fields_nvml_refused_to_read_are_surfaced_in_the_agent_message() -> None
     )
 
 
-def test_mig_instances_nvml_refuses_are_reported_with_what_they_cost() -> None:
-    """Without the MIG monitor capability NVML refuses the instance list, and reports only the
-    XIDs that affect the whole GPU (nvmlEventSetWait_v2): the agent says both, and how to fix."""
+def test_mig_gpus_nvml_refuses_are_reported_with_what_they_cost() -> None:
+    """Without the MIG monitor capability NVML refuses the instance list (and, in the field,
+    even the parent's memory info), and reports only the XIDs that affect the whole GPU
+    (nvmlEventSetWait_v2): the agent says so for any refusal on a MIG GPU, and how to fix it."""
     mig = {"enabled": True}
     report = build(
         reading(
-            device(0, mig=mig, unsupported=["mig.instances (NoPermission)"]),
-            device(1, mig=mig, unsupported=["mig.instances (NoPermission)"]),
-            device(2),
+            device(0, mig=mig, refused=("mig.instances",)),
+            device(1, mig=mig, refused=("memoryTotal", "memoryUsed")),
+            device(2, mig=mig),
+            device(3),
         )
     )
     assert report.agent.message == (
-        "MIG on GPU 0, 1: no permission to list MIG instances, and XIDs that affect one instance "
-        "only are not reported; run the agent in MIG-monitoring mode "
+        "MIG on GPU 0, 1: no permission to read memoryTotal, memoryUsed, mig.instances, and XIDs"
+        " that affect one instance only are not reported; run the agent in MIG-monitoring mode "
         "(NVIDIA_MIG_MONITOR_DEVICES=all, CAP_SYS_ADMIN; see the README)"
     )
     assert report.agent.nvml_available is True
+
+
+def test_gpus_whose_xids_are_not_watched_are_named() -> None:
+    failing = XidWatch("NoPermission", fault=True)
+    report = build(
+        reading(
+            device(0, xids_unwatched=failing),
+            device(1, xids_unwatched=XidWatch("NotSupported", fault=False)),
+            device(2, xids_unwatched=failing),
+            device(3),
+        )
+    )
+    assert report.agent.message == (
+        "GPU 0, 2: XID events cannot be watched (NVML NoPermission); "
+        "GPU 1: no XID events (the GPU does not report them)"
+    )
+    assert [g.health.status for g in report.gpus] == ["Unknown", "Healthy", "Unknown", "Healthy"]
 
 
 def test_the_most_common_product_names_the_node() -> None:

@@ -117,13 +117,17 @@ def test_misuse_of_event_sets_is_caught(nvml: SimulatedNVML) -> None:
 
 def test_mig_without_the_monitor_capability(nvml: SimulatedNVML) -> None:
     """nvmlEventSetWait_v2: without privileges, "only the events which affect all the
-    instances (i.e. whole device) are reported"; listing instances is refused."""
+    instances (i.e. whole device) are reported"; listing instances and the parent's memory
+    info are refused."""
     nvml.mig_monitor = False
     nvml.gpus[0].mig = SimMig(enabled=True, devices={0: SimMigDevice(gpu_instance_id=7)})
     pynvml.nvmlInit()
     handle = pynvml.nvmlDeviceGetHandleByIndex(0)
     with pytest.raises(pynvml.NVMLError_NoPermission):
         pynvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, 0)
+    with pytest.raises(pynvml.NVMLError_NoPermission):  # k8s-device-plugin #399, #1683
+        pynvml.nvmlDeviceGetMemoryInfo(handle)
+    assert pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(1)).total > 0
     event_set = pynvml.nvmlEventSetCreate()
     pynvml.nvmlDeviceRegisterEvents(handle, pynvml.nvmlEventTypeXidCriticalError, event_set)
     nvml.xid(0, 13, gpu_instance=7)  # one instance's application error: not seen
