@@ -7,8 +7,11 @@ see what the agent sees.
 
 Exit codes: 0 after SIGTERM/SIGINT (event thread stopped, NVML shut down), or after `--once`
 printed a status read from NVML; 1 after `--once` printed a status without NVML (the message
-says why); 2 for a bad option (missing NODE_NAME, no Kubernetes credentials, port in use). No
-NVML and no API server are not exits for the long-running agent: it reports the first and
+says why); 2 for a bad option (missing NODE_NAME, no Kubernetes credentials, port in use); 3
+when only a new container can read NVML: a driver upgrade it released NVML for is over, or
+nvmlInit answered LibRmVersionMismatch (the container's NVML library is the old driver's). The
+kubelet then starts a new container, into which the NVIDIA runtime mounts the current library.
+No NVML and no API server are not exits for the long-running agent: it reports the first and
 retries both.
 """
 
@@ -42,6 +45,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("gpu_inventory.nodeagent")
 
 _PROG = "gpu-inventory-agent"
+EXIT_RESTART = 3
+"""Only a new container can read NVML (see the module docstring)."""
 
 
 def parser() -> argparse.ArgumentParser:
@@ -241,8 +246,11 @@ def serve(cfg: AgentConfig) -> int:
         cfg.report.heartbeat_seconds,
     )
     try:
-        agent.run(stop)
+        restart = agent.run(stop)
     finally:
         server.stop()
         api.close()
+    if restart is not None:
+        log.error("exiting with code %d for a new container: %s", EXIT_RESTART, restart)
+        return EXIT_RESTART
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -56,6 +56,24 @@ class XidMemory:
                     taken += 1
         return taken
 
+    def forget_resets(self) -> int:
+        """Drop every code a GPU reset resolves (`xid.cleared_by_gpu_reset`): the driver was
+        reloaded, or NVML came back after a release. The number of entries dropped."""
+        return self._forget(lambda code, _seen: xid.cleared_by_gpu_reset(code))
+
+    def forget_before(self, moment: datetime) -> int:
+        """Drop every entry last seen at or before `moment` (an admin cleared them by hand)."""
+        return self._forget(lambda _code, seen: seen.last <= moment)
+
+    def _forget(self, drop: Callable[[int, _Seen], bool]) -> int:
+        dropped = 0
+        with self._lock:
+            for codes in self._seen.values():
+                for code in [c for c, seen in codes.items() if drop(c, seen)]:
+                    del codes[code]
+                    dropped += 1
+        return dropped
+
     def snapshot(self, now: datetime) -> dict[str, list[models.XidEvent]]:
         """Per GPU, the entries still inside the window, in code order."""
         since = now - self._window
@@ -73,7 +91,8 @@ class XidMemory:
         codes = self._seen.setdefault(uuid, {})
         old = codes.get(code)
         if old is not None:
-            new = _Seen(old.count + new.count, min(old.first, new.first), max(old.last, new.last))
+            count = min(old.count + new.count, models.MAX_XID_COUNT)  # saturates
+            new = _Seen(count, min(old.first, new.first), max(old.last, new.last))
         codes[code] = new
         if len(codes) > self._per_gpu:
             del codes[min(codes.items(), key=_eviction_order)[0]]
@@ -97,10 +116,3 @@ def _event(code: int, seen: _Seen) -> models.XidEvent:
         resolution=info.resolution,
         mnemonic=info.mnemonic,
     )
-
-
-def gpus_of(status: Mapping[str, object] | None) -> list[models.GPU]:
-    """The GPUs of a GPUNode status as read from the API server; [] when there are none."""
-    if not status:
-        return []
-    return models.GPUNodeStatus.model_validate(status).gpus

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -36,6 +36,12 @@ class StatusSink(Protocol):
         ...
 
 
+XIDS_CLEARED_ANNOTATION: Final = "gpuinventory.io/xids-cleared-at"
+"""An RFC 3339 time an admin sets on a Node after fixing its GPUs by hand (a GPU reset the agent
+cannot see): the agent forgets every XID it last saw at or before it, and keeps forgetting them
+after a restart (`kubectl annotate node N gpuinventory.io/xids-cleared-at=$(date -u +%FT%TZ)`)."""
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class NodeFacts:
     """What the agent reads from its own Node."""
@@ -43,6 +49,20 @@ class NodeFacts:
     labels: Mapping[str, str]
     boot_id: str = ""
     """Node status.nodeInfo.bootID as the kubelet reports it ("" when it reports none)."""
+    xids_cleared_at: datetime | None = None
+    """The Node's `XIDS_CLEARED_ANNOTATION`, when it holds a time with a zone."""
+
+
+def cleared_at(value: str | None) -> datetime | None:
+    """The time in an `XIDS_CLEARED_ANNOTATION` value; None when absent or not RFC 3339 with a
+    zone (a bad value clears nothing)."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 class NodeView(Protocol):

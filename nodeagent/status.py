@@ -29,10 +29,20 @@ class NodeReport:
 
 
 class SeenGPUs:
-    """Every GPU this agent has seen, so one that drops off NVML's list is still reported."""
+    """Every GPU this agent has seen (or its earlier run, in the same boot, wrote), so one that
+    drops off NVML's list is still reported, and all are listed while NVML is unavailable."""
 
     def __init__(self) -> None:
         self._identity: dict[str, models.GPU] = {}
+
+    def seed(self, gpus: Iterable[models.GPU]) -> None:
+        """Remember GPUs an earlier run wrote; what this run reads later takes precedence."""
+        for gpu in gpus:
+            self._identity.setdefault(gpu.uuid, _identity(gpu))
+
+    def known(self) -> list[models.GPU]:
+        """Every remembered GPU, identity only, by index."""
+        return sorted(self._identity.values(), key=lambda g: (g.index, g.uuid))
 
     def vanished(self, devices: Iterable[DeviceReading]) -> list[models.GPU]:
         """Remember the GPUs read in `devices`; return each earlier one no longer among them.
@@ -48,14 +58,16 @@ class SeenGPUs:
             if device.lost is None and (
                 known is None or (known.index, known.name, known.pci_bus_id) != _named(gpu)
             ):  # built once per identity, not on every read
-                self._identity[gpu.uuid] = models.GPU(
-                    uuid=gpu.uuid, index=gpu.index, name=gpu.name, pci_bus_id=gpu.pci_bus_id
-                )
+                self._identity[gpu.uuid] = _identity(gpu)
         return [gpu for uuid, gpu in self._identity.items() if uuid not in present]
 
 
 def _named(gpu: models.GPU) -> tuple[int, str, str]:
     return gpu.index, gpu.name, gpu.pci_bus_id
+
+
+def _identity(gpu: models.GPU) -> models.GPU:
+    return models.GPU(uuid=gpu.uuid, index=gpu.index, name=gpu.name, pci_bus_id=gpu.pci_bus_id)
 
 
 def build_report(
@@ -64,6 +76,8 @@ def build_report(
     now: datetime,
     xids: Mapping[str, Sequence[models.XidEvent]],
     vanished: Sequence[models.GPU] = (),
+    remembered: Sequence[models.GPU] = (),
+    last_driver: models.DriverInfo | None = None,
     nvml_message: str = "",
     version: str = "",
     pod_name: str = "",
@@ -71,22 +85,25 @@ def build_report(
     policy: health.HealthPolicy = health.DEFAULT_POLICY,
 ) -> NodeReport:
     """The report at `now`. `reading` is None when NVML is unavailable or released
-    (`nvml_message` says why): then no GPU is reported, rather than stale readings, and the
-    summary says 0 GPUs, as the GPUNode's CEL rule requires of a summary and its list."""
+    (`nvml_message` says why): then the `remembered` GPUs are listed by identity with their
+    XIDs, health from those XIDs or Unknown ("not read"), never stale readings, so no XID is
+    erased from the only copy; `last_driver` is the driver last read."""
     gpus: list[models.GPU] = []
     if reading is not None:
         devices = [*reading.devices, *(DeviceReading(gpu, lost="Vanished") for gpu in vanished)]
-        for device in devices:
-            gpu = device.gpu.model_copy(update={"xids": list(xids.get(device.gpu.uuid, ()))})
-            verdict = health.assess(
-                gpu,
-                now=now,
-                lost=device.lost,
-                policy=policy,
-                xids_unwatched=device.xids_unwatched,
-                unknown_recovery_action=device.unknown_recovery_action,
-            )
-            gpus.append(gpu.model_copy(update={"health": verdict}))
+    else:
+        devices = [DeviceReading(gpu, lost="NotRead") for gpu in remembered]
+    for device in devices:
+        gpu = device.gpu.model_copy(update={"xids": list(xids.get(device.gpu.uuid, ()))})
+        verdict = health.assess(
+            gpu,
+            now=now,
+            lost=device.lost,
+            policy=policy,
+            xids_unwatched=device.xids_unwatched,
+            unknown_recovery_action=device.unknown_recovery_action,
+        )
+        gpus.append(gpu.model_copy(update={"health": verdict}))
     agent = models.AgentInfo(
         version=version,
         pod_name=pod_name,
@@ -100,7 +117,7 @@ def build_report(
     return NodeReport(
         summary=summarize(gpus),
         agent=agent,
-        driver=reading.driver if reading is not None else models.DriverInfo(),
+        driver=reading.driver if reading is not None else (last_driver or models.DriverInfo()),
         gpus=tuple(gpus),
     )
 

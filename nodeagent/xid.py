@@ -118,7 +118,9 @@ def classify(code: int) -> XidInfo:
     """The catalog's row for `code` and what it means for the GPU."""
     row = _BY_CODE.get(code)
     if row is None:
-        return XidInfo("", "", "", False, UNKNOWN.verdict, UNKNOWN.action, "Unknown", "investigate")
+        return XidInfo(
+            "", "", "", False, UNKNOWN.verdict, UNKNOWN.action, "Unknown", UNKNOWN.guidance
+        )
     mnemonic, description, bucket = row
     meaning = RESOLUTIONS[bucket]
     verdict = DCGM_VERDICTS.get(code, meaning.verdict)
@@ -151,9 +153,18 @@ def xid_class(mnemonic: str, bucket: str) -> models.XidClass:
     return "Hardware"
 
 
+# Not RETIREMENT: channels (160, 161) and resources (156, 157) retire too; DRAM retirement
+# (63, 64) is memory by its DRAM.
 _MEMORY_WORDS: Final = frozenset(
-    ("ECC", "DBE", "SBE", "DRAM", "SRAM", "MEMORY", "RETIREMENT", "CONTAINED", "UNCONTAINED")
+    ("ECC", "DBE", "SBE", "DRAM", "SRAM", "MEMORY", "CONTAINED", "UNCONTAINED")
 )
+
+
+def cleared_by_gpu_reset(code: int) -> bool:
+    """Whether a GPU reset (a driver reload resets every GPU) resolves XID `code`: the
+    catalog's reset-class resolutions, and XID 94, whose reset DCGM says can be deferred.
+    A reboot-class code (RESTART_BM) is resolved only by a reboot (a new boot ID)."""
+    return classify(code).action == "ResetGPU" or code in DCGM_VERDICTS
 
 
 def _rows() -> dict[int, tuple[str, str, str]]:

@@ -16,6 +16,9 @@ The simulation also holds NVML's rules that a careless caller would break in pro
   GPU's memory info is refused (NoPermission), and only events that affect the whole GPU are
   delivered (nvmlEventSetWait_v2).
 - Calls before `nvmlInit` or after `nvmlShutdown` raise Uninitialized.
+- The library is loaded once per process: after `upgrade_driver`, nvmlInit answers
+  LibRmVersionMismatch until `new_process` (nvidia-ml-py never unloads libnvidia-ml.so, and the
+  NVIDIA runtime mounted it when the container was created).
 
 The devices are pydantic models (`SimGPU`), which is also what a scenario file holds
 (`gpu_inventory.testing.scenario`); a timeline of scripted events plays on an injected clock.
@@ -233,6 +236,9 @@ class SimulatedNVML:
         self.failures: dict[tuple[str, int | None], int] = {}
         self.calls: list[str] = []
         self.initialised = 0
+        self.library: str | None = None
+        """The driver version of the NVML library this process loaded (at its first nvmlInit);
+        None until then, and again after `new_process`."""
         self.event_sets_freed = 0
         self.seconds_in_calls = 0.0
         """Time spent inside simulated calls (benchmarks subtract it from the agent's turns)."""
@@ -270,6 +276,25 @@ class SimulatedNVML:
                     continue  # nvmlEventSetWait_v2: without privileges, whole-GPU events only
                 event_set.queue.append((uuid, code, gpu_instance))
             self._cond.notify_all()
+
+    def upgrade_driver(self, version: str) -> None:
+        """The node's driver is replaced by `version` (its kernel module and the library on
+        the host); this process keeps the library it loaded until `new_process`."""
+        with self._cond:
+            if self.initialised:
+                raise SimulationError(
+                    "the driver was replaced while this process held NVML open: a real upgrade "
+                    "cannot unload a module with open /dev/nvidia* files"
+                )
+            self.driver = self.driver.model_copy(
+                update={"version": version, "nvml": f"{self.driver.nvml.split('.')[0]}.{version}"}
+            )
+            self._cond.notify_all()
+
+    def new_process(self) -> None:
+        """A new container: it loads the library the host has now (NVIDIA runtime mount)."""
+        with self._cond:
+            self.library = None
 
     def changed(self) -> None:
         """Wake waiters after the caller changed GPUs or state outside a call."""
@@ -454,6 +479,11 @@ class SimulatedNVML:
                 s._enter("nvmlInit")
                 if s.init_error is not None:
                     raise pynvml.NVMLError(error_code(s.init_error))
+                if s.library is not None and s.library != s.driver.version:
+                    # The library stays loaded (nvmlShutdown: "Leave the library loaded") and
+                    # was mounted at container creation: the new kernel module refuses it.
+                    raise pynvml.NVMLError(pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH)
+                s.library = s.driver.version
                 s.initialised += 1
 
         def shutdown() -> None:
@@ -722,19 +752,18 @@ class SimulatedNVML:
         def wait(eventSet: Any, timeoutms: int) -> Any:  # noqa: N803 (pynvml's own names)
             return s._wait(eventSet, timeoutms)
 
-        driver = s.driver
         return {
             "nvmlInit": init,
             "nvmlShutdown": shutdown,
             "nvmlDeviceGetCount": system("nvmlDeviceGetCount", lambda: len(s.gpus)),
             "nvmlDeviceGetHandleByIndex": handle_by_index,
             "nvmlSystemGetDriverVersion": system(
-                "nvmlSystemGetDriverVersion", lambda: driver.version
+                "nvmlSystemGetDriverVersion", lambda: s.driver.version
             ),
             "nvmlSystemGetCudaDriverVersion": system(
-                "nvmlSystemGetCudaDriverVersion", lambda: driver.cuda
+                "nvmlSystemGetCudaDriverVersion", lambda: s.driver.cuda
             ),
-            "nvmlSystemGetNVMLVersion": system("nvmlSystemGetNVMLVersion", lambda: driver.nvml),
+            "nvmlSystemGetNVMLVersion": system("nvmlSystemGetNVMLVersion", lambda: s.driver.nvml),
             "nvmlDeviceGetUUID": uuid,
             "nvmlDeviceGetName": name,
             "nvmlDeviceGetPciInfo": pci,

@@ -4,6 +4,7 @@ time is the test's (one clock for the agent and the scenario)."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import threading
 from collections.abc import Iterator, Mapping
@@ -16,6 +17,7 @@ import pytest
 from gpu_inventory.nodeagent.agent import Agent
 from gpu_inventory.nodeagent.backend import NodeReading, NVMLUnavailableError, XidSeen
 from gpu_inventory.nodeagent.config import AgentConfig, ConfigError
+from gpu_inventory.nodeagent.health import HealthPolicy
 from gpu_inventory.nodeagent.nvml import NVMLBackend
 from gpu_inventory.nodeagent.ports import NodeFacts, PreviousUnavailableError, WriteOutcome
 from gpu_inventory.nodeagent.reporter import ReportPolicy
@@ -67,14 +69,17 @@ class Sink:
 
 
 class Node:
-    """A `NodeView` whose labels and boot ID the test sets."""
+    """A `NodeView` whose labels, boot ID and XID-clearing annotation the test sets."""
 
     def __init__(self, boot_id: str = "boot-1") -> None:
         self.labels: dict[str, str] = {}
         self.boot_id = boot_id
+        self.cleared_at: datetime | None = None
 
     def facts(self, now: datetime) -> NodeFacts:
-        return NodeFacts(labels=dict(self.labels), boot_id=self.boot_id)
+        return NodeFacts(
+            labels=dict(self.labels), boot_id=self.boot_id, xids_cleared_at=self.cleared_at
+        )
 
 
 @contextlib.contextmanager
@@ -240,6 +245,88 @@ def test_xids_from_an_earlier_boot_are_not_restored() -> None:
     assert second.xids.snapshot(clock.now()) == {}
 
 
+def test_a_gpu_gone_after_a_restart_in_the_same_boot_is_reported_vanished() -> None:
+    """GPU 3 took XID 79 and fell off the bus; after a rollout NVML no longer lists it. The
+    restarted agent remembers it from its GPUNode (same boot) and reports it Vanished."""
+    clock = Clock()
+    node = Node(boot_id="boot-1")
+    with simulated("h100-8x-events", clock):
+        first, sink = agent_for(clock, node=node)
+        for seconds in (0, 10):
+            turn(first, clock, seconds)
+        written = sink.last
+    assert written["gpus"][3]["health"]["status"] == "Unhealthy"
+    gone = written["gpus"][3]["uuid"]
+
+    with simulated("h100-8x-events", Clock()) as timeline:
+        del timeline.sim.gpus[3]  # not enumerated any more
+        second, sink2 = agent_for(clock, sink=Sink(previous=written), node=node)
+        turn(second, clock, 30)
+    status = sink2.patches[0]["status"]
+    vanished = next(g for g in status["gpus"] if g["uuid"] == gone)
+    assert vanished["index"] == 3
+    assert "no longer listed by NVML" in " ".join(vanished["health"]["reasons"])
+    assert [x["xid"] for x in vanished["xids"]] == [79]
+    assert (status["summary"]["gpus"], status["summary"]["unhealthy"]) == (8, 1)
+
+    with simulated("h100-8x-events", Clock()) as timeline:  # after a reboot: not missed
+        del timeline.sim.gpus[3]
+        third, sink3 = agent_for(clock, sink=Sink(previous=written), node=Node("boot-2"))
+        turn(third, clock, 30)
+    assert gone not in [g["uuid"] for g in sink3.patches[0]["status"]["gpus"]]
+
+
+def test_a_restored_time_from_the_future_counts_one_window_at_most() -> None:
+    """A skewed or hostile entry (time 2099) is clamped to the restart: it expires with the
+    window instead of never."""
+    clock = Clock()
+    future = "2099-01-01T00:00:00Z"
+    earlier = {
+        "agent": {"bootId": "boot-1"},
+        "gpus": [
+            {
+                "uuid": "GPU-x",
+                "index": 0,
+                "xids": [{"xid": 79, "time": future, "firstTime": future, "count": 1}],
+            }
+        ],
+    }
+    with simulated("t4-single", clock):
+        agent, _ = agent_for(
+            clock,
+            sink=Sink(previous=earlier),
+            node=Node(),
+            health=HealthPolicy(xid_window_seconds=60),
+        )
+        turn(agent, clock, 0)
+        (entry,) = agent.xids.snapshot(clock.now())["GPU-x"]
+        assert entry.time == entry.first_time == clock.now()
+        clock.seconds = 61
+        assert agent.xids.snapshot(clock.now()) == {}
+
+
+def test_xids_cleared_by_hand_stay_forgotten_across_a_restart() -> None:
+    """After fixing a GPU by hand (a reset the agent cannot see) an admin annotates the Node;
+    every XID last seen before that time is forgotten, by this run and any later one."""
+    clock = Clock()
+    node = Node()
+    with simulated("h100-8x-events", clock):
+        first, sink = agent_for(clock, node=node)
+        for seconds in (0, 10, 20):
+            turn(first, clock, seconds)
+        assert [x["xid"] for x in sink.last["gpus"][3]["xids"]] == [79]
+        node.cleared_at = clock.now()
+        turn(first, clock, 30)
+        assert sink.last["gpus"][3]["xids"] == []
+        written = sink.last
+    earlier = copy.deepcopy(written)
+    earlier["gpus"][3]["xids"] = [{"xid": 79, "time": "2026-11-01T12:00:10Z"}]  # a stale copy
+    with simulated("h100-8x-mig", Clock()):
+        second, sink2 = agent_for(clock, sink=Sink(previous=earlier), node=node)
+        turn(second, clock, 40)
+    assert sink2.patches[0]["status"]["gpus"][3]["xids"] == []
+
+
 def test_the_first_write_waits_until_the_earlier_status_can_be_read() -> None:
     clock = Clock()
     with simulated("t4-single", clock):
@@ -251,15 +338,40 @@ def test_the_first_write_waits_until_the_earlier_status_can_be_read() -> None:
         assert turn(agent, clock, 10) == "first report"
 
 
-def test_a_malformed_earlier_status_is_not_restored_and_not_fatal(
+def test_a_malformed_earlier_status_loses_only_its_bad_entries(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
+    """Restore reads only the agent's own memory, entry by entry: a bad GPU or XID entry is
+    skipped and named, and neither the operator's part (here out of this version's bounds) nor
+    a bad neighbour blocks the good entries."""
     clock = Clock()
-    malformed = {"gpus": [{"uuid": "GPU-1", "index": "first", "xids": "lots"}]}
+    good = {"xid": 79, "time": "2026-11-01T11:00:00Z", "count": 2}
+    earlier = {
+        "agent": {"bootId": "boot-1"},
+        "kubernetes": {"conditions": {f"Cond{i}": False for i in range(99)}},
+        "gpus": [
+            {"uuid": "GPU-bad", "index": "first", "xids": [good]},
+            {
+                "uuid": "GPU-good",
+                "index": 1,
+                "name": "Tesla T4",
+                "temperature": "hot",  # not restored anyway: only identity and XIDs are read
+                "xids": [{"xid": 79, "time": "yesterday"}, "lots", good],
+            },
+        ],
+    }
     with simulated("t4-single", clock):
-        agent, _ = agent_for(clock, sink=Sink(previous=malformed), node=Node())
+        agent, _ = agent_for(clock, sink=Sink(previous=earlier), node=Node())
         assert turn(agent, clock, 0) == "first report"
-    assert "XIDs not restored: the GPUNode's status is malformed" in caplog.text
+    restored = agent.xids.snapshot(clock.now())
+    assert [(e.xid, e.count) for e in restored["GPU-good"]] == [(79, 2)]
+    assert "GPU-bad" not in restored
+    skipped = [r.getMessage() for r in caplog.records if "not restored" in r.getMessage()]
+    assert [m.split("not restored: ")[1].split(":")[0] for m in skipped] == [
+        "gpus[0]",
+        "gpus[1].xids[0]",
+        "gpus[1].xids[1]",
+    ]
 
 
 def test_no_nvml_is_reported_and_init_is_retried_periodically() -> None:
@@ -290,9 +402,13 @@ def test_nvml_that_comes_back_is_picked_up(tmp_path: Path) -> None:
         agent, sink = agent_for(clock, nvml_retry_seconds=15)
         for seconds in range(0, 81, 5):
             turn(agent, clock, seconds)
-            if seconds == 30:
+            if seconds == 30:  # the GPU read before is listed, not read (no stale readings)
                 assert sink.last["agent"]["nvmlAvailable"] is False
-                assert sink.last["gpus"] == []
+                (listed,) = sink.last["gpus"]
+                assert listed["name"] == "Tesla T4"
+                assert "temperature" not in listed
+                assert listed["health"]["status"] == "Unknown"
+                assert sink.last["driver"]["driverVersion"] == "570.124.06"  # last read
     assert sink.last["agent"]["nvmlAvailable"] is True
     assert len(sink.last["gpus"]) == 1
 

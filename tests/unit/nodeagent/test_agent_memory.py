@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from gpu_inventory.api import models
+from gpu_inventory.nodeagent.earlier import read_earlier
 from gpu_inventory.nodeagent.memory import XidMemory
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -72,3 +73,44 @@ def test_restore_merges_with_what_was_seen_since_and_recomputes_the_meaning() ->
         NOW - timedelta(minutes=1),
     )
     assert (entry.resolution, entry.action) == ("RESET_GPU", "ResetGPU")  # today's catalog
+
+
+def test_counts_saturate_at_the_schemas_maximum() -> None:
+    memory = XidMemory(DAY)
+    memory.record("GPU-1", 13, NOW, count=models.MAX_XID_COUNT - 1)
+    memory.record("GPU-1", 13, NOW, count=5)
+    assert codes(memory) == {13: models.MAX_XID_COUNT}
+
+
+def test_a_gpu_reset_resolves_reset_class_codes_only() -> None:
+    """Catalog RESET_GPU (109), the XID 48/74 workflows and XID 94 (DCGM: reset deferrable) are
+    resolved by a reset; RESTART_BM (79) only by a reboot; application codes stay as history."""
+    memory = XidMemory(DAY)
+    for code in (109, 48, 74, 94, 79, 13):
+        memory.record("GPU-1", code, NOW)
+    assert memory.forget_resets() == 4
+    assert set(codes(memory)) == {79, 13}
+
+
+def test_an_earlier_status_is_read_entry_by_entry() -> None:
+    status = {
+        "agent": {"bootId": "b"},
+        "driver": {"driverVersion": 570},  # not a string: skipped, not fatal
+        "gpus": [
+            {
+                "uuid": "GPU-1",
+                "index": 0,
+                "xids": [
+                    {"xid": 79, "time": "2026-11-01T11:00:00"},  # no time zone
+                    {"xid": 13, "time": "2026-11-01T11:00:00Z", "count": 2**40},
+                ],
+            },
+            {"uuid": "GPU-1", "index": 1},  # the same GPU twice: the first one counts
+        ],
+    }
+    earlier = read_earlier(status, NOW)
+    assert earlier.boot_id == "b"
+    assert earlier.driver == models.DriverInfo()
+    (gpu,) = earlier.gpus
+    assert [(x.xid, x.count) for x in gpu.xids] == [(13, models.MAX_XID_COUNT)]
+    assert [s.split(":")[0] for s in earlier.skipped] == ["driver", "gpus[0].xids[0]"]
