@@ -67,6 +67,7 @@ class Agent:
         clock: Callable[[], datetime] = utcnow,
         liveness: Liveness | None = None,
         boot_id: str = "",
+        once: bool = False,
     ) -> None:
         self.config = config
         self.backend = backend
@@ -77,6 +78,9 @@ class Agent:
         self.liveness = liveness
         self.boot_id = boot_id
         """This machine's boot ID (/proc/sys/kernel/random/boot_id), where the Node has none."""
+        self.once = once
+        """One turn and exit (`--once`): nothing is retried or written later, so no log line
+        promises it."""
         self.reporter = Reporter(config.report)
         self.xids = XidMemory(config.health.xid_window_seconds)
         self._wake = threading.Event()
@@ -147,7 +151,8 @@ class Agent:
             due = "the last report before exiting"  # why, for the GPUNode's readers
         if due is None:
             return Turn(report, None)
-        log.info("GPUNode/%s status due (%s)", self.config.node_name, due)
+        if not self.once:
+            log.info("GPUNode/%s status due (%s)", self.config.node_name, due)
         outcome = self.sink.write(status.status_patch(report))
         if outcome.ok:
             self.reporter.written(report, now)
@@ -211,7 +216,9 @@ class Agent:
             self._restart(str(error))
             return False
         except NVMLUnavailableError as error:
-            if str(error) != self._nvml_message:
+            if self.once:
+                log.warning("NVML unavailable: %s", error)
+            elif str(error) != self._nvml_message:
                 log.warning(
                     "NVML unavailable: %s; retrying every %.0fs",
                     error,
@@ -241,7 +248,7 @@ class Agent:
         """Only a new container can read NVML now (its library is mounted at container
         creation and never unloaded): release it, say why, and end `run`. The kubelet
         recreates the container, and the NVIDIA runtime mounts the driver's current library."""
-        if self.restart_reason is None:
+        if self.restart_reason is None and not self.once:
             log.error("%s: exiting so that the kubelet starts a new container", reason)
         self.restart_reason = reason
         self._let_go()

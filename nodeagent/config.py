@@ -6,13 +6,23 @@ Pure: no I/O. `main.py` parses; this module checks and documents.
 from __future__ import annotations
 
 import dataclasses
+from typing import Final
 
 from gpu_inventory.nodeagent.health import HealthPolicy
 from gpu_inventory.nodeagent.reporter import ReportPolicy
 
 
 class ConfigError(ValueError):
-    """An option is missing or out of range; the message names it."""
+    """An option is missing or out of range; the message names it as a user sets it."""
+
+
+FLAGS: Final[dict[str, str]] = {
+    "read_interval_seconds": "--interval",
+    "nvml_retry_seconds": "--nvml-retry",
+    "node_poll_seconds": "--node-poll",
+    "event_wait_seconds": "the event wait",
+}
+"""How a user names each positive option (`main.py` defines the flags with these names)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -30,10 +40,11 @@ class AgentConfig:
     """Seconds between attempts to initialise NVML while it is unavailable (default 30)."""
     event_wait_seconds: float = 0.5
     """Timeout of one `nvmlEventSetWait`; bounds how long stopping the event thread takes."""
-    node_poll_seconds: float = 15.0
-    """Seconds between two reads of this agent's own Node (its labels say when the GPU Operator
-    works on the driver; default 15). One GET of one object: at 5,000 nodes, ~330 small reads/s
-    for the API server, and a driver upgrade waits at most this long for NVML to be released."""
+    node_poll_seconds: float = 60.0
+    """Seconds between two GETs of this agent's own Node where RBAC forbids watching it (default
+    60; the watch, when allowed, sees each change within a second). A GET with resourceVersion=0
+    is served from the API server's watch cache: 5,000 nodes cost ~83 cheap reads/s, and a driver
+    upgrade waits at most this long for NVML to be released."""
     report: ReportPolicy = dataclasses.field(default_factory=ReportPolicy)
     health: HealthPolicy = dataclasses.field(default_factory=HealthPolicy)
     health_host: str = "0.0.0.0"
@@ -47,18 +58,13 @@ class AgentConfig:
                 "NODE_NAME is not set: set it from the downward API (fieldRef spec.nodeName) "
                 "or pass --node-name"
             )
-        for name in (
-            "read_interval_seconds",
-            "nvml_retry_seconds",
-            "event_wait_seconds",
-            "node_poll_seconds",
-        ):
+        for name, flag in FLAGS.items():
             if getattr(self, name) <= 0:
-                raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+                raise ConfigError(f"{flag} must be > 0 s, got {getattr(self, name)}")
         if self.health.xid_window_seconds <= 0:
-            raise ConfigError("the XID window must be > 0 s")
+            raise ConfigError(f"--xid-window must be > 0 s, got {self.health.xid_window_seconds}")
         if not 0 <= self.health_port <= 65_535:
-            raise ConfigError(f"health port must be 0..65535, got {self.health_port}")
+            raise ConfigError(f"--health-port must be 0..65535, got {self.health_port}")
 
     @property
     def liveness_stale_seconds(self) -> float:

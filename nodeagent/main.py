@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpu_inventory.nodeagent import status
 from gpu_inventory.nodeagent.agent import Agent, utcnow
-from gpu_inventory.nodeagent.config import AgentConfig, ConfigError
+from gpu_inventory.nodeagent.config import FLAGS, AgentConfig, ConfigError
 from gpu_inventory.nodeagent.health import HealthPolicy
 from gpu_inventory.nodeagent.healthz import HealthServer, Liveness
 from gpu_inventory.nodeagent.nvml import NVMLBackend
@@ -65,7 +65,12 @@ def parser() -> argparse.ArgumentParser:
     # Defaults come from the config dataclasses, the one place they are written.
     agent, report, health = AgentConfig(node_name="-"), ReportPolicy(), HealthPolicy()
     number: list[tuple[str, type, object, str]] = [
-        ("--interval", float, agent.read_interval_seconds, "seconds between NVML reads"),
+        (
+            FLAGS["read_interval_seconds"],
+            float,
+            agent.read_interval_seconds,
+            "seconds between NVML reads",
+        ),
         ("--write-floor", float, report.write_floor_seconds, "min seconds between writes"),
         ("--heartbeat", float, report.heartbeat_seconds, "max seconds between writes"),
         (
@@ -81,8 +86,18 @@ def parser() -> argparse.ArgumentParser:
             "temperature change that counts (C)",
         ),
         ("--xid-window", float, health.xid_window_seconds, "seconds an XID counts"),
-        ("--nvml-retry", float, agent.nvml_retry_seconds, "seconds between NVML inits"),
-        ("--node-poll", float, agent.node_poll_seconds, "seconds between reads of the Node"),
+        (
+            FLAGS["nvml_retry_seconds"],
+            float,
+            agent.nvml_retry_seconds,
+            "seconds between NVML inits",
+        ),
+        (
+            FLAGS["node_poll_seconds"],
+            float,
+            agent.node_poll_seconds,
+            "seconds between GETs of the Node where it may not be watched",
+        ),
         ("--retry-initial", float, report.retry_initial_seconds, "first wait after a failed write"),
         ("--retry-max", float, report.retry_max_seconds, "longest wait between writes"),
     ]
@@ -172,10 +187,25 @@ class _Printed:
         return None
 
 
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+"""Where the kubelet reads the Node's bootID too; not namespaced, so a container sees the host's."""
+
+
+def local_boot_id(path: str = BOOT_ID_PATH) -> str:
+    """This machine's boot ID; "" where there is none (not Linux)."""
+    try:
+        with open(path, encoding="ascii") as found:
+            return found.read().strip()
+    except OSError:
+        return ""
+
+
 def once(cfg: AgentConfig) -> int:
     """Read NVML once and print the status the agent would write."""
     printed = _Printed()
-    agent = Agent(cfg, NVMLBackend(), printed, version=package_version())
+    agent = Agent(
+        cfg, NVMLBackend(), printed, version=package_version(), boot_id=local_boot_id(), once=True
+    )
     try:
         turn = agent.run_once(utcnow())
     finally:
@@ -228,7 +258,16 @@ def serve(cfg: AgentConfig) -> int:
     version = package_version()
     writer = GPUNodeWriter(api, cfg.node_name)
     node = NodeReader(api, cfg.node_name, poll_seconds=cfg.node_poll_seconds)
-    agent = Agent(cfg, NVMLBackend(), writer, node=node, version=version, liveness=liveness)
+    agent = Agent(
+        cfg,
+        NVMLBackend(),
+        writer,
+        node=node,
+        version=version,
+        liveness=liveness,
+        boot_id=local_boot_id(),
+    )
+    node.start(on_change=agent.wake)  # a label change starts the next turn at once
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -248,6 +287,7 @@ def serve(cfg: AgentConfig) -> int:
     try:
         restart = agent.run(stop)
     finally:
+        node.stop()
         server.stop()
         api.close()
     if restart is not None:

@@ -1,6 +1,7 @@
 """Agents against a real kube-apiserver: their GPUNodes stay current, writes are paced, a
 refusal by the CRD is survived, the operator's `status.kubernetes` is never touched, XIDs
-survive a restart (not a reboot), and a driver upgrade announced on the Node releases NVML.
+survive a restart (not a reboot), a driver upgrade announced on the Node releases NVML and
+ends the process for a new container, and the watch on the Node sees a label change at once.
 
 Agents are the real ones over a simulated NVML (`testing/simnvml.py`): in-process on a clock
 the test moves, or as processes (`python -m gpu_inventory.testing.simagent`), one of them as
@@ -65,6 +66,7 @@ class RunningAgent:
     writer: GPUNodeWriter
     thread: threading.Thread
     nvml: SimulatedNVML
+    node: NodeReader
 
 
 @contextlib.contextmanager
@@ -78,6 +80,7 @@ def running_agent(
     heartbeat: float = 2.0,
     retry_initial: float = 0.2,
     retry_max: float = 1.0,
+    read_interval: float = 0.2,
 ) -> Iterator[RunningAgent]:
     """One agent in this process, over `scenario`'s simulated NVML installed into pynvml."""
     _, parsed = load_scenario(scenario)
@@ -87,9 +90,8 @@ def running_agent(
     config = AgentConfig(
         node_name=node,
         pod_name=f"gpu-inventory-agent-{node}",
-        read_interval_seconds=0.2,
+        read_interval_seconds=read_interval,
         event_wait_seconds=0.05,
-        node_poll_seconds=0.2,
         report=ReportPolicy(
             write_floor_seconds=floor,
             heartbeat_seconds=heartbeat,
@@ -100,15 +102,17 @@ def running_agent(
     with timeline.sim.installed():
         reader = NodeReader(api, node, poll_seconds=config.node_poll_seconds, request_timeout=5)
         agent = Agent(config, NVMLBackend(), writer, node=reader, version="test")
+        reader.start(on_change=agent.wake)
         stop = threading.Event()
         thread = threading.Thread(target=agent.run, args=(stop,), name=f"agent-{node}", daemon=True)
         thread.start()
         try:
-            yield RunningAgent(agent, writer, thread, timeline.sim)
+            yield RunningAgent(agent, writer, thread, timeline.sim, reader)
         finally:
             stop.set()
             agent.wake()
             thread.join(15)
+            reader.stop()
             api.close()
     assert not thread.is_alive(), "the agent did not stop"
 
@@ -227,7 +231,7 @@ def test_three_agents_keep_their_gpunodes_current(
         eventually(current, timeout=30, what="fresh readings")
 
 
-def test_a_scripted_xid_turns_a_gpu_unhealthy_within_one_write_floor(
+def test_a_scripted_xid_turns_a_gpu_unhealthy_without_waiting_for_the_heartbeat(
     cluster: ControlPlane, k8s: client.ApiClient
 ) -> None:
     floor = 1.0
@@ -247,9 +251,10 @@ def test_a_scripted_xid_turns_a_gpu_unhealthy_within_one_write_floor(
             assert gpu3["health"]["status"] == "Unhealthy"
             return gpu3
 
-        gpu3 = eventually(unhealthy, timeout=10, interval=0.05, what="GPU 3 Unhealthy")
+        gpu3 = eventually(unhealthy, timeout=20, interval=0.05, what="GPU 3 Unhealthy")
         took = time.monotonic() - xid_at
-        assert took <= floor + 1.0, f"took {took:.2f}s with a {floor}s write floor"
+        # Written for the change, not by the 30 s heartbeat (with room for a busy machine).
+        assert took < 10, f"took {took:.2f}s with a {floor}s write floor and a 30s heartbeat"
         assert [x["xid"] for x in gpu3["xids"]] == [79]
         assert gpu3["xids"][0]["class"] == "Hardware"
         assert any("NodeReboot" in r or "XID 79" in r for r in gpu3["health"]["reasons"])
@@ -404,6 +409,14 @@ def test_the_agent_rides_out_an_api_server_restart(
                 assert latest > restarted
 
             eventually(fresh, timeout=30, what="writes after the restart")
+            # The watch on the Node was cut by the restart; the reader lists and watches anew
+            # (in watch mode nothing else would bring it the label).
+            client.CoreV1Api(admin).patch_node(
+                "gpu-outage",
+                {"metadata": {"labels": {"nvidia.com/gpu.deploy.client": "paused-for-mig-change"}}},
+            )
+            eventually(lambda: holds(run.nvml.initialised == 0), timeout=30, what="released")
+            assert run.node.watching
         finally:
             admin.close()
         assert run.thread.is_alive()
@@ -468,9 +481,11 @@ def test_the_agent_runs_as_its_serviceaccount_and_exits_0_on_sigterm(
         with urllib.request.urlopen(f"http://127.0.0.1:{eventually(port)}/healthz") as answer:
             assert answer.status == 200
         # Its own RBAC lets it read its Node (upgrade labels) and its GPUNode (XIDs to restore).
+        # With `get` only on nodes it may not watch its Node: it says so once and GETs it.
         text = log_path.read_text()
         assert "cannot read it" not in text, text
         assert "not allowed to read it back" not in text, text
+        assert text.count("not allowed to watch it") == 1, text
     output = log_path.read_text()
     assert "received SIGTERM; stopping" in output
     assert "agent stopped" in output
@@ -531,7 +546,7 @@ def test_a_restarted_agent_keeps_the_xids_it_wrote_and_a_reboot_clears_them(
     assert rebooted["summary"]["unhealthy"] == 0
 
 
-def test_a_driver_upgrade_on_the_node_releases_nvml_until_it_is_done(
+def test_a_driver_upgrade_releases_nvml_and_the_agent_exits_after_it(
     cluster: ControlPlane, k8s: client.ApiClient
 ) -> None:
     add_node(k8s, "gpu-upgrade")
@@ -541,8 +556,10 @@ def test_a_driver_upgrade_on_the_node_releases_nvml_until_it_is_done(
         eventually(
             lambda: holds(status_of(k8s, "gpu-upgrade")["agent"]["nvmlAvailable"]), timeout=20
         )
-        # The GPU Operator's upgrade controller moves the node along its states.
+        # The GPU Operator's upgrade controller moves the node along its states; draining
+        # workloads leaves the driver alone.
         core.patch_node("gpu-upgrade", {"metadata": {"labels": {label: "drain-required"}}})
+        core.patch_node("gpu-upgrade", {"metadata": {"labels": {label: "pod-restart-required"}}})
 
         def released() -> dict[str, Any]:
             status = status_of(k8s, "gpu-upgrade")
@@ -552,16 +569,83 @@ def test_a_driver_upgrade_on_the_node_releases_nvml_until_it_is_done(
         status = eventually(released, timeout=20, what="NVML released")
         assert status["agent"]["message"] == (
             "NVML released while the GPU Operator upgrades the NVIDIA driver on this node "
-            f"({label}=drain-required)"
+            f"({label}=pod-restart-required)"
         )
-        assert (status["summary"]["gpus"], status["gpus"]) == (0, [])
+        assert [g["name"] for g in status["gpus"]] == ["Tesla T4"]  # listed, not read
+        assert status["gpus"][0]["health"]["status"] == "Unknown"
         assert (run.nvml.initialised, run.nvml.waiting) == (0, 0)  # no /dev/nvidia* held
         assert not run.agent.watcher.alive
+        run.nvml.upgrade_driver("580.82.07")  # the new driver pod replaces the module
 
         core.patch_node("gpu-upgrade", {"metadata": {"labels": {label: "upgrade-done"}}})
-        eventually(
-            lambda: holds(status_of(k8s, "gpu-upgrade")["agent"]["nvmlAvailable"]),
-            timeout=20,
-            what="NVML taken back",
+        run.thread.join(20)
+        assert not run.thread.is_alive(), "the agent must exit for a new container"
+        assert run.agent.restart_reason is not None
+        assert run.nvml.initialised == 0  # never taken with the old library
+
+        def said_why() -> None:
+            agent = status_of(k8s, "gpu-upgrade")["agent"]
+            assert agent["message"].endswith("the agent exits for a new container"), agent
+
+        eventually(said_why, timeout=10, what="the last status before exiting")
+
+
+def test_the_watch_on_its_node_sees_a_label_change_at_once(
+    cluster: ControlPlane, k8s: client.ApiClient
+) -> None:
+    """Allowed to watch its Node (here with the admin's credentials), the agent reacts to a
+    label change within seconds, although it reads NVML only every 30 s and would GET the
+    Node only every 60 s."""
+    add_node(k8s, "gpu-watch")
+    core = client.CoreV1Api(k8s)
+    label = "nvidia.com/gpu.deploy.client"
+    with running_agent(cluster, "gpu-watch", "t4-single", read_interval=30, heartbeat=60) as run:
+        eventually(lambda: status_of(k8s, "gpu-watch"), timeout=20, what="first write")
+        assert run.node.watching
+        assert not run.node.polling
+        core.patch_node("gpu-watch", {"metadata": {"labels": {label: "paused-for-mig-change"}}})
+        changed = time.monotonic()
+        eventually(lambda: holds(run.nvml.initialised == 0), timeout=20, what="NVML released")
+        took = time.monotonic() - changed
+        assert took < 10, f"took {took:.1f}s; the next NVML read was 30 s away"
+        core.patch_node("gpu-watch", {"metadata": {"labels": {label: "true"}}})
+        eventually(lambda: holds(run.nvml.initialised == 1), timeout=20, what="NVML taken back")
+        assert run.agent.restart_reason is None  # a MIG change keeps the driver
+
+
+def test_an_agent_whose_nvml_library_is_stale_exits_3_and_says_why(
+    cluster: ControlPlane, k8s: client.ApiClient, tmp_path: Path
+) -> None:
+    """nvmlInit answers LibRmVersionMismatch: this container's library is not the driver's.
+    The agent writes why, then exits 3 for the kubelet to start a new container."""
+    add_node(k8s, "gpu-stale")
+    scenario = tmp_path / "stale.yaml"
+    scenario.write_text("nvml: LibRmVersionMismatch\ngpus: [{name: Tesla T4}]\n")
+    log_path = tmp_path / "agent.log"
+    with log_path.open("wb") as log:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gpu_inventory.testing.simagent",
+                f"--scenario={scenario}",
+                "--health-port=0",
+                "--health-host=127.0.0.1",
+            ],
+            env={
+                **cluster.env(),
+                "KUBECONFIG": str(cluster.kubeconfig),
+                "NODE_NAME": "gpu-stale",
+                "PYTHONSAFEPATH": "1",
+            },
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            timeout=60,
         )
-        assert run.nvml.initialised == 1
+    output = log_path.read_text()
+    assert result.returncode == 3, output
+    assert "exiting with code 3 for a new container" in output
+    agent = status_of(k8s, "gpu-stale")["agent"]
+    assert agent["nvmlAvailable"] is False
+    assert "LibRmVersionMismatch" in agent["message"]
+    assert "does not match the loaded NVIDIA driver" in agent["message"]

@@ -515,9 +515,9 @@ def test_an_unavailable_backend_in_the_event_thread_ends_that_thread_only(
     ("options", "message"),
     [
         ({"node_name": ""}, "NODE_NAME is not set"),
-        ({"read_interval_seconds": 0}, "read_interval_seconds must be > 0"),
-        ({"node_poll_seconds": -1}, "node_poll_seconds must be > 0"),
-        ({"health_port": 70000}, "health port must be 0..65535"),
+        ({"read_interval_seconds": 0}, "--interval must be > 0 s, got 0"),
+        ({"node_poll_seconds": -1}, "--node-poll must be > 0 s, got -1"),
+        ({"health_port": 70000}, "--health-port must be 0..65535"),
     ],
 )
 def test_bad_options_are_refused_by_name(options: dict[str, Any], message: str) -> None:

@@ -73,7 +73,29 @@ def test_a_bad_pacing_option_is_a_clear_error(
 ) -> None:
     monkeypatch.setenv("NODE_NAME", "n1")
     assert main(["--write-floor=30", "--heartbeat=10"]) == 2
-    assert "must not be shorter than the write floor" in capsys.readouterr().err
+    assert "--heartbeat (10.0 s) must not be shorter than --write-floor" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.parametrize(
+    ("flag", "said"),
+    [
+        ("--interval=0", "--interval must be > 0 s, got 0.0"),
+        ("--node-poll=-1", "--node-poll must be > 0 s, got -1.0"),
+        ("--nvml-retry=0", "--nvml-retry must be > 0 s"),
+        ("--xid-window=0", "--xid-window must be > 0 s"),
+        ("--health-port=70000", "--health-port must be 0..65535"),
+        ("--retry-initial=500", "--retry-initial (500.0) <= --retry-max (300.0)"),
+    ],
+)
+def test_a_bad_option_is_named_as_the_user_wrote_it(
+    flag: str, said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NODE_NAME", "n1")
+    assert main([flag]) == 2
+    assert said in capsys.readouterr().err
 
 
 def test_flags_win_over_the_environment() -> None:
