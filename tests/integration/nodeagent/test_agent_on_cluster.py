@@ -149,20 +149,19 @@ def status_of(k8s: client.ApiClient, name: str) -> dict[str, Any]:
     return status
 
 
-@contextlib.contextmanager
-def simagent(
+def start_simagent(
     plane: ControlPlane,
     node: str,
-    scenario: str,
+    scenario: str | Path,
     log_path: Path,
     *,
     kubeconfig: Path | None = None,
     pod: str = "",
-    extra: tuple[str, ...] = ("--write-floor=0.5", "--heartbeat=2", "--node-poll=1"),
-) -> Iterator[subprocess.Popen[bytes]]:
-    """The agent as a process over a simulated NVML; stopped with SIGTERM, which must exit 0."""
+    extra: tuple[str, ...] = (),
+) -> subprocess.Popen[bytes]:
+    """`python -m gpu_inventory.testing.simagent` for `node`, its output into `log_path`."""
     with log_path.open("wb") as log:
-        process = subprocess.Popen(
+        return subprocess.Popen(
             [
                 sys.executable,
                 "-m",
@@ -182,6 +181,23 @@ def simagent(
             stdout=log,
             stderr=subprocess.STDOUT,
         )
+
+
+@contextlib.contextmanager
+def simagent(
+    plane: ControlPlane,
+    node: str,
+    scenario: str,
+    log_path: Path,
+    *,
+    kubeconfig: Path | None = None,
+    pod: str = "",
+    extra: tuple[str, ...] = ("--write-floor=0.5", "--heartbeat=2", "--node-poll=1"),
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The agent as a process over a simulated NVML; stopped with SIGTERM, which must exit 0."""
+    process = start_simagent(
+        plane, node, scenario, log_path, kubeconfig=kubeconfig, pod=pod, extra=extra
+    )
     try:
         yield process
     finally:
@@ -622,28 +638,13 @@ def test_an_agent_whose_nvml_library_is_stale_exits_3_and_says_why(
     scenario = tmp_path / "stale.yaml"
     scenario.write_text("nvml: LibRmVersionMismatch\ngpus: [{name: Tesla T4}]\n")
     log_path = tmp_path / "agent.log"
-    with log_path.open("wb") as log:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gpu_inventory.testing.simagent",
-                f"--scenario={scenario}",
-                "--health-port=0",
-                "--health-host=127.0.0.1",
-            ],
-            env={
-                **cluster.env(),
-                "KUBECONFIG": str(cluster.kubeconfig),
-                "NODE_NAME": "gpu-stale",
-                "PYTHONSAFEPATH": "1",
-            },
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=60,
-        )
+    process = start_simagent(cluster, "gpu-stale", scenario, log_path)
+    try:
+        code = process.wait(60)
+    finally:
+        process.kill()
     output = log_path.read_text()
-    assert result.returncode == 3, output
+    assert code == 3, output
     assert "exiting with code 3 for a new container" in output
     agent = status_of(k8s, "gpu-stale")["agent"]
     assert agent["nvmlAvailable"] is False
