@@ -252,7 +252,9 @@ class Agent:
             log.error("%s: exiting so that the kubelet starts a new container", reason)
         self.restart_reason = reason
         self._let_go()
-        self._nvml_message = f"{reason}; the agent exits for a new container"
+        self._nvml_message = (
+            reason if self.once else f"{reason}; the agent exits for a new container"
+        )
 
     def _let_go(self) -> None:
         self.watcher.stop()

@@ -113,3 +113,14 @@ def test_the_console_script_once_on_this_machine_reads_the_real_library(tmp_path
     assert result.returncode == (0 if parsed.agent.nvml_available else 1), result.stderr
     if not parsed.agent.nvml_available:
         assert parsed.agent.message.startswith("NVML: "), parsed.agent.message
+
+
+def test_once_with_a_stale_library_says_what_to_do(tmp_path: Path) -> None:
+    scenario = tmp_path / "stale.yaml"
+    scenario.write_text("nvml: LibRmVersionMismatch\ngpus: [{name: Tesla T4}]\n")
+    result = run_once(f"--scenario={scenario}", "--once")
+    assert result.returncode == 1, result.stderr
+    message = json.loads(result.stdout)["agent"]["message"]
+    assert "(LibRmVersionMismatch): this container's NVML library does not match" in message
+    assert "exits for a new container" not in message  # --once exits anyway
+    assert "kubelet" not in result.stderr
