@@ -38,6 +38,7 @@ each status write stays cheap, at any cluster size."""
 
 PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
 GPU_COUNT_LABEL: Final = "nvidia.com/gpu.count"
+MIG_STRATEGY_LABEL: Final = "nvidia.com/mig.strategy"
 
 NODE_CONDITION_TYPES: Final = (
     "Ready",

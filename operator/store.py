@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from gpu_inventory.operator.projections import (
     DEFAULT_PROJECTOR,
@@ -67,6 +67,12 @@ class Store:
         self.nodes: Table[NodeProjection] = Table()
         self.gpunodes: Table[GPUNodeProjection] = Table()
         self.inventory_table: Table[InventoryProjection] = Table()
+        self._tables: dict[Kind, Table[Any]] = {
+            Kind.PODS: self.pods,
+            Kind.NODES: self.nodes,
+            Kind.GPUNODES: self.gpunodes,
+            Kind.INVENTORY: self.inventory_table,
+        }
         self.projector = projector
         self.allocated: dict[str, dict[str, int]] = {}
         """node name -> resource name -> sum of requests of the pods bound there."""
@@ -86,14 +92,8 @@ class Store:
 
     # --- reading ----------------------------------------------------------------------------------
 
-    def table(self, kind: Kind) -> Table[object]:
-        tables_: dict[Kind, Table[object]] = {
-            Kind.PODS: self.pods,  # type: ignore[dict-item]
-            Kind.NODES: self.nodes,  # type: ignore[dict-item]
-            Kind.GPUNODES: self.gpunodes,  # type: ignore[dict-item]
-            Kind.INVENTORY: self.inventory_table,  # type: ignore[dict-item]
-        }
-        return tables_[kind]
+    def table(self, kind: Kind) -> Table[Any]:
+        return self._tables[kind]
 
     @property
     def inventory(self) -> InventoryProjection | None:
@@ -115,7 +115,7 @@ class Store:
 
     def malformed_pods(self) -> list[str]:
         """Why GPU resources of pods were left out, one line per resource."""
-        return [why for reasons in self._malformed.values() for why in reasons]
+        return [why for key in sorted(self._malformed) for why in self._malformed[key]]
 
     def skipped_pods(self) -> int:
         return len(self._malformed)
