@@ -29,9 +29,9 @@ from typing import Any
 import urllib3
 from mcp import Client
 
-from gpu_inventory.mcpserver import samples
 from gpu_inventory.mcpserver.cache import InventoryCache
 from gpu_inventory.mcpserver.server import build_server, tune_gc
+from gpu_inventory.testing import samples
 
 
 class RequestCounter:

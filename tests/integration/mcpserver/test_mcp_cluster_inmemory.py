@@ -17,10 +17,11 @@ from mcp import Client
 from mcp.shared.subscriptions import ResourceUpdated
 
 from gpu_inventory.api.models import GPUNode
-from gpu_inventory.mcpserver import kube, samples
+from gpu_inventory.mcpserver import kube
 from gpu_inventory.mcpserver.cache import InventoryCache, WatchTiming
 from gpu_inventory.mcpserver.server import RESOURCE_URI, build_server
 from gpu_inventory.mcpserver.settings import Settings
+from gpu_inventory.testing import samples
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.legacy_shape import (
     LEGACY_GPU,

@@ -17,10 +17,11 @@ from mcp.client.streamable_http import streamable_http_client
 from starlette.applications import Starlette
 
 from gpu_inventory.api import constants
-from gpu_inventory.mcpserver import kube, samples
+from gpu_inventory.mcpserver import kube
 from gpu_inventory.mcpserver.app import MCP_PATH, build_http_app
 from gpu_inventory.mcpserver.auth import KubernetesTokenVerifier
 from gpu_inventory.mcpserver.settings import Settings
+from gpu_inventory.testing import samples
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
 from gpu_inventory.testing.mcpcalls import answer_when
 from gpu_inventory.testing.wait import eventually

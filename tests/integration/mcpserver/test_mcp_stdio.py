@@ -13,8 +13,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.subscriptions import ResourceUpdated
 
-from gpu_inventory.mcpserver import samples
 from gpu_inventory.mcpserver.server import RESOURCE_URI
+from gpu_inventory.testing import samples
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.mcpcalls import answer_when, error_text
 from gpu_inventory.testing.wait import eventually_async

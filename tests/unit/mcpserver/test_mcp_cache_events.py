@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from gpu_inventory.mcpserver import samples
 from gpu_inventory.mcpserver.cache import INVENTORY, NODES, InventoryCache
+from gpu_inventory.testing import samples
 
 
 def wire(model: Any, resource_version: str = "1") -> dict[str, Any]:

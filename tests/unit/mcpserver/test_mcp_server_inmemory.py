@@ -14,9 +14,9 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from mcp.shared.subscriptions import ResourceUpdated
 
-from gpu_inventory.mcpserver import samples
 from gpu_inventory.mcpserver.cache import INVENTORY, InventoryCache
 from gpu_inventory.mcpserver.server import RESOURCE_URI, build_server
+from gpu_inventory.testing import samples
 from gpu_inventory.testing.mcpcalls import answer, error_text
 
 NOW = samples.EPOCH + timedelta(minutes=1)

@@ -9,8 +9,9 @@ from types import MappingProxyType
 import pytest
 
 from gpu_inventory.api.models import Condition, GPUNode, NodeResource, RemappedRows
-from gpu_inventory.mcpserver import samples, shapes, views
+from gpu_inventory.mcpserver import shapes, views
 from gpu_inventory.mcpserver.snapshot import Snapshot
+from gpu_inventory.testing import samples
 from gpu_inventory.testing.legacy_shape import (
     LEGACY_GPU,
     LEGACY_GPU_RESOURCES,

@@ -1,4 +1,4 @@
-"""Sample GPUNode and GPUInventory models, for tests, benchmarks and demos of the MCP server.
+"""Sample GPUNode and GPUInventory models, for tests and benchmarks of the MCP server.
 
 Pure: no I/O. `inventory(nodes)` totals the nodes the simple way (every GPU node counted, pods
 already folded into `allocated`), so a test can state its cluster in a few lines and get
