@@ -1,15 +1,29 @@
 """Bearer-token auth for the HTTP transport, decided by the Kubernetes API server.
 
-`KubernetesTokenVerifier` implements the SDK's `TokenVerifier`: a TokenReview says who the
-caller is, then a SubjectAccessReview says whether they may `get` the `cluster` GPUInventory.
-The SDK's middleware maps the outcome onto HTTP: no token or a token the API server rejects is
-401 (`verify_token` returns None); an accepted token without the right carries no scope, so the
-SDK's scope check (`REQUIRED_SCOPE` is the server's one required scope) answers 403. The same
-RBAC rule that lets someone `kubectl get gpuinventory` lets them ask the MCP server.
+`KubernetesTokenVerifier` implements the SDK's `TokenVerifier`. A TokenReview, sent with this
+server's own audiences, says who the caller is; a SubjectAccessReview says whether they may `get`
+the `cluster` GPUInventory (the same RBAC rule that lets them `kubectl get gpuinventory`).
 
-Allowed results are cached for a short while, keyed by a SHA-256 of the token; the raw token is
-never stored. The server's own credentials need `create` on tokenreviews and
-subjectaccessreviews (the built-in `system:auth-delegator` ClusterRole).
+Outcomes, as the SDK's middleware and `app.py` turn them into HTTP:
+- no token, a token the API server rejects, or one not meant for this server: `None`, so 401;
+- an accepted token without the RBAC right: an AccessToken with no scope, so 403;
+- no verdict (the API server is unreachable, slow, or refuses this server's own credentials):
+  `AuthUnavailableError`, which `app.py` answers with 503, so a client keeps a good token.
+
+Audience (MCP authorization spec, "Token Audience Binding and Validation": servers MUST only
+accept tokens issued for themselves): the TokenReview carries `spec.audiences`, and the answer's
+`status.audiences` must contain one of them. Kubernetes documents why that check matters: a
+TokenReview answer with empty `status.audiences` means the token is valid for the API server
+itself (an authenticator that is not audience-aware), which is exactly the replayable kind
+(authentication.k8s.io/v1 TokenReviewStatus.audiences). Only `allow_apiserver_audience` accepts
+those, for development.
+
+Auth can never starve the tools: checks run on threads of their own (`auth_concurrency`, not the
+thread pool that runs tools), at most `auth_queue` wait, each has a deadline, and verdicts are
+cached (accepted and forbidden for `auth_cache_seconds`, rejected for
+`auth_refusal_cache_seconds`) keyed by a SHA-256 of the token; the raw token is never stored.
+The server's own credentials need `create` on tokenreviews and subjectaccessreviews (the
+built-in `system:auth-delegator` ClusterRole).
 """
 
 from __future__ import annotations
@@ -20,8 +34,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+import anyio
 import anyio.to_thread
 from kubernetes import client
 from mcp.server.auth.provider import AccessToken
@@ -34,45 +50,103 @@ log = logging.getLogger(__name__)
 REQUIRED_SCOPE = f"{constants.INVENTORY_PLURAL}.{constants.GROUP}:get"
 """The scope an allowed caller's AccessToken carries; the HTTP app requires it."""
 
+_REFUSED = object()
+"""A cached "401" verdict."""
+
+
+class AuthUnavailableError(Exception):
+    """No verdict on a token right now; the HTTP app answers 503 with this message."""
+
+
+@dataclass(frozen=True)
+class AuthLimits:
+    """How token checks are bounded (see `Settings` for each field's meaning)."""
+
+    timeout_seconds: float = 5.0
+    concurrency: int = 4
+    queue: int = 32
+    cache_seconds: float = 30.0
+    refusal_cache_seconds: float = 5.0
+    max_entries: int = 4096
+
 
 class KubernetesTokenVerifier:
-    """TokenReview + SubjectAccessReview, with a short cache of allowed tokens."""
+    """TokenReview (with this server's audiences) + SubjectAccessReview, bounded and cached."""
 
     def __init__(
         self,
         api_client_factory: Callable[[], client.ApiClient],
         *,
-        audiences: Sequence[str] = (),
-        cache_seconds: float = 30.0,
-        max_entries: int = 1024,
+        audiences: Sequence[str],
+        allow_apiserver_audience: bool = False,
+        limits: AuthLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not audiences:
+            raise ValueError("audiences must name at least one audience")
         self._factory = api_client_factory
         self._audiences = list(audiences)
-        self._cache_seconds = cache_seconds
-        self._max_entries = max_entries
+        self._allow_apiserver = allow_apiserver_audience
+        self._limits = limits or AuthLimits()
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[AccessToken, float]] = OrderedDict()
+        self._cache: OrderedDict[str, tuple[object, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._api: client.ApiClient | None = None
+        self._threads = anyio.CapacityLimiter(self._limits.concurrency)
+        self._waiting = 0
         self.reviews = 0
-        """TokenReviews sent so far (tests read it to prove the cache works)."""
+        """TokenReviews sent so far (tests read it to prove the caches work)."""
 
     async def verify_token(self, token: str) -> AccessToken | None:
         key = hashlib.sha256(token.encode()).hexdigest()
-        now = self._clock()
+        cached = self._cached(key)
+        if cached is not None:
+            return None if cached is _REFUSED else cached  # type: ignore[return-value]
+        if self._waiting >= self._limits.concurrency + self._limits.queue:
+            raise AuthUnavailableError(
+                "too many bearer tokens are being checked at once; retry in a few seconds"
+            )
+        self._waiting += 1
+        try:
+            with anyio.fail_after(self._limits.timeout_seconds):
+                verdict = await anyio.to_thread.run_sync(
+                    self._review, token, key, limiter=self._threads, abandon_on_cancel=True
+                )
+        except TimeoutError:
+            raise AuthUnavailableError(
+                "the Kubernetes API server did not judge the bearer token within "
+                f"{self._limits.timeout_seconds:g}s; retry in a few seconds"
+            ) from None
+        finally:
+            self._waiting -= 1
+        if verdict is None:
+            self._remember(key, _REFUSED, self._limits.refusal_cache_seconds)
+        else:
+            self._remember(key, verdict, self._limits.cache_seconds)
+        return verdict
+
+    # --- the cache -------------------------------------------------------------------------------
+
+    def _cached(self, key: str) -> object | None:
         with self._lock:
             hit = self._cache.get(key)
-            if hit is not None and hit[1] > now:
+            if hit is None:
+                return None
+            if hit[1] > self._clock():
                 return hit[0]
-            self._cache.pop(key, None)
-        access = await anyio.to_thread.run_sync(self._review, token, key)
-        if access is not None and REQUIRED_SCOPE in access.scopes and self._cache_seconds > 0:
-            with self._lock:
-                self._cache[key] = (access, now + self._cache_seconds)
-                while len(self._cache) > self._max_entries:
-                    self._cache.popitem(last=False)
-        return access
+            del self._cache[key]
+            return None
+
+    def _remember(self, key: str, verdict: object, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with self._lock:
+            self._cache[key] = (verdict, self._clock() + seconds)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self._limits.max_entries:
+                self._cache.popitem(last=False)
+
+    # --- asking the API server (blocking: runs on the auth threads) -----------------------------
 
     def _client(self) -> client.ApiClient:
         with self._lock:
@@ -81,43 +155,28 @@ class KubernetesTokenVerifier:
             return self._api
 
     def _review(self, token: str, key: str) -> AccessToken | None:
-        """Blocking: runs on a worker thread. None means 401."""
+        """None means 401; an AccessToken without scope means 403."""
         try:
             api = self._client()
-            self.reviews += 1
-            spec: dict[str, Any] = {"token": token}
-            if self._audiences:
-                spec["audiences"] = self._audiences
-            review = client.AuthenticationV1Api(api).create_token_review(
-                {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec}
-            )
-            status = review.status
-            if status is None or not status.authenticated or status.user is None:
+            user = self._authenticate(api, token)
+            if user is None:
                 return None
-            user = status.user
-            access = client.AuthorizationV1Api(api).create_subject_access_review(
-                {
-                    "apiVersion": "authorization.k8s.io/v1",
-                    "kind": "SubjectAccessReview",
-                    "spec": {
-                        "user": user.username,
-                        "uid": user.uid,
-                        "groups": user.groups,
-                        "extra": user.extra,
-                        "resourceAttributes": {
-                            "group": constants.GROUP,
-                            "resource": constants.INVENTORY_PLURAL,
-                            "verb": "get",
-                            "name": constants.INVENTORY_NAME,
-                        },
-                    },
-                }
-            )
-        except Exception as error:
-            # No verdict without the API server: refuse (401) and say why in the log only.
+            allowed = self._authorize(api, user)
+        except client.ApiException as error:
+            if error.status in (400, 422):  # the API server calls the token malformed
+                log.info("token review refused the token: %s", kube.describe_error(error))
+                return None
             log.warning("cannot review a bearer token: %s", kube.describe_error(error))
-            return None
-        allowed = bool(access.status and access.status.allowed)
+            raise AuthUnavailableError(
+                "the Kubernetes API server cannot judge bearer tokens right now "
+                f"({kube.describe_error(error)})"
+            ) from None
+        except Exception as error:
+            log.warning("cannot review a bearer token: %s", kube.describe_error(error))
+            raise AuthUnavailableError(
+                "the Kubernetes API server cannot be reached to judge the bearer token "
+                f"({kube.describe_error(error)}); retry in a few seconds"
+            ) from None
         if not allowed:
             log.info("%s may not get gpuinventories: refusing with 403", user.username)
         return AccessToken(
@@ -126,3 +185,60 @@ class KubernetesTokenVerifier:
             scopes=[REQUIRED_SCOPE] if allowed else [],
             subject=user.uid or user.username,
         )
+
+    def _authenticate(self, api: client.ApiClient, token: str) -> Any:
+        """The token's user if it is meant for this server (or, opted in, the API server)."""
+        status = self._token_review(api, token, self._audiences)
+        if status is not None and set(status.audiences or ()) & set(self._audiences):
+            return status.user
+        if status is not None:
+            # Authenticated, but by an authenticator that is not audience-aware: the token is
+            # one for the API server (TokenReviewStatus.audiences, see the module docstring).
+            log.info("refusing a token not bound to audiences %s", self._audiences)
+        if self._allow_apiserver:
+            status = self._token_review(api, token, None)
+            if status is not None:
+                return status.user
+        return None
+
+    def _token_review(self, api: client.ApiClient, token: str, audiences: list[str] | None) -> Any:
+        """The TokenReview status if the token authenticated, else None."""
+        self.reviews += 1
+        spec: dict[str, Any] = {"token": token}
+        if audiences:
+            spec["audiences"] = audiences
+        review = client.AuthenticationV1Api(api).create_token_review(
+            {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": spec},
+            _request_timeout=self._request_timeout(),
+        )
+        status = review.status
+        if status is None or not status.authenticated or status.user is None:
+            return None
+        return status
+
+    def _authorize(self, api: client.ApiClient, user: Any) -> bool:
+        access = client.AuthorizationV1Api(api).create_subject_access_review(
+            {
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SubjectAccessReview",
+                "spec": {
+                    "user": user.username,
+                    "uid": user.uid,
+                    "groups": user.groups,
+                    "extra": user.extra,
+                    "resourceAttributes": {
+                        "group": constants.GROUP,
+                        "resource": constants.INVENTORY_PLURAL,
+                        "verb": "get",
+                        "name": constants.INVENTORY_NAME,
+                    },
+                },
+            },
+            _request_timeout=self._request_timeout(),
+        )
+        return bool(access.status and access.status.allowed)
+
+    def _request_timeout(self) -> tuple[float, float]:
+        """(connect, read) socket timeouts: an abandoned review thread ends by itself soon."""
+        seconds = self._limits.timeout_seconds
+        return (seconds, seconds)

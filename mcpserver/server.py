@@ -1,7 +1,7 @@
 """`build_server(settings)`: the MCP server, its tools and its one resource.
 
 Every tool answers from the watch cache's current snapshot (see `cache.py`): no NVML, no pod
-lists, no fan-out to nodes, no API request per call. The logic lives in `views.py`; this module
+lists, no fan-out to nodes, no API request per call. The logic lives in `views`; this module
 wires it to MCP and turns expected failures into tool errors the model can read. Importing it
 has no side effects.
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.metadata
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -35,10 +37,12 @@ from starlette.responses import JSONResponse, Response
 from gpu_inventory.mcpserver import auth, kube, shapes, views
 from gpu_inventory.mcpserver.cache import InventoryCache, WatchTiming
 from gpu_inventory.mcpserver.settings import Settings
+from gpu_inventory.mcpserver.subscriptions import LegacySubscribers
 
 log = logging.getLogger(__name__)
 
 RESOURCE_URI = "gpuinventory://cluster"
+HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
 INSTRUCTIONS = """\
 Answers questions about the GPUs of one Kubernetes cluster from its GPUInventory and GPUNode
 objects: what GPUs exist, which are free, which are sick, and where a job can run.
@@ -59,6 +63,14 @@ class AppState:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def server_version() -> str:
+    """The installed gpu-inventory version, sent as `serverInfo.version`."""
+    try:
+        return importlib.metadata.version("gpu-inventory")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
 
 
 def tune_gc() -> None:
@@ -94,6 +106,7 @@ def build_server(
         )
     watched = cache
     bus = InMemorySubscriptionBus()
+    legacy = LegacySubscribers([RESOURCE_URI])
     users = 0
     pending: set[asyncio.Task[None]] = set()
 
@@ -104,9 +117,13 @@ def build_server(
         loop = asyncio.get_running_loop()
 
         def publish() -> None:
-            task = loop.create_task(bus.publish(ResourceUpdated(uri=RESOURCE_URI)))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
+            for update in (
+                bus.publish(ResourceUpdated(uri=RESOURCE_URI)),
+                legacy.publish(RESOURCE_URI),
+            ):
+                task = loop.create_task(update)
+                pending.add(task)
+                task.add_done_callback(pending.discard)
 
         def changed() -> None:  # called from a watch thread
             loop.call_soon_threadsafe(publish)
@@ -134,6 +151,7 @@ def build_server(
     mcp = MCPServer[AppState](
         "gpu-inventory",
         title="GPU inventory",
+        version=server_version(),
         instructions=INSTRUCTIONS,
         lifespan=lifespan,
         subscriptions=bus,
@@ -142,22 +160,40 @@ def build_server(
         log_level=settings.log_level.upper(),  # type: ignore[arg-type]
     )
     max_staleness = settings.max_staleness_seconds
-    memo = views.NodeOutMemo()
+    memo = views.AnswerMemo()
 
     def answer(
-        view: Callable[..., _T], *, error: type[Exception] = ToolError, **arguments: Any
+        name: str,
+        view: Callable[..., _T],
+        *,
+        error: type[Exception] = ToolError,
+        **arguments: Any,
     ) -> _T:
-        """`view` on the current snapshot; expected failures become readable tool (or resource)
-        errors, never a stack trace."""
+        """`view` on the current snapshot. Expected failures become readable tool (or resource)
+        errors; anything else is a bug, logged with its traceback and reported with its cause
+        (the SDK would only say "Error executing tool <name>")."""
         try:
             return view(
                 watched.snapshot(), now=clock(), max_staleness_seconds=max_staleness, **arguments
             )
         except (ValueError, views.InventoryUnavailableError) as failure:
             raise error(str(failure)) from failure
+        except Exception as bug:
+            log.exception("%s failed", name)
+            raise error(
+                f"{name} failed inside gpu-inventory-mcp ({type(bug).__name__}: {bug}); this is "
+                "a bug: the server log has the details, please report it"
+            ) from bug
+
+    def described(fn: Callable[..., _T]) -> Callable[..., _T]:
+        """The SDK sends a docstring as is; models should not read its source indentation."""
+        fn.__doc__ = inspect.cleandoc(fn.__doc__ or "")
+        return fn
 
     @mcp.tool(title="GPU inventory", annotations=_READ_ONLY)
+    @described
     def get_gpu_inventory(
+        *,
         include_k8s_metadata: Annotated[
             bool,
             Field(description="Include each node's labels, conditions and GPU resource numbers."),
@@ -176,31 +212,58 @@ def build_server(
                 max_length=128,
             ),
         ] = None,
-        only_unhealthy: Annotated[
+        only_unhealthy_or_degraded: Annotated[
             bool,
             Field(description="Only nodes with unhealthy or degraded GPUs, and only those GPUs."),
         ] = False,
         limit: Annotated[
             int,
-            Field(description="Return at most this many nodes.", ge=1, le=views.MAX_LIMIT),
-        ] = 500,
+            Field(
+                description="Nodes per page (the summary always covers every node).",
+                ge=1,
+                le=views.MAX_LIMIT,
+            ),
+        ] = views.DEFAULT_LIMIT,
+        cursor: Annotated[
+            str | None,
+            Field(
+                description="next_cursor from the previous page, with the same filters.",
+                max_length=2048,
+            ),
+        ] = None,
+        only_unhealthy: Annotated[
+            bool | None,
+            Field(description="Renamed: use only_unhealthy_or_degraded."),
+        ] = None,
     ) -> shapes.InventoryAnswer:
         """The cluster's GPUs: a whole-cluster summary, then per node its GPUs (model, memory,
-        temperature, utilisation, health), agent pod and Kubernetes view (labels, conditions,
-        capacity/allocatable/allocated of the GPU resource). Nodes are sorted by name; filters
-        narrow the node list but never the summary. An unknown node or product is an error
-        that lists the valid values."""
+        temperature, utilisation, health), agent pod and Kubernetes view (labels, every node
+        condition, capacity/allocatable/allocated of the GPU resource).
+
+        Nodes are sorted by name and come one page at a time: when next_cursor is set, call
+        again with cursor=next_cursor and the same filters for the next page. Filters narrow
+        the node list but never the summary. An unknown node or product is an error that lists
+        the valid values. inventory_current is false (and warnings say why) when the operator
+        has not confirmed the numbers recently."""
+        if only_unhealthy is not None:
+            raise ToolError(
+                "only_unhealthy was renamed only_unhealthy_or_degraded (it always listed "
+                "degraded GPUs too); pass that instead"
+            )
         return answer(
+            "get_gpu_inventory",
             views.inventory_answer,
             include_k8s_metadata=include_k8s_metadata,
             node=node,
             product=product,
-            only_unhealthy=only_unhealthy,
+            only_unhealthy_or_degraded=only_unhealthy_or_degraded,
             limit=limit,
+            cursor=cursor,
             memo=memo,
         )
 
     @mcp.tool(title="GPU health", annotations=_READ_ONLY)
+    @described
     def get_gpu_health(
         severity: Annotated[
             shapes.Severity,
@@ -212,12 +275,14 @@ def build_server(
     ) -> shapes.HealthAnswer:
         """Unhealthy and degraded GPUs, newest event first, each with its health reasons, recent
         XID errors, the driver's recovery action and one recommended action (None,
-        RestartApplication, Investigate, ResetGPU, DrainAndResetGPU, RebootNode or ReplaceGPU).
-        Also lists GPU nodes that are NotReady and nodes whose agent stopped reporting.
-        Nothing is changed: acting on the advice is up to the operator of the cluster."""
-        return answer(views.health_answer, severity=severity)
+        RestartApplication, Investigate, RecoverIMEXDomain, ResetGPU, DrainAndResetGPU,
+        RebootNode or ReplaceGPU). Also lists GPU nodes that are NotReady and nodes whose agent
+        stopped reporting. Nothing is changed: acting on the advice is up to the operator of
+        the cluster."""
+        return answer("get_gpu_health", views.health_answer, severity=severity)
 
     @mcp.tool(title="Find GPU capacity", annotations=_READ_ONLY)
+    @described
     def find_gpu_capacity(
         count: Annotated[
             int,
@@ -240,7 +305,7 @@ def build_server(
         GPU unhealthy. Best first means tightest fit first (least left over): placing a job in
         the smallest gap that holds it keeps whole nodes free for the large jobs that need
         them. Taints, affinity and other resources are not considered."""
-        return answer(views.capacity_answer, count=count, product=product)
+        return answer("find_gpu_capacity", views.capacity_answer, count=count, product=product)
 
     @mcp.resource(
         RESOURCE_URI,
@@ -251,7 +316,8 @@ def build_server(
         mime_type="application/json",
     )
     def inventory_summary() -> str:
-        return answer(views.inventory_resource, error=ResourceError).model_dump_json()
+        resource = answer(RESOURCE_URI, views.inventory_resource, error=ResourceError)
+        return resource.model_dump_json()
 
     async def healthz(_: Request) -> Response:
         """Liveness: the process serves HTTP. Open, no auth."""
@@ -266,4 +332,5 @@ def build_server(
     # The SDK's custom_route decorator is untyped; the routes it adds are served without auth.
     mcp.custom_route("/healthz", methods=["GET"], include_in_schema=False)(healthz)
     mcp.custom_route("/readyz", methods=["GET"], include_in_schema=False)(readyz)
+    legacy.install(mcp)
     return mcp

@@ -8,7 +8,8 @@ objects shaped like the ones the operator and the agents write.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from gpu_inventory.api import constants
 from gpu_inventory.api.models import (
@@ -55,9 +56,10 @@ def gpu(
     xids: Sequence[XidEvent] = (),
     recovery_action: RecoveryAction | None = None,
     remapped_rows: RemappedRows | None = None,
+    uuid: str | None = None,
 ) -> GPU:
     return GPU(
-        uuid=f"GPU-{node}-{index:02d}",
+        uuid=uuid or f"GPU-{node}-{index:02d}",
         index=index,
         name=name,
         pci_bus_id=f"00000000:{index + 1:02X}:00.0",
@@ -80,18 +82,24 @@ def gpunode(
     *,
     gpus: Sequence[GPU] | int = 0,
     product: str = "Tesla-T4",
+    gpu_name: str | None = None,
     ready: bool = True,
+    conditions: dict[str, bool] | None = None,
     allocatable: int | None = None,
     allocated: int = 0,
     extra_resources: Sequence[NodeResource] = (),
     labels: dict[str, str] | None = None,
     agent: bool = True,
     agent_state: AgentState = "Reporting",
+    pod_name: str | None = None,
     heartbeat: datetime = EPOCH,
+    created: datetime = EPOCH - timedelta(days=1),
 ) -> GPUNode:
-    """A GPUNode as agent and operator write it; `gpus` may be a count of healthy GPUs."""
+    """A GPUNode as agent and operator write it; `gpus` may be a count of healthy GPUs named
+    `gpu_name` (default: the product label with spaces for dashes, as NVML names a T4).
+    `conditions` are the Node's conditions besides Ready (default: three built-in ones)."""
     devices = (
-        [gpu(i, node=name, name=product.replace("-", " ")) for i in range(gpus)]
+        [gpu(i, node=name, name=gpu_name or product.replace("-", " ")) for i in range(gpus)]
         if isinstance(gpus, int)
         else list(gpus)
     )
@@ -101,7 +109,7 @@ def gpunode(
     node_labels = {constants.PRODUCT_LABEL: product, constants.GPU_COUNT_LABEL: str(count)}
     node_labels.update(labels or {})
     return GPUNode(
-        metadata=ObjectMeta(name=name),
+        metadata=ObjectMeta(name=name, creation_timestamp=created),
         status=GPUNodeStatus(
             summary=GPUNodeSummary(
                 gpus=count,
@@ -113,7 +121,7 @@ def gpunode(
             else None,
             agent=AgentInfo(
                 version="0.1.0",
-                pod_name=f"gpu-inventory-agent-{name}",
+                pod_name=pod_name or f"gpu-inventory-agent-{name}",
                 heartbeat_time=heartbeat,
                 nvml_available=True,
             )
@@ -123,7 +131,14 @@ def gpunode(
             gpus=devices if agent else [],
             kubernetes=KubernetesView(
                 labels=node_labels,
-                conditions={"Ready": ready, "MemoryPressure": False, "DiskPressure": False},
+                conditions={
+                    "Ready": ready,
+                    **(
+                        conditions
+                        if conditions is not None
+                        else {"MemoryPressure": False, "DiskPressure": False}
+                    ),
+                },
                 gpu_resources=[
                     NodeResource(
                         name=constants.PRIMARY_RESOURCE,
@@ -146,8 +161,10 @@ def inventory(
     spec: GPUInventorySpec | None = None,
     ready: bool = True,
     now: datetime = EPOCH,
+    last_sync: datetime | Literal["now"] | None = "now",
 ) -> GPUInventory:
-    """The `cluster` GPUInventory whose status totals `nodes`."""
+    """The `cluster` GPUInventory whose status totals `nodes`, confirmed by the operator at
+    `last_sync` ("now": at `now`; None: never, as an operator older than lastSyncTime wrote it)."""
     rows: list[NodeRow] = []
     products: dict[str, ProductTotals] = {}
     resources: dict[str, ResourceTotals] = {}
@@ -200,6 +217,7 @@ def inventory(
         spec=spec or GPUInventorySpec(),
         status=GPUInventoryStatus(
             observed_generation=1,
+            last_sync_time=now if last_sync == "now" else last_sync,
             summary=InventorySummary(
                 nodes=len(rows),
                 ready_nodes=sum(r.ready for r in rows),

@@ -20,7 +20,7 @@ from gpu_inventory.api import constants
 from gpu_inventory.mcpserver import kube
 from gpu_inventory.mcpserver.app import MCP_PATH, build_http_app
 from gpu_inventory.mcpserver.auth import KubernetesTokenVerifier
-from gpu_inventory.mcpserver.settings import Settings
+from gpu_inventory.mcpserver.settings import DEFAULT_AUDIENCE, Settings
 from gpu_inventory.testing import samples
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
 from gpu_inventory.testing.mcpcalls import answer_when
@@ -55,14 +55,16 @@ def serving(app: Starlette) -> Iterator[str]:
 
 @pytest.fixture
 def verifier(control_plane: ControlPlane) -> KubernetesTokenVerifier:
-    return KubernetesTokenVerifier(kube.api_client_factory(str(control_plane.kubeconfig)))
+    return KubernetesTokenVerifier(
+        kube.api_client_factory(str(control_plane.kubeconfig)), audiences=[DEFAULT_AUDIENCE]
+    )
 
 
 @pytest.fixture
 def url(cluster: ControlPlane, objects: Any, verifier: KubernetesTokenVerifier) -> Iterator[str]:
     """The MCP server over HTTP; it reads the cluster with the admin kubeconfig."""
     node = samples.gpunode("t4-a", gpus=4, allocated=1, heartbeat=datetime.now(UTC))
-    objects.put(samples.inventory([node]), node)
+    objects.put(samples.inventory([node], now=datetime.now(UTC)), node)
     settings = Settings(transport="http", kubeconfig=str(cluster.kubeconfig))
     with serving(build_http_app(settings, token_verifier=verifier)) as base:
         yield base

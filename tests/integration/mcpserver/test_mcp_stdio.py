@@ -42,7 +42,7 @@ async def test_every_tool_over_stdio(cluster: ControlPlane, objects: Any) -> Non
             heartbeat=now(),
         ),
     )
-    objects.put(samples.inventory(nodes), *nodes)
+    objects.put(samples.inventory(nodes, now=now()), *nodes)
 
     async with Client(server_process(cluster.env())) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
@@ -72,13 +72,13 @@ async def test_resource_updates_reach_a_stdio_subscriber(
     cluster: ControlPlane, objects: Any
 ) -> None:
     nodes = (samples.gpunode("t4-a", gpus=4, heartbeat=now()),)
-    objects.put(samples.inventory(nodes), *nodes)
+    objects.put(samples.inventory(nodes, now=now()), *nodes)
 
     async with Client(server_process(cluster.env())) as client:
         await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 1)
         async with client.listen(resource_subscriptions=[RESOURCE_URI]) as subscription:
             busy = (samples.gpunode("t4-a", gpus=4, allocated=2, heartbeat=now()),)
-            objects.put_inventory(samples.inventory(busy))
+            objects.put_inventory(samples.inventory(busy, now=now()))
             with anyio.fail_after(20):
                 event = await anext(subscription)
             assert event == ResourceUpdated(uri=RESOURCE_URI)

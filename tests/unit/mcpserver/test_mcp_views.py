@@ -12,13 +12,7 @@ from gpu_inventory.api.models import Condition, GPUNode, NodeResource, RemappedR
 from gpu_inventory.mcpserver import shapes, views
 from gpu_inventory.mcpserver.snapshot import Snapshot
 from gpu_inventory.testing import samples
-from gpu_inventory.testing.legacy_shape import (
-    LEGACY_GPU,
-    LEGACY_GPU_RESOURCES,
-    LEGACY_KUBERNETES,
-    LEGACY_NODE,
-    LEGACY_SUMMARY,
-)
+from gpu_inventory.testing.legacy_shape import shape_problems, target
 
 NOW = samples.EPOCH + timedelta(minutes=1)
 
@@ -51,23 +45,25 @@ def small() -> Snapshot:
     return snapshot_of(
         samples.gpunode("t4-a", gpus=4, allocated=1),
         t4_sick,
-        samples.gpunode("a100", gpus=8, product="NVIDIA-A100-SXM4-80GB", allocated=2, ready=False),
+        samples.gpunode(
+            "a100",
+            gpus=8,
+            product="NVIDIA-A100-SXM4-80GB",
+            gpu_name="NVIDIA A100-SXM4-80GB",
+            allocated=2,
+            ready=False,
+        ),
     )
 
 
 # --- get_gpu_inventory: the legacy shape ---------------------------------------------------------
 
 
-def test_answer_keeps_every_legacy_field_name(small: Snapshot) -> None:
+def test_answer_keeps_every_legacy_field_name_and_type(small: Snapshot) -> None:
     data = answer(small).model_dump(mode="json")
 
     assert data["status"] == "success"
-    assert data["cluster_summary"].keys() >= LEGACY_SUMMARY
-    node = data["nodes"][0]
-    assert node.keys() >= LEGACY_NODE
-    assert node["kubernetes"].keys() >= LEGACY_KUBERNETES
-    assert node["kubernetes"]["gpu_resources"].keys() >= LEGACY_GPU_RESOURCES
-    assert node["gpus"][0].keys() >= LEGACY_GPU
+    assert shape_problems(target(), data) == []
 
 
 def test_summary_is_the_inventory_totals(small: Snapshot) -> None:
@@ -75,7 +71,8 @@ def test_summary_is_the_inventory_totals(small: Snapshot) -> None:
 
     assert (summary.total_nodes, summary.total_gpus) == (3, 14)
     assert (summary.gpus_allocatable, summary.gpus_allocated, summary.gpus_available) == (14, 4, 10)
-    assert summary.gpu_types == ["NVIDIA-A100-SXM4-80GB", "Tesla-T4"]
+    # NVML's names, as gpus[].name shows them, not the GFD labels ("Tesla-T4").
+    assert summary.gpu_types == ["NVIDIA A100-SXM4-80GB", "Tesla T4"]
     assert (summary.ready_nodes, summary.unhealthy_gpus) == (2, 1)
 
 
@@ -121,7 +118,7 @@ def test_node_without_agent_has_no_pod_and_no_gpus_but_keeps_its_numbers() -> No
     snap = snapshot_of(samples.gpunode("bare", gpus=0, allocatable=4, agent=False))
 
     node = answer(snap).nodes[0]
-    assert node.pod_name is None
+    assert node.pod_name == ""
     assert node.gpus == []
     assert (node.allocatable, node.available, node.agent_state) == (4, 4, "Missing")
 
@@ -194,7 +191,7 @@ def test_a_real_product_on_other_nodes_gives_an_empty_list_not_an_error(small: S
 
 
 def test_only_unhealthy_lists_sick_nodes_with_only_their_sick_gpus(small: Snapshot) -> None:
-    result = answer(small, only_unhealthy=True)
+    result = answer(small, only_unhealthy_or_degraded=True)
 
     assert [n.node_name for n in result.nodes] == ["t4-b"]
     assert [(g.index, g.health, g.health_reasons) for g in result.nodes[0].gpus] == [
@@ -203,7 +200,7 @@ def test_only_unhealthy_lists_sick_nodes_with_only_their_sick_gpus(small: Snapsh
 
 
 def test_only_unhealthy_in_a_healthy_cluster_is_an_honest_empty_list() -> None:
-    result = answer(snapshot_of(samples.gpunode("ok", gpus=2)), only_unhealthy=True)
+    result = answer(snapshot_of(samples.gpunode("ok", gpus=2)), only_unhealthy_or_degraded=True)
 
     assert (result.nodes, result.nodes_matched, result.truncated) == ([], 0, False)
 
@@ -221,7 +218,7 @@ def test_blank_text_arguments_name_the_argument(small: Snapshot, argument: str) 
 
 
 def test_memo_reuses_unchanged_nodes_and_rebuilds_changed_ones(small: Snapshot) -> None:
-    memo = views.NodeOutMemo()
+    memo = views.AnswerMemo()
     first = {n.node_name: n for n in answer(small, memo=memo).nodes}
     changed = samples.gpunode("t4-a", gpus=4, allocated=3)
     later = snapshot_of(changed, small.nodes["t4-b"], small.nodes["a100"])
@@ -234,7 +231,7 @@ def test_memo_reuses_unchanged_nodes_and_rebuilds_changed_ones(small: Snapshot) 
 def test_memo_answers_as_a_fresh_computation_when_the_primary_resource_changes(
     small: Snapshot,
 ) -> None:
-    memo = views.NodeOutMemo()
+    memo = views.AnswerMemo()
     answer(small, memo=memo)
     assert small.inventory is not None
     spec = small.inventory.spec.model_copy(update={"primary_resource": "nvidia.com/gpu.shared"})
