@@ -105,6 +105,7 @@ class InventoryCache:
         self._down_since: datetime | None = None
         self._server = ""
         self._snapshot = Snapshot()
+        self._settled = threading.Event()
         self._listeners: dict[object, Listener] = {}
 
     @classmethod
@@ -125,6 +126,12 @@ class InventoryCache:
     def snapshot(self) -> Snapshot:
         """The current view; never blocks on the API server."""
         return self._snapshot
+
+    def wait_settled(self, timeout: float) -> None:
+        """Block (at most `timeout` seconds) until the first LIST finished or failed, so a
+        question asked right after start-up (a stdio server starts with its first client) is
+        answered rather than told to come back; returns at once ever after."""
+        self._settled.wait(timeout)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener()` (from a watch thread) whenever the GPUInventory changes."""
@@ -356,6 +363,8 @@ class InventoryCache:
     def _publish(self) -> None:
         kinds = self._kinds.values()
         errors = [k.error for k in kinds if k.error]
+        if errors or all(k.synced for k in kinds):
+            self._settled.set()
         self._snapshot = replace(
             self._snapshot,
             inventory=self._inventory,

@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 RESOURCE_URI = "gpuinventory://cluster"
 HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
+FIRST_LIST_WAIT_SECONDS = 10.0
+"""How long a call made while the cache is still loading waits for the first LIST."""
 INSTRUCTIONS = """\
 Answers questions about the GPUs of one Kubernetes cluster from its GPUInventory and GPUNode
 objects: what GPUs exist, which are free, which are sick, and where a job can run.
@@ -172,6 +174,7 @@ def build_server(
         """`view` on the current snapshot. Expected failures become readable tool (or resource)
         errors; anything else is a bug, logged with its traceback and reported with its cause
         (the SDK would only say "Error executing tool <name>")."""
+        watched.wait_settled(FIRST_LIST_WAIT_SECONDS)
         try:
             return view(
                 watched.snapshot(), now=clock(), max_staleness_seconds=max_staleness, **arguments
