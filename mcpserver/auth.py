@@ -52,6 +52,7 @@ REQUIRED_SCOPE = f"{constants.INVENTORY_PLURAL}.{constants.GROUP}:get"
 
 _REFUSED = object()
 """A cached "401" verdict."""
+_SLOT_POLL_SECONDS = 0.02
 
 
 class AuthUnavailableError(Exception):
@@ -92,10 +93,17 @@ class KubernetesTokenVerifier:
         self._cache: OrderedDict[str, tuple[object, float]] = OrderedDict()
         self._lock = threading.Lock()
         self._api: client.ApiClient | None = None
+        # Review threads alive, abandoned ones included: a thread whose caller gave up keeps
+        # its slot until its socket times out, so a hanging API server never gets more than
+        # `concurrency` requests from us. (anyio's limiter alone frees the slot on abandon.)
+        self._slots = threading.BoundedSemaphore(self._limits.concurrency)
         self._threads = anyio.CapacityLimiter(self._limits.concurrency)
         self._waiting = 0
+        self._alive = 0
         self.reviews = 0
         """TokenReviews sent so far (tests read it to prove the caches work)."""
+        self.peak_threads = 0
+        """Most review threads alive at once (tests read it to prove the bound)."""
 
     async def verify_token(self, token: str) -> AccessToken | None:
         key = hashlib.sha256(token.encode()).hexdigest()
@@ -109,8 +117,12 @@ class KubernetesTokenVerifier:
         self._waiting += 1
         try:
             with anyio.fail_after(self._limits.timeout_seconds):
+                # Polled: slots are given back by threads, abandoned ones too, which have no
+                # event loop to set an anyio.Event on.
+                while not self._slots.acquire(blocking=False):  # noqa: ASYNC110
+                    await anyio.sleep(_SLOT_POLL_SECONDS)
                 verdict = await anyio.to_thread.run_sync(
-                    self._review, token, key, limiter=self._threads, abandon_on_cancel=True
+                    self._review_in_slot, token, key, limiter=self._threads, abandon_on_cancel=True
                 )
         except TimeoutError:
             raise AuthUnavailableError(
@@ -153,6 +165,18 @@ class KubernetesTokenVerifier:
             if self._api is None:
                 self._api = self._factory()
             return self._api
+
+    def _review_in_slot(self, token: str, key: str) -> AccessToken | None:
+        """`_review`, giving back the slot taken for it when the thread ends."""
+        with self._lock:
+            self._alive += 1
+            self.peak_threads = max(self.peak_threads, self._alive)
+        try:
+            return self._review(token, key)
+        finally:
+            with self._lock:
+                self._alive -= 1
+            self._slots.release()
 
     def _review(self, token: str, key: str) -> AccessToken | None:
         """None means 401; an AccessToken without scope means 403."""

@@ -104,3 +104,18 @@ def target_cluster(now: datetime) -> tuple[GPUInventory, list[GPUNode]]:
         "ip-10-0-0-154", gpus=3, product="A100", gpu_name="A100", allocated=1, heartbeat=now
     )
     return samples.inventory([t4, a100], now=now), [t4, a100]
+
+
+def assert_is_the_seed_answer(data: Mapping[str, Any]) -> None:
+    """`data` (the answer for the example's node in `target_cluster`) is the example: every
+    field with its type and value. The legacy gateway listed `gpu_types` in no promised order
+    (ours are sorted), and the operator keeps more GPU labels than the example shows."""
+    expected = target()
+    assert shape_problems(expected, data) == []
+    got: Any = project(expected, data)
+    assert sorted(got["cluster_summary"].pop("gpu_types")) == sorted(
+        expected["cluster_summary"].pop("gpu_types")
+    )
+    got_labels = got["nodes"][0]["kubernetes"].pop("labels")
+    assert got_labels.items() >= expected["nodes"][0]["kubernetes"].pop("labels").items()
+    assert got == expected

@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Callable, Mapping
@@ -99,5 +100,6 @@ def inspector(*args: str, env: Mapping[str, str] | None = None, timeout: float =
         env={**os.environ, **(env or {})},
         check=False,
     )
-    assert done.returncode == 0, f"inspector {args} failed:\n{done.stdout}\n{done.stderr}"
+    shown = re.sub(r"Bearer \S+", "Bearer <token>", " ".join(args))
+    assert done.returncode == 0, f"inspector {shown} failed:\n{done.stdout}\n{done.stderr}"
     return json.loads(done.stdout)
