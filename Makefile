@@ -17,7 +17,7 @@ PY := $(VENV)/bin/python
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane cluster-up cluster-down crds lint typecheck test test-unit demo bench bench-operator bench-mcp bench-agent clean
+.PHONY: help venv controlplane mcp-clients cluster-up cluster-down crds lint typecheck test test-unit demo bench bench-operator bench-mcp bench-agent clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -32,6 +32,10 @@ venv: $(VENV)/.installed
 
 controlplane:
 	bash hack/build-controlplane.sh >/dev/null
+
+# The real MCP clients the MCP server's tests run: the pinned MCP Inspector CLI, curl and jq.
+mcp-clients:
+	bash hack/install-mcp-clients.sh >/dev/null
 
 cluster-up: venv controlplane
 	$(PY) -m gpu_inventory.testing up --dir $(CLUSTER_DIR)
@@ -59,7 +63,7 @@ lint: venv typecheck
 test-unit: venv
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-test: venv controlplane lint
+test: venv controlplane mcp-clients lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: venv controlplane

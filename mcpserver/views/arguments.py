@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from gpu_inventory.api.models import MAX_NODES
 from gpu_inventory.mcpserver.views.nodes import GPUNodes, tokens
 
-DEFAULT_LIMIT = 16
+DEFAULT_LIMIT = 10
 """Nodes per page by default. One node with 8 GPUs and its Kubernetes metadata is about 3.2 KB
-of JSON, so a default page stays near 50 KB (roughly 15,000 tokens): enough to see a cluster's
-shape, small enough for a model's context. `cluster_summary` always covers every node."""
+of compact JSON and 5 KB as the SDK's text content (indented), so a default page is about 55 KB
+of text (roughly 15,000 tokens): enough to see a cluster's shape, small enough for a model's
+context. `cluster_summary` always covers every node."""
 
 MAX_LIMIT = 500
 """Largest page: about 1.6 MB of JSON with 8 GPUs per node."""
