@@ -21,7 +21,7 @@ from gpu_inventory.mcpserver import kube
 from gpu_inventory.mcpserver.auth import AuthLimits, AuthUnavailableError, KubernetesTokenVerifier
 from gpu_inventory.mcpserver.cache import InventoryCache
 from gpu_inventory.mcpserver.server import HEALTH_PATHS, build_server
-from gpu_inventory.mcpserver.settings import Settings
+from gpu_inventory.mcpserver.settings import LOCALHOST, Settings
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ def build_http_app(
             "hands this server a credential it could replay against the whole cluster"
         )
     server = build_server(settings, cache=cache, token_verifier=token_verifier)
-    hosts = list(settings.allowed_hosts)
+    hosts = list(dict.fromkeys((*LOCALHOST, *settings.allowed_hosts)))  # port-forward works
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=hosts,

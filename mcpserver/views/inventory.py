@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 from datetime import datetime
 
-from gpu_inventory.api.models import GPU, GPUInventory, GPUInventoryStatus, NodeRow
+from gpu_inventory.api.models import GPU, GPUInventory, GPUInventoryStatus, GPUNode, NodeRow
 from gpu_inventory.mcpserver import shapes
 from gpu_inventory.mcpserver.snapshot import Snapshot
 from gpu_inventory.mcpserver.views import arguments
@@ -18,6 +18,7 @@ from gpu_inventory.mcpserver.views.nodes import (
     GPUNodes,
     NodeFacts,
     free,
+    gpu_names,
     is_sick,
     node_status,
     xid_events,
@@ -141,6 +142,7 @@ class AnswerMemo:
         ]
         self._nodes = {}
         self._summary: tuple[object, shapes.ClusterSummary] | None = None
+        self._gpu_names: dict[str, tuple[GPUNode, tuple[str, ...]]] = {}
 
     def node(
         self, nodes: GPUNodes, name: str, *, include_k8s_metadata: bool, only_sick: bool
@@ -164,9 +166,23 @@ class AnswerMemo:
         held = self._summary
         if held is not None and held[0] is snapshot:
             return held[1]
-        summary = cluster_summary(inventory, nodes.status, nodes.gpu_types())
+        summary = cluster_summary(inventory, nodes.status, nodes.gpu_types(self._names(nodes)))
         self._summary = (snapshot, summary)
         return summary
+
+    def _names(self, nodes: GPUNodes) -> list[str]:
+        """Every node's GPU names, recomputed only for GPUNodes that changed: the snapshot
+        changes with every agent heartbeat, the names almost never."""
+        names: list[str] = []
+        for name, gpunode in nodes.nodes.items():
+            entry = self._gpu_names.get(name)
+            if entry is None or entry[0] is not gpunode:
+                entry = (gpunode, gpu_names(gpunode))
+                self._gpu_names[name] = entry
+            names.extend(entry[1])
+        if len(self._gpu_names) > 2 * len(nodes.nodes) + 64:
+            self._gpu_names = {n: e for n, e in self._gpu_names.items() if n in nodes.nodes}
+        return names
 
 
 def inventory_answer(

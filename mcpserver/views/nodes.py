@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -50,6 +50,12 @@ def xid_events(gpu: GPU) -> Sequence[XidEvent]:
     """The XID events the agent still holds for this GPU: the one place the answers read them
     (the agent's XID representation is being reworked; adapt only this function)."""
     return gpu.xids
+
+
+def gpu_names(gpunode: GPUNode) -> tuple[str, ...]:
+    """The distinct NVML product names of the node's GPUs."""
+    status = gpunode.status
+    return tuple(dict.fromkeys(g.name for g in (status.gpus if status else ()) if g.name))
 
 
 def is_sick(gpu: GPU) -> bool:
@@ -222,16 +228,16 @@ class GPUNodes:
                 known.setdefault(tokens(product), product)
         return sorted(known.values())
 
-    def gpu_types(self) -> list[str]:
+    def gpu_types(self, nvml_names: Iterable[str] | None = None) -> list[str]:
         """The cluster's GPU products as NVML names them (`gpus[].name`, e.g. "Tesla T4"), as
         the legacy answer's `gpu_types` did. A product no agent reports (a node without an
-        agent) keeps the spelling of its label, unless an NVML name is the same words."""
+        agent) keeps the spelling of its label, unless an NVML name is the same words.
+        `nvml_names` saves walking every GPU when the caller already knows the names."""
+        if nvml_names is None:
+            nvml_names = (name for n in self.nodes.values() for name in gpu_names(n))
         nvml: dict[tuple[str, ...], str] = {}
-        for gpunode in self.nodes.values():
-            status = gpunode.status
-            for gpu in status.gpus if status is not None else ():
-                if gpu.name:
-                    nvml.setdefault(tokens(gpu.name), gpu.name)
+        for name in nvml_names:
+            nvml.setdefault(tokens(name), name)
         others: dict[tuple[str, ...], str] = {}
         for product in (*self.status.summary.products, *(r.product for r in self.rows.values())):
             if product and tokens(product) not in nvml:

@@ -125,3 +125,15 @@ def test_capacity_is_the_node_capacity_not_allocatable() -> None:
         "allocated": 1,
         "available": 2,
     }
+
+
+def test_gpu_types_follow_a_node_whose_gpus_change_between_calls() -> None:
+    memo = views.AnswerMemo()
+    before = [samples.gpunode("a", gpus=1, gpu_name="Tesla T4"), samples.gpunode("b", gpus=1)]
+    after = [before[0], samples.gpunode("b", gpus=1, product="NVIDIA-L4", gpu_name="NVIDIA L4")]
+
+    first = inventory_json(snapshot_of(samples.inventory(before), before), memo=memo)
+    second = inventory_json(snapshot_of(samples.inventory(after), after), memo=memo)
+
+    assert first["cluster_summary"]["gpu_types"] == ["Tesla T4"]
+    assert second["cluster_summary"]["gpu_types"] == ["NVIDIA L4", "Tesla T4"]
