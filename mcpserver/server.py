@@ -48,7 +48,8 @@ FIRST_LIST_WAIT_SECONDS = 10.0
 INSTRUCTIONS = """\
 Answers questions about the GPUs of one Kubernetes cluster from its GPUInventory and GPUNode
 objects: what GPUs exist, which are free, which are sick, and where a job can run.
-get_gpu_inventory lists nodes and GPUs (filter by node, product or health to keep answers small);
+get_gpu_inventory lists nodes and GPUs a page at a time, with the whole-cluster summary on every
+page (filter by node, product or health, or follow next_cursor, to see more);
 get_gpu_health lists unhealthy and degraded GPUs with the recommended action;
 find_gpu_capacity finds the nodes where a pod asking for N GPUs fits now. Read-only."""
 

@@ -84,6 +84,14 @@ def test_no_token_is_401_with_a_bearer_challenge(url: str) -> None:
     assert response.headers["www-authenticate"].startswith("Bearer ")
 
 
+def test_no_oauth_discovery_is_offered(url: str) -> None:
+    """Kubernetes tokens come from `kubectl create token`, not an OAuth server: no RFC 9728
+    metadata and no `resource_metadata` pointer that would send a client into a dead end."""
+    assert httpx2.get(url + "/.well-known/oauth-protected-resource").status_code == 404
+    assert httpx2.get(url + "/.well-known/oauth-protected-resource/mcp").status_code == 404
+    assert "resource_metadata" not in post(url).headers["www-authenticate"]
+
+
 def test_a_rejected_token_is_401_and_its_refusal_is_cached(
     url: str, verifier: KubernetesTokenVerifier
 ) -> None:
