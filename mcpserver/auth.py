@@ -55,6 +55,22 @@ _REFUSED = object()
 _SLOT_POLL_SECONDS = 0.02
 
 
+class _Ticket:
+    """Who frees a review's slot: the thread once it runs, or its caller if the caller gave up
+    before the thread started (whichever claims the ticket first)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._state = "pending"
+
+    def claim(self, state: str) -> bool:
+        with self._lock:
+            if self._state != "pending":
+                return False
+            self._state = state
+            return True
+
+
 class AuthUnavailableError(Exception):
     """No verdict on a token right now; the HTTP app answers 503 with this message."""
 
@@ -121,9 +137,20 @@ class KubernetesTokenVerifier:
                 # event loop to set an anyio.Event on.
                 while not self._slots.acquire(blocking=False):  # noqa: ASYNC110
                     await anyio.sleep(_SLOT_POLL_SECONDS)
-                verdict = await anyio.to_thread.run_sync(
-                    self._review_in_slot, token, key, limiter=self._threads, abandon_on_cancel=True
-                )
+                ticket = _Ticket()
+                try:
+                    verdict = await anyio.to_thread.run_sync(
+                        self._review_in_slot,
+                        ticket,
+                        token,
+                        key,
+                        limiter=self._threads,
+                        abandon_on_cancel=True,
+                    )
+                except BaseException:
+                    if ticket.claim("abandoned"):  # the thread never started: free its slot
+                        self._slots.release()
+                    raise
         except TimeoutError:
             raise AuthUnavailableError(
                 "the Kubernetes API server did not judge the bearer token within "
@@ -166,8 +193,10 @@ class KubernetesTokenVerifier:
                 self._api = self._factory()
             return self._api
 
-    def _review_in_slot(self, token: str, key: str) -> AccessToken | None:
+    def _review_in_slot(self, ticket: _Ticket, token: str, key: str) -> AccessToken | None:
         """`_review`, giving back the slot taken for it when the thread ends."""
+        if not ticket.claim("running"):
+            return None  # its caller gave up before this thread started, and freed the slot
         with self._lock:
             self._alive += 1
             self.peak_threads = max(self.peak_threads, self._alive)
