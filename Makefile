@@ -4,6 +4,9 @@
 #   make demo         the whole system on a local control plane, for a person to watch
 #   make cluster-up   a local control plane in the background; KUBECONFIG=.cluster/kubeconfig
 #   make cluster-down stop it
+#   make tools        build/reuse the pinned Go tools the tests run (helm, promtool, kstatus-check)
+#   make manifests    render the kustomize base (manifests/) from the Helm chart
+#   make image        build the multi-arch image (needs Docker buildx; see hack/publish-image.sh)
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -17,7 +20,7 @@ PY := $(VENV)/bin/python
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane mcp-clients cluster-up cluster-down crds lint typecheck test test-unit demo bench bench-operator bench-mcp bench-agent clean
+.PHONY: help venv controlplane tools mcp-clients cluster-up cluster-down crds manifests lock image lint typecheck test test-unit demo bench bench-operator bench-mcp bench-agent clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -33,6 +36,10 @@ venv: $(VENV)/.installed
 controlplane:
 	bash hack/build-controlplane.sh >/dev/null
 
+# Built once into ~/.cache/gpu-inventory (versioned, stamped); then a version check each.
+tools:
+	for t in helm promtool kstatus-check; do bash hack/build-tool.sh $$t >/dev/null || exit 1; done
+
 # The real MCP clients the MCP server's tests run: the pinned MCP Inspector CLI, curl and jq.
 mcp-clients:
 	bash hack/install-mcp-clients.sh >/dev/null
@@ -45,6 +52,21 @@ cluster-down: venv
 
 crds: venv
 	$(PY) -m gpu_inventory.api.crdgen --out crds
+	cp crds/gpuinventory.io_*.yaml charts/gpu-inventory/crds/
+
+manifests: venv
+	$(PY) -m gpu_inventory.testing.helm
+
+# The image's dependencies, pinned with hashes of every file PyPI serves (amd64 and arm64
+# wheels alike), resolved for every platform (uv's universal resolution) on Python 3.11.
+UV_VERSION := 0.13.8
+lock: venv
+	$(PY) -m pip install -q 'uv==$(UV_VERSION)'
+	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
+	  --generate-hashes --quiet -o requirements.lock
+
+image:
+	bash hack/publish-image.sh --load
 
 # mypy follows no editable finder: give it a link tree of the namespace package.
 .typecheck/gpu_inventory:
@@ -63,7 +85,7 @@ lint: venv typecheck
 test-unit: venv
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-test: venv controlplane mcp-clients lint
+test: venv controlplane tools mcp-clients lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: venv controlplane

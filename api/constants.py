@@ -32,6 +32,9 @@ DEFAULT_LABEL_PREFIXES: Final = (
     "accelerator",
 )
 DEFAULT_AGENT_STALE_AFTER_SECONDS: Final = 300
+DEFAULT_MAX_NODE_ROWS: Final = 1000
+"""About 130 KiB of rows: the GPUInventory stays far below etcd's 1.5 MiB request limit and
+each status write stays cheap, at any cluster size."""
 
 PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
 GPU_COUNT_LABEL: Final = "nvidia.com/gpu.count"
@@ -71,18 +74,22 @@ class Reason:
     # Ready
     INVENTORY_CURRENT: Final = "InventoryCurrent"
     INDEXING: Final = "Indexing"
+    RELISTING: Final = "Relisting"
     WRITE_FAILED: Final = "WriteFailed"
     # Degraded
     ALL_HEALTHY: Final = "AllHealthy"
     UNHEALTHY_GPUS: Final = "UnhealthyGPUs"
     NODES_NOT_READY: Final = "NodesNotReady"
     AGENTS_STALE: Final = "AgentsStale"
+    MALFORMED_OBJECTS: Final = "MalformedObjects"
     MULTIPLE_PROBLEMS: Final = "MultipleProblems"
-    # Reconciling
+    # Reconciling (also Ready=False while the spec change is applied)
     RECONCILED: Final = "Reconciled"
     INITIAL_SYNC: Final = "InitialSync"
     SPEC_CHANGED: Final = "SpecChanged"
     # Stalled
     NOT_STALLED: Final = "NotStalled"
     FORBIDDEN: Final = "Forbidden"
+    WRITE_REFUSED: Final = "WriteRefused"
+    TOO_LARGE: Final = "TooLarge"
     INVALID_SPEC: Final = "InvalidSpec"

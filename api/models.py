@@ -26,6 +26,9 @@ MAX_REASONS = 8
 MAX_MIG_INSTANCES = 8
 MAX_NVLINKS = 36  # NVML_NVLINK_MAX_LINKS in nvidia-ml-py 13.x
 MAX_CONDITIONS = 16
+MAX_NODE_CONDITIONS = 32
+"""Node conditions copied into a GPUNode: the built-in five, Node Problem Detector's and GPU
+health tools' own, bounded against a Node carrying hundreds."""
 MAX_MESSAGE = 1024
 MAX_REASON = 256
 
@@ -145,6 +148,18 @@ class GPUInventorySpec(WireModel):
             description="A GPUNode whose agent heartbeat is older than this is stale.",
         ),
     ] = constants.DEFAULT_AGENT_STALE_AFTER_SECONDS
+    max_node_rows: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=MAX_NODES,
+            description=(
+                "status.nodes lists every GPU node up to this many; beyond it only the nodes"
+                " that need attention (up to this many), and nodesOmitted counts the rest."
+                " Every node's detail stays in its GPUNode."
+            ),
+        ),
+    ] = constants.DEFAULT_MAX_NODE_ROWS
 
 
 class ResourceTotals(WireModel):
@@ -239,6 +254,10 @@ class GPUInventoryStatus(WireModel):
         list[NodeRow],
         Field(max_length=MAX_NODES, json_schema_extra={"x-kubernetes-list-type": "atomic"}),
     ] = []
+    nodes_omitted: Annotated[
+        Count,
+        Field(description="GPU nodes left out of `nodes` (see spec.maxNodeRows)."),
+    ] = 0
     skipped: Annotated[
         SkippedObjects,
         Field(description="Objects left out because a GPU quantity on them is malformed."),
@@ -382,7 +401,7 @@ class KubernetesView(WireModel):
     """The operator's view of the node: what the scheduler sees, and the agent's freshness."""
 
     labels: Annotated[dict[LabelKey, LabelValue], Field(max_length=MAX_LABELS)] = {}
-    conditions: Annotated[dict[ShortStr, bool], Field(max_length=16)] = {}
+    conditions: Annotated[dict[ShortStr, bool], Field(max_length=MAX_NODE_CONDITIONS)] = {}
     gpu_resources: Annotated[
         list[NodeResource],
         Field(

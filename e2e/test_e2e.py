@@ -1,8 +1,8 @@
 """The whole system on the local control plane, as users deploy it.
 
-Manifests applied for real; operator, three agents (fake NVML) and the MCP server as processes,
-each with its own ServiceAccount's token. GPU pods are created, and kubectl and an MCP client
-must agree with the numbers the scheduler would use.
+Installed for real (kustomize, and Helm into another namespace); operator, three agents (fake
+NVML) and the MCP server as processes, each with its own ServiceAccount's token. GPU pods are
+created, and kubectl and an MCP client must agree with the numbers the scheduler would use.
 """
 
 from __future__ import annotations
@@ -36,9 +36,20 @@ pytestmark = pytest.mark.cluster
 G, V = constants.GROUP, constants.VERSION
 
 
-@pytest.fixture
-def system(cluster: ControlPlane) -> Iterator[GPUInventorySystem]:
-    with running_system(cluster, write_floor_seconds=1.0, heartbeat_seconds=10.0) as running:
+@pytest.fixture(
+    params=[("kustomize", ""), ("helm", "gpu-fleet")], ids=["kustomize", "helm-gpu-fleet"]
+)
+def system(request: pytest.FixtureRequest, cluster: ControlPlane) -> Iterator[GPUInventorySystem]:
+    """The system installed both ways users install it: `kubectl apply -k manifests/`, and
+    `helm install` into a namespace other than the default one."""
+    method, namespace = request.param
+    with running_system(
+        cluster,
+        method=method,
+        namespace=namespace,
+        write_floor_seconds=1.0,
+        heartbeat_seconds=10.0,
+    ) as running:
         yield running
 
 

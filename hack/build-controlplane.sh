@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build (or reuse) kube-apiserver, kube-controller-manager and etcd from the upstream Go modules.
+# Build (or reuse) kube-apiserver, kube-controller-manager, kubectl and etcd from the upstream Go
+# modules. kubectl comes from the same k8s.io/kubernetes version as the API server (no skew, and
+# nothing to find on the machine), built in the same step so it shares the Go build cache.
 #
 # Idempotent: binaries are cached under ${GPU_INVENTORY_CACHE:-$XDG_CACHE_HOME/gpu-inventory}
 # keyed by version, so a second run costs a version check. Prints the bin directory last.
@@ -17,8 +19,10 @@ log() { printf '[controlplane-build] %s\n' "$*" >&2; }
 
 # Capture first: `| grep -q` would close the pipe early and, under pipefail, fail by SIGPIPE.
 have() {
-  local out
-  [ -x "$bin/$1" ] && out=$("$bin/$1" --version 2>&1) && [[ $out == *"$2"* ]]
+  local out flag=--version
+  [ "$1" = kubectl ] && flag="version --client"
+  # shellcheck disable=SC2086 # $flag is one or two words on purpose
+  [ -x "$bin/$1" ] && out=$("$bin/$1" $flag 2>&1) && [[ $out == *"$2"* ]]
 }
 
 build_kubernetes() {
@@ -35,15 +39,17 @@ build_kubernetes() {
     awk -v ver="v0.$minor.$patch" '{printf "replace %s => %s %s\n", $1, $1, ver}' >> go.mod
   log "kubernetes v$v: resolving modules (first run downloads a few hundred MB)"
   go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@v$v" \
-                "k8s.io/kubernetes/cmd/kube-controller-manager@v$v"
+                "k8s.io/kubernetes/cmd/kube-controller-manager@v$v" \
+                "k8s.io/kubernetes/cmd/kubectl@v$v"
   ldf="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldf="$ldf -X $p.gitVersion=v$v -X $p.gitMajor=1 -X $p.gitMinor=$minor -X $p.gitTreeState=clean"
   done
-  log "kubernetes v$v: compiling kube-apiserver and kube-controller-manager (cold: many minutes)"
+  log "kubernetes v$v: compiling kube-apiserver, kube-controller-manager and kubectl (cold: many minutes)"
   mkdir -p "$bin"
   go build -trimpath -tags=selinux,notest,grpcnotrace -ldflags="$ldf" -o "$bin/" \
-    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager
+    k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
+    k8s.io/kubernetes/cmd/kubectl
 }
 
 build_etcd() {
@@ -58,7 +64,8 @@ build_etcd() {
 }
 
 start=$(date +%s)
-if have kube-apiserver "v$KUBERNETES_VERSION" && have kube-controller-manager "v$KUBERNETES_VERSION"; then
+if have kube-apiserver "v$KUBERNETES_VERSION" && have kube-controller-manager "v$KUBERNETES_VERSION" \
+  && have kubectl "v$KUBERNETES_VERSION"; then
   log "kubernetes v$KUBERNETES_VERSION: cached"
 else
   build_kubernetes
@@ -68,10 +75,13 @@ if have etcd "$ETCD_VERSION"; then
 else
   build_etcd
 fi
-for b in kube-apiserver kube-controller-manager etcd; do
-  log "$b: $("$bin/$b" --version 2>&1 | sed -n 1p)"
+for b in kube-apiserver kube-controller-manager kubectl etcd; do
+  if [ "$b" = kubectl ]; then v=$("$bin/$b" version --client 2>&1); else v=$("$bin/$b" --version 2>&1); fi
+  log "$b: ${v%%$'\n'*}"
 done
-have kube-apiserver "v$KUBERNETES_VERSION" || { log "kube-apiserver is not stamped v$KUBERNETES_VERSION"; exit 1; }
+for b in kube-apiserver kubectl; do
+  have "$b" "v$KUBERNETES_VERSION" || { log "$b is not stamped v$KUBERNETES_VERSION"; exit 1; }
+done
 have etcd "$ETCD_VERSION" || { log "etcd does not report $ETCD_VERSION"; exit 1; }
 log "done in $(( $(date +%s) - start ))s"
 echo "$bin"

@@ -45,33 +45,17 @@ class OperatorConfig:
     writes nothing, so the cost is CPU only.
     """
 
-    list_settle: float = 1.5
-    """Seconds without listing events after which a (re)listing counts as complete (default 1.5).
-
-    kopf does not tell handlers when a LIST is over, so a kind is synced once its listing
-    events go quiet. Too short risks declaring a slow LIST complete early (a relist then
-    briefly drops objects not yet re-listed, and they return with their events); too long
-    delays the first status.
-    """
-
-    initial_list_timeout: float = 120.0
-    """Seconds to wait for the first listing events of a kind the API says is non-empty.
-
-    After that the kind counts as synced anyway (logged), so a kind whose objects vanished
-    between the probe and kopf's LIST cannot hold the inventory in `Indexing` forever.
-    """
-
     list_chunk_size: int = 500
-    """Objects per page in kopf's initial LIST (default 500, as `kubectl` pages).
+    """Objects per page in kopf's LISTs and the operator's own (default 500, as `kubectl`).
 
-    Bounds the memory spike of listing 100,000 pods: only one page is parsed at a time.
+    Bounds the memory spike of listing 150,000 pods: only one page is parsed at a time.
     """
 
     gpunode_writes_per_pass: int = 200
-    """GPUNode creations plus status patches in one writer pass (default 200).
+    """GPUNode creations plus status patches in one pass of the GPUNode writer (default 200).
 
-    The rest waits for the next pass, so the inventory status (what users read) is never
-    stuck behind thousands of per-node writes at start-up.
+    The rest waits for the next pass; the inventory has a writer of its own and never waits
+    behind them.
     """
 
     write_concurrency: int = 8
@@ -79,6 +63,11 @@ class OperatorConfig:
 
     backoff_max: float = 30.0
     """Longest pause in seconds between retries while the API server is unreachable."""
+
+    refused_backoff_max: float = 300.0
+    """Longest pause in seconds before a write the API server refused (403, 422, too large)
+    is tried again (default 300): the pause doubles from 1 s, so a missing RBAC rule costs a
+    few requests an hour, and fixing it is noticed within five minutes."""
 
     metrics_port: int = 9090
     """Port of the Prometheus `/metrics` endpoint; 0 turns it off (default 9090)."""
@@ -102,6 +91,10 @@ class OperatorConfig:
     lease_duration: float = 15.0
     """Seconds a Lease stays valid without renewal (client-go's default, 15)."""
 
+    lease_renew_deadline: float = 10.0
+    """Seconds the holder keeps writing without a successful renewal (client-go's default, 10).
+    Writes stop then; a standby may take over only `lease_duration` after the last renewal."""
+
     lease_renew_interval: float = 2.0
     """Seconds between Lease renewals and acquisition attempts (client-go's retry period, 2)."""
 
@@ -112,10 +105,10 @@ class OperatorConfig:
         positive = {
             "write_window": self.write_window,
             "resync_interval": self.resync_interval,
-            "list_settle": self.list_settle,
-            "initial_list_timeout": self.initial_list_timeout,
             "backoff_max": self.backoff_max,
+            "refused_backoff_max": self.refused_backoff_max,
             "lease_duration": self.lease_duration,
+            "lease_renew_deadline": self.lease_renew_deadline,
             "lease_renew_interval": self.lease_renew_interval,
             "request_timeout": self.request_timeout,
         }
@@ -131,10 +124,13 @@ class OperatorConfig:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be >= 1, got {count}")
         if not 0 <= self.metrics_port <= 65535:
             raise ConfigError(f"{ENV_PREFIX}METRICS_PORT must be 0..65535, got {self.metrics_port}")
-        if self.lease_namespace and self.lease_renew_interval >= self.lease_duration:
+        if self.lease_namespace and not (
+            self.lease_renew_interval < self.lease_renew_deadline < self.lease_duration
+        ):
             raise ConfigError(
-                f"{ENV_PREFIX}LEASE_RENEW_INTERVAL ({self.lease_renew_interval}) must be shorter"
-                f" than {ENV_PREFIX}LEASE_DURATION ({self.lease_duration})"
+                f"{ENV_PREFIX}LEASE_RENEW_INTERVAL ({self.lease_renew_interval}) <"
+                f" {ENV_PREFIX}LEASE_RENEW_DEADLINE ({self.lease_renew_deadline}) <"
+                f" {ENV_PREFIX}LEASE_DURATION ({self.lease_duration}) must hold"
             )
 
     @property

@@ -6,10 +6,22 @@ projections and takes over within one Lease duration without a relist; the write
 nothing needs installing (no ClusterKopfPeering CRD, no finalizer on the GPUInventory); and
 two replicas can never freeze on equal priorities. kopf itself runs `standalone`.
 
-The rules are client-go's (`tools/leaderelection`): a Lease held by someone else is taken only
-after it went unrenewed for `leaseDurationSeconds` *as observed on our own clock* (clocks of
-different machines are never compared), updates carry the resourceVersion (a race loses with
-409), and a holder stops writing once it failed to renew for a duration minus one retry.
+The rules and timings are client-go's (`tools/leaderelection/leaderelection.go`: LeaseDuration
+15 s, RenewDeadline 10 s, RetryPeriod 2 s):
+- a Lease held by someone else is taken only after its record went unchanged for
+  `leaseDurationSeconds` *as observed on our own clock*, stamped after the GET that saw it
+  (`setObservedRecord` runs after `Lock.Get`), so a standby never takes over early; clocks of
+  different machines are never compared;
+- updates carry the resourceVersion (a race loses with 409);
+- the holder counts its renewal from the moment *before* it sent the update, and stops being
+  the leader once it failed to renew for `renew_deadline`.
+
+Fencing (`write_deadline`): every write is checked right before it is sent, and given only the
+time left until the earliest moment a standby could take over (renewal + lease duration), so
+a replica that loses the Lease mid-pass writes nothing more. Kubernetes has no fencing tokens;
+the writes are also conditional on the resourceVersion the writer last saw, so a write from a
+process frozen between that check and the send fails with 409 whenever the new leader (or an
+agent) has written meanwhile.
 """
 
 from __future__ import annotations
@@ -48,7 +60,10 @@ class LeaseElector:
     name: str
     identity: str
     duration: float = 15.0
+    renew_deadline: float = 10.0
     retry: float = 2.0
+    margin: float = 1.0
+    """Seconds of the Lease never used for writes: slack for clock rates and scheduling."""
     clock: Callable[[], float] = time.monotonic
     wallclock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _observed: tuple[str, str, str] | None = None
@@ -56,11 +71,18 @@ class LeaseElector:
     _renewed_at: float | None = None
 
     def is_leader(self) -> bool:
-        """Held, and renewed recently enough that no one else can have taken it over."""
+        """Held, and renewed within the renew deadline."""
         return (
-            self._renewed_at is not None
-            and self.clock() < self._renewed_at + self.duration - self.retry
+            self._renewed_at is not None and self.clock() < self._renewed_at + self.renew_deadline
         )
+
+    def write_deadline(self) -> float | None:
+        """When a write started now must be over (None: not the leader). A standby takes over
+        no earlier than `duration` after our last renewal was sent."""
+        if not self.is_leader():
+            return None
+        assert self._renewed_at is not None
+        return self._renewed_at + self.duration - self.margin
 
     async def run(self) -> None:
         """Try to acquire or renew every `retry` seconds, until cancelled (then release)."""
@@ -89,6 +111,7 @@ class LeaseElector:
         """One round; returns whether this replica holds the Lease afterwards."""
         started = self.clock()
         lease = self.api.get_lease(self.namespace, self.name)
+        observed = self.clock()  # after the GET, as client-go stamps it
         now = self.wallclock()
         if lease is None:
             body = {
@@ -110,9 +133,9 @@ class LeaseElector:
         version = str((lease.get("metadata") or {}).get("resourceVersion") or "")
         record = (holder, str(spec.get("renewTime") or ""), version)
         if record != self._observed:
-            self._observed, self._observed_at = record, started
+            self._observed, self._observed_at = record, observed
         duration = float(spec.get("leaseDurationSeconds") or self.duration)
-        if holder and holder != self.identity and started < self._observed_at + duration:
+        if holder and holder != self.identity and observed < self._observed_at + duration:
             self._renewed_at = None
             return False
         transitions = int(spec.get("leaseTransitions") or 0)

@@ -10,21 +10,21 @@ with backoff).
 from __future__ import annotations
 
 import json
+import math
 import os
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import urllib3
 from kubernetes import client, config
 
 from gpu_inventory.api import constants, errors
+from gpu_inventory.api.constants import Reason
 from gpu_inventory.operator.config import POD_FIELD_SELECTOR
 from gpu_inventory.operator.store import Kind
 
-_METADATA_ONLY: Final = {
-    "Accept": "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
-}
 _G, _V = constants.GROUP, constants.VERSION
 
 
@@ -37,9 +37,45 @@ class ApiError(Exception):
         self.message = message
         self.what = what
 
+    @property
+    def too_large(self) -> bool:
+        """etcd refused the object's size: kube-apiserver answers 500 "etcdserver: request is
+        too large" (measured on v1.34), or 413 when its own request-body limit is hit."""
+        return self.status == 413 or "request is too large" in self.message
+
+    @property
+    def refusal(self) -> str:
+        """Which kind of refusal this is, as the Stalled condition's reason."""
+        if self.status == 403:
+            return Reason.FORBIDDEN
+        if self.too_large:
+            return Reason.TOO_LARGE
+        return Reason.WRITE_REFUSED
+
 
 class UnavailableError(Exception):
     """The API server did not answer usefully (down, 5xx, 429): try again later."""
+
+
+class FencedError(Exception):
+    """This replica may not write now: it does not hold the Lease, or too little of it is left
+    for a request to finish before another replica may take over."""
+
+
+MIN_WRITE_SECONDS: Final = 0.5
+"""A write is only started with at least this much time left to finish it."""
+
+
+class Fence(Protocol):
+    def write_deadline(self) -> float | None:
+        """Monotonic time by which a write must be over; None: not allowed to write."""
+
+
+class Unfenced:
+    """The standalone operator: the only writer, never fenced."""
+
+    def write_deadline(self) -> float | None:
+        return math.inf
 
 
 def new_api_client(*, pool_size: int = 10) -> client.ApiClient:
@@ -58,22 +94,43 @@ def new_api_client(*, pool_size: int = 10) -> client.ApiClient:
 class KubeApi:
     """Typed, dict-in dict-out wrappers; each raises ApiError or UnavailableError."""
 
-    def __init__(self, api_client: client.ApiClient, *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        *,
+        timeout: float = 30.0,
+        fence: Fence | None = None,
+    ) -> None:
         self.core = client.CoreV1Api(api_client)
         self.custom = client.CustomObjectsApi(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
         self.timeout = timeout
+        self.fence: Fence = fence or Unfenced()
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(
+        self, what: str, fn: Any, *args: Any, timeout: float | None = None, **kwargs: Any
+    ) -> Any:
         try:
-            return fn(*args, _request_timeout=self.timeout, **kwargs)
+            return fn(*args, _request_timeout=timeout or self.timeout, **kwargs)
         except client.ApiException as error:
             status = int(error.status or 0)
+            message = _message(error)
+            if status >= 500 and "request is too large" in message:
+                raise ApiError(status, message, what) from error
             if status >= 500 or status in {0, 429}:
-                raise UnavailableError(f"{what}: HTTP {status}") from error
-            raise ApiError(status, _message(error), what) from error
+                raise UnavailableError(f"{what}: HTTP {status}: {message}") from error
+            raise ApiError(status, message, what) from error
         except (urllib3.exceptions.HTTPError, OSError) as error:
             raise UnavailableError(f"{what}: {error}") from error
+
+    def _write(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """A write, fenced: checked against the Lease right before it is sent, and given no
+        more time than is left before another replica may take over."""
+        deadline = self.fence.write_deadline()
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is None or left < MIN_WRITE_SECONDS:
+            raise FencedError(f"{what}: not the Lease holder (or too little of the Lease left)")
+        return self._call(what, fn, *args, timeout=min(self.timeout, left), **kwargs)
 
     # --- the GPUInventory -----------------------------------------------------------------------
 
@@ -98,6 +155,7 @@ class KubeApi:
         return self._create(constants.INVENTORY_PLURAL, body)
 
     def patch_inventory_status(self, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A merge patch of `/status`; conditional when it carries metadata.resourceVersion."""
         return self._patch_status(constants.INVENTORY_PLURAL, constants.INVENTORY_NAME, patch)
 
     # --- GPUNodes -------------------------------------------------------------------------------
@@ -106,11 +164,12 @@ class KubeApi:
         return self._create(constants.NODE_PLURAL, body)
 
     def patch_gpunode_status(self, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
+        """A merge patch of `/status`; conditional when it carries metadata.resourceVersion."""
         return self._patch_status(constants.NODE_PLURAL, name, patch)
 
     def _create(self, plural: str, body: Mapping[str, Any]) -> dict[str, Any]:
         return dict(
-            self._call(
+            self._write(
                 f"create {plural}",
                 self.custom.create_cluster_custom_object,
                 _G,
@@ -123,7 +182,7 @@ class KubeApi:
 
     def _patch_status(self, plural: str, name: str, patch: Mapping[str, Any]) -> dict[str, Any]:
         return dict(
-            self._call(
+            self._write(
                 f"patch {plural}/status",
                 self.custom.patch_cluster_custom_object_status,
                 _G,
@@ -137,13 +196,10 @@ class KubeApi:
 
     # --- listings -------------------------------------------------------------------------------
 
-    def _list(self, kind: Kind, *, limit: int, cont: str | None, metadata_only: bool) -> Any:
-        headers = _METADATA_ONLY if metadata_only else None
+    def _list(self, kind: Kind, *, limit: int, cont: str | None) -> Any:
         options: dict[str, Any] = {"limit": limit, "_preload_content": False}
         if cont:
             options["_continue"] = cont
-        if headers:
-            options["_headers"] = headers
         if kind is Kind.PODS:
             response = self._call(
                 "list pods",
@@ -165,30 +221,15 @@ class KubeApi:
             )
         return json.loads(response.data)
 
-    def has_any(self, kind: Kind) -> bool:
-        """Whether at least one object of `kind` exists (pods: bound and not finished)."""
-        page = self._list(kind, limit=1, cont=None, metadata_only=True)
-        return bool(page.get("items"))
-
-    def iter_objects(
-        self, kind: Kind, *, chunk: int = 500, metadata_only: bool = False
-    ) -> Iterator[dict[str, Any]]:
+    def iter_objects(self, kind: Kind, *, chunk: int = 500) -> Iterator[dict[str, Any]]:
         """Every object of `kind`, page by page (only one page in memory at a time)."""
         cont: str | None = None
         while True:
-            page = self._list(kind, limit=chunk, cont=cont, metadata_only=metadata_only)
+            page = self._list(kind, limit=chunk, cont=cont)
             yield from page.get("items") or ()
             cont = (page.get("metadata") or {}).get("continue")
             if not cont:
                 return
-
-    def list_keys(self, kind: Kind, *, chunk: int = 500) -> set[str]:
-        """The store keys of every object of `kind`: pod uids, node/GPUNode names."""
-        keys: set[str] = set()
-        for item in self.iter_objects(kind, chunk=chunk, metadata_only=True):
-            meta = item.get("metadata") or {}
-            keys.add(str(meta.get("uid") if kind is Kind.PODS else meta.get("name")))
-        return keys
 
     # --- the Lease ------------------------------------------------------------------------------
 

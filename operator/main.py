@@ -6,14 +6,14 @@ Why `@kopf.on.event` and not `@kopf.index`: kopf removes an object from its inde
 deletion *without calling* the index handler, so a store that keeps per-node sums could not
 subtract the pod that left; an event handler sees DELETED with the body. kopf indexes also
 hold every listed body in memory until all kinds are indexed (each object's worker waits on
-the global "indexed" gate with its body), which at 100,000 pods is the memory budget several
-times over. So each handler below projects the body and feeds `store.Projections`, which
-keeps per-node sums incrementally and reports what changed; listing completeness, which the
-index gate would have given, is tracked by the store (see its docstring).
+the global "indexed" gate with its body), which at 150,000 pods is the memory budget several
+times over. So each handler below projects the body and feeds the `store.Store`; where each
+LIST begins and ends, which the index gate would have known, comes from `listing`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from typing import Any
@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 
 from gpu_inventory.api import constants
-from gpu_inventory.operator import feeding
+from gpu_inventory.operator import feeding, listing
 from gpu_inventory.operator.config import POD_FIELD_SELECTOR, OperatorConfig
 from gpu_inventory.operator.runtime import Runtime
 
@@ -31,11 +31,15 @@ async def configure(
     settings: kopf.OperatorSettings, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
     config = memo.get("config") or OperatorConfig.from_env()
+    listing.install()
+    # The four kinds are named by the handlers below; kopf need not scan CRDs and namespaces
+    # for them (which the least-privilege RBAC forbids, and kopf logged as ERRORs).
+    settings.scanning.disabled = True
     # Only bound, unfinished pods reach the operator: the API server filters (kopf 1.45+),
-    # so 100,000 finished or pending pods are never sent, parsed or remembered. A pod that
-    # finishes stops matching and arrives as DELETED.
+    # so finished or pending pods are never sent, parsed or remembered. A pod that finishes
+    # stops matching and arrives as DELETED.
     settings.watching.field_selectors[("v1", "pods")] = POD_FIELD_SELECTOR
-    # Page the initial LIST: one page of 500 in memory at a time instead of all pods at once.
+    # Page every LIST: one page of 500 in memory at a time instead of all pods at once.
     settings.watching.chunk_size = config.list_chunk_size
     # Watches end server-side every 5 minutes and resume from the last resourceVersion; a
     # stream that goes silent (no event, no 60 s bookmark) for 70 s is dropped as dead.
@@ -52,14 +56,20 @@ async def configure(
     # One writer among replicas is the Lease's job (`election`): every replica keeps watching
     # (a warm standby), so kopf's peering, which pauses the watching, stays off.
     settings.peering.standalone = True
-    memo.gpu_inventory = Runtime.start(config)
+    runtime = await Runtime.start(config)
+    memo.gpu_inventory = runtime
+    listing.subscribe(
+        lambda plural, epoch, count: feeding.listed(
+            runtime.store, plural, epoch, count, now=time.monotonic()
+        )
+    )
 
 
 @kopf.on.cleanup()
 async def shutdown(memo: kopf.Memo, **_: Any) -> None:
     runtime: Runtime | None = memo.get("gpu_inventory")
     if runtime is not None:
-        await runtime.stop()
+        await asyncio.shield(runtime.stop())
 
 
 @kopf.on.event("v1", "pods")
@@ -69,18 +79,18 @@ async def pod_event(event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, 
 
 @kopf.on.event("v1", "nodes")
 async def node_event(event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **_: Any) -> None:
-    feeding.node(memo.gpu_inventory.store, event, logger, now=time.monotonic())
+    feeding.node(memo.gpu_inventory.store, event, logger)
 
 
 @kopf.on.event(constants.GROUP, constants.VERSION, constants.NODE_PLURAL)
 async def gpunode_event(
     event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
-    feeding.gpunode(memo.gpu_inventory.store, event, logger, now=time.monotonic())
+    feeding.gpunode(memo.gpu_inventory.store, event, logger)
 
 
 @kopf.on.event(constants.GROUP, constants.VERSION, constants.INVENTORY_PLURAL)
 async def inventory_event(
     event: kopf.RawEvent, memo: kopf.Memo, logger: kopf.Logger, **_: Any
 ) -> None:
-    feeding.inventory(memo.gpu_inventory.store, event, logger, now=time.monotonic())
+    feeding.inventory(memo.gpu_inventory.store, event, logger)

@@ -64,12 +64,20 @@ def inventory_status_patch(
 
 
 def gpunode_status_patch(
-    current: Mapping[str, Any] | None, desired: Mapping[str, Any]
+    current: Mapping[str, Any] | None,
+    desired: Mapping[str, Any],
+    *,
+    resource_version: str | None,
 ) -> dict[str, Any]:
     """Patch for a GPUNode's `/status` touching only `status.kubernetes` (the agent owns the
-    rest), or `{}` when it is already as desired. Not conditional: the agent writes other
-    fields of the same object every heartbeat, and no one else writes this one."""
+    rest), or `{}` when it is already as desired. Conditional on the resourceVersion the view
+    was diffed against, like the inventory's: an agent write meanwhile costs one 409 and a
+    retry once its watch event arrives, and a replica that lost the Lease cannot overwrite
+    what the new leader wrote."""
     kubernetes = merge_patch(current, desired)
     if not kubernetes:
         return {}
-    return {"status": {"kubernetes": kubernetes}}
+    patch: dict[str, Any] = {"status": {"kubernetes": kubernetes}}
+    if resource_version:
+        patch["metadata"] = {"resourceVersion": resource_version}
+    return patch

@@ -1,16 +1,14 @@
 """API bodies -> the small frozen values the operator keeps: one per pod, node, GPUNode, inventory.
 
-Pure: no I/O. Bodies are never kept (a Node with managedFields easily exceeds 15 kB; 100,000
-pods would not fit). Quantities are parsed here, once per event, with the accounting module.
+Pure: no I/O. Bodies are never kept (a Node with managedFields easily exceeds 15 kB; 150,000
+pods would not fit). Quantities are parsed here, once per event, and only for the resource
+names the GPUInventory spec selects (`Projector`): SGX EPC in bytes, hugepages, RDMA devices
+or storage are never read, whatever their value. A GPU quantity that cannot be read leaves out
+that one resource of that one object and is remembered (`malformed`), so the status can count
+it; it never becomes a silent zero.
 
-Two choices keep projections valid when the GPUInventory spec changes at run time:
-- pods and nodes keep *every* extended resource (names with a domain, outside kubernetes.io),
-  not only the spec's `resourceNames`; status computation filters. A change of resourceNames
-  therefore needs no re-listing. The price: a pod with an absurd quantity of any extended
-  resource is skipped whole (the API server admits no malformed quantities, so only absurd
-  ones, above `accounting.MAX_COUNT`, can reach us, and such a pod is broken anyway).
-- node labels are filtered by the spec's `labelPrefixes` (`LabelFilter`); the store re-filters
-  or re-lists when they change (see `store.Projections.set_label_filter`).
+Projections therefore depend on the spec: when `resourceNames` or `labelPrefixes` change, the
+kinds they shape are read again (`refresh`), under the new `Projector`.
 """
 
 from __future__ import annotations
@@ -25,6 +23,7 @@ import pydantic
 
 from gpu_inventory.api import constants, errors
 from gpu_inventory.api.models import (
+    MAX_NODE_CONDITIONS,
     GPUInventorySpec,
     GPUInventoryStatus,
     GPUNodeStatus,
@@ -35,31 +34,11 @@ from gpu_inventory.operator import accounting
 Pairs = tuple[tuple[str, int], ...]
 """A small sorted mapping as a tuple: a third of a dict's memory for one or two entries."""
 
+Malformed = tuple[str, ...]
+"""Why GPU resources of an object were left out: one line per resource."""
+
 _EMPTY: Final[Mapping[str, Any]] = {}
 _intern = sys.intern
-
-
-class ProjectionError(ValueError):
-    """An object the operator cannot account for; the message names the object and why."""
-
-
-class _ExtendedResources(accounting.ResourceMatcher):
-    """Every extended resource: a name with a domain outside kubernetes.io (`vendor.com/x`).
-
-    cpu, memory, hugepages-* and ephemeral-storage have no domain and are never parsed.
-    """
-
-    __slots__ = ()
-
-    def __init__(self) -> None:
-        super().__init__(())
-
-    def matches(self, name: str) -> bool:
-        domain, slash, _ = name.partition("/")
-        return bool(slash) and not domain.endswith("kubernetes.io")
-
-
-EXTENDED_RESOURCES: Final = _ExtendedResources()
 
 
 def pairs(mapping: Mapping[str, int]) -> Pairs:
@@ -67,7 +46,8 @@ def pairs(mapping: Mapping[str, int]) -> Pairs:
     return tuple(sorted((_intern(k), v) for k, v in mapping.items() if v))
 
 
-def _name(body: Mapping[str, Any]) -> str:
+def object_name(body: Mapping[str, Any]) -> str:
+    """`namespace/name`, or `name` for cluster-scoped objects."""
     meta = body.get("metadata") or _EMPTY
     namespace = meta.get("namespace")
     name = meta.get("name", "?")
@@ -83,43 +63,7 @@ def _time(value: object) -> datetime | None:
         return None
 
 
-# --- Pods ---------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class PodProjection:
-    """What the scheduler counts of one pod: its node, whether it counts, its GPU requests."""
-
-    node: str
-    counted: bool
-    requests: Pairs
-
-    @property
-    def occupies(self) -> bool:
-        """Whether this pod adds anything to a node's allocated sums."""
-        return self.counted and bool(self.requests)
-
-
-def pod_key(body: Mapping[str, Any]) -> str:
-    """The store key of a pod: its uid, so a pod re-created under the same name never collides
-    with the DELETED event of its predecessor (kopf handles each uid in its own task)."""
-    meta = body.get("metadata") or _EMPTY
-    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
-
-
-def project_pod(body: Mapping[str, Any]) -> PodProjection:
-    """Project a Pod; raises ProjectionError naming the pod, container and resource."""
-    try:
-        requests = accounting.pod_requests(body, EXTENDED_RESOURCES)
-    except accounting.QuantityError as error:
-        raise ProjectionError(f"pod {_name(body)} skipped: {error}") from error
-    node = (body.get("spec") or _EMPTY).get("nodeName") or ""
-    return PodProjection(
-        node=_intern(node), counted=accounting.pod_counts(body), requests=pairs(requests)
-    )
-
-
-# --- Nodes --------------------------------------------------------------------------------------
+# --- what the spec selects ----------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -131,14 +75,71 @@ class LabelFilter:
     def keep(self, key: str) -> bool:
         return key.startswith(self.prefixes)
 
-    def narrows(self, previous: LabelFilter) -> bool:
-        """Whether every label this filter keeps was also kept by `previous`."""
-        return all(any(p.startswith(q) for q in previous.prefixes) for p in self.prefixes)
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Projector:
+    """How bodies become projections under one spec: which resources count, which labels."""
+
+    matcher: accounting.ResourceMatcher
+    labels: LabelFilter
+
+    @classmethod
+    def for_spec(cls, spec: GPUInventorySpec) -> Projector:
+        return cls(
+            matcher=accounting.ResourceMatcher(spec.resource_names),
+            labels=LabelFilter(tuple(spec.label_prefixes)),
+        )
+
+
+DEFAULT_PROJECTOR: Final = Projector.for_spec(GPUInventorySpec())
+
+
+# --- Pods ---------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PodProjection:
+    """What the scheduler counts of one bound, unfinished pod: its node and its GPU requests."""
+
+    node: str
+    requests: Pairs
+    malformed: Malformed = ()
+    """GPU resources of this pod left out because their quantity cannot be read."""
+
+
+def pod_key(body: Mapping[str, Any]) -> str:
+    """The store key of a pod: its uid, so a pod re-created under the same name never collides
+    with the DELETED event of its predecessor (kopf handles each uid in its own task)."""
+    meta = body.get("metadata") or _EMPTY
+    return str(meta.get("uid") or f"{meta.get('namespace')}/{meta.get('name')}")
+
+
+def project_pod(
+    body: Mapping[str, Any], matcher: accounting.ResourceMatcher
+) -> PodProjection | None:
+    """Project a Pod; None when it holds no GPU on any node (most pods), so it is not kept."""
+    if not accounting.pod_counts(body):
+        return None
+    found = accounting.pod_requests(body, matcher)
+    if not found.counts and not found.malformed:
+        return None
+    node = (body.get("spec") or _EMPTY).get("nodeName") or ""
+    name = object_name(body)
+    return PodProjection(
+        node=_intern(node),
+        requests=pairs(found.counts),
+        malformed=tuple(f"pod {name}: {why}" for why in found.malformed.values()),
+    )
+
+
+# --- Nodes --------------------------------------------------------------------------------------
+
+_BUILT_IN_CONDITIONS: Final = frozenset(constants.NODE_CONDITION_TYPES)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class NodeProjection:
-    """A Node's GPU-relevant part: filtered labels, condition bools, extended resources."""
+    """A Node's GPU-relevant part: filtered labels, every condition, selected resources."""
 
     name: str
     uid: str
@@ -151,60 +152,82 @@ class NodeProjection:
     product: str
     gpu_count: int | None
     created: datetime | None
+    malformed: Malformed = ()
+    """GPU resources of this node left out because their quantity cannot be read."""
 
-    def has_capacity(self, matcher: accounting.ResourceMatcher) -> bool:
-        """A GPU node: some resource the spec counts as a GPU has capacity."""
-        return any(count > 0 and matcher.matches(name) for name, count in self.capacity)
+    @property
+    def has_gpus(self) -> bool:
+        """A GPU node: some selected resource has capacity (or could not be read)."""
+        return any(count > 0 for _, count in self.capacity) or bool(self.malformed)
 
     @property
     def ready(self) -> bool:
         return dict(self.conditions).get("Ready", False)
 
 
-def project_node(body: Mapping[str, Any], labels: LabelFilter) -> NodeProjection:
-    """Project a Node; a Node without labels or status is valid (it is simply not a GPU node).
-
-    Raises ProjectionError for a quantity that cannot be a GPU count, naming the node.
-    """
+def project_node(body: Mapping[str, Any], projector: Projector) -> NodeProjection:
+    """Project a Node; a Node without labels or status is valid (it is simply not a GPU node)."""
     meta = body.get("metadata") or _EMPTY
     status = body.get("status") or _EMPTY
     all_labels: Mapping[str, str] = meta.get("labels") or _EMPTY
-    try:
-        capacity = _extended(status.get("capacity") or _EMPTY)
-        allocatable = _extended(status.get("allocatable") or _EMPTY)
-    except accounting.QuantityError as error:
-        raise ProjectionError(f"node {_name(body)} skipped: {error}") from error
-    conditions = tuple(
-        sorted(
-            (_intern(str(c.get("type"))), c.get("status") == "True")
-            for c in status.get("conditions") or ()
-            if isinstance(c, Mapping) and c.get("type") in constants.NODE_CONDITION_TYPES
-        )
+    name = _intern(str(meta.get("name", "")))
+    malformed: dict[str, str] = {}
+    capacity = _selected(status.get("capacity"), projector.matcher, malformed, name, "capacity")
+    allocatable = _selected(
+        status.get("allocatable"), projector.matcher, malformed, name, "allocatable"
     )
+    labels = projector.labels
     return NodeProjection(
-        name=_intern(str(meta.get("name", ""))),
+        name=name,
         uid=str(meta.get("uid", "")),
         resource_version=str(meta.get("resourceVersion", "")),
         labels=tuple(
             sorted((_intern(k), _intern(str(v))) for k, v in all_labels.items() if labels.keep(k))
         ),
-        conditions=conditions,
-        capacity=capacity,
-        allocatable=allocatable,
+        conditions=node_conditions(status.get("conditions")),
+        capacity=tuple((n, c) for n, c in capacity if n not in malformed),
+        allocatable=tuple((n, c) for n, c in allocatable if n not in malformed),
         product=_intern(str(all_labels.get(constants.PRODUCT_LABEL, ""))),
         gpu_count=_label_count(all_labels.get(constants.GPU_COUNT_LABEL)),
         created=_time(meta.get("creationTimestamp")),
+        malformed=tuple(malformed.values()),
     )
 
 
-def _extended(resources: Mapping[str, Any]) -> Pairs:
-    return pairs(
-        {
-            name: accounting.parse_count(value)
-            for name, value in resources.items()
-            if EXTENDED_RESOURCES.matches(name)
-        }
-    )
+def node_conditions(raw: object) -> tuple[tuple[str, bool], ...]:
+    """Every condition on the Node as (type, status is True), the built-in ones first.
+
+    Node Problem Detector and GPU health tools add their own conditions; all are kept, up to
+    `MAX_NODE_CONDITIONS` (built-ins first, then by name), so the bound holds against a Node that
+    carries hundreds.
+    """
+    found: dict[str, bool] = {}
+    for condition in raw if isinstance(raw, list) else ():
+        if isinstance(condition, Mapping):
+            kind = condition.get("type")
+            if isinstance(kind, str) and kind and len(kind) <= 64:
+                found[_intern(kind)] = condition.get("status") == "True"
+    ordered = sorted(found.items(), key=lambda item: (item[0] not in _BUILT_IN_CONDITIONS, item))
+    return tuple(ordered[:MAX_NODE_CONDITIONS])
+
+
+def _selected(
+    resources: object,
+    matcher: accounting.ResourceMatcher,
+    malformed: dict[str, str],
+    node: str,
+    field: str,
+) -> Pairs:
+    """The selected resources of `status.<field>`; unreadable ones go to `malformed`."""
+    counts: dict[str, int] = {}
+    for name, value in (resources if isinstance(resources, Mapping) else _EMPTY).items():
+        if not matcher.matches(name):
+            continue
+        try:
+            counts[name] = accounting.parse_count(value)
+        except accounting.QuantityError as error:
+            malformed.setdefault(name, f"node {node}: status.{field}, resource {name}: {error}")
+    return pairs(counts)
 
 
 def _label_count(value: object) -> int | None:
@@ -235,6 +258,8 @@ class GPUNodeProjection:
 
     name: str
     uid: str
+    resource_version: str = dataclasses.field(compare=False)
+    """Not content; the writer's patches are conditional on it."""
     agent: AgentReport | None
     """None when the agent has written nothing yet, or wrote something unusable."""
     agent_error: str
@@ -261,6 +286,7 @@ def project_gpunode(body: Mapping[str, Any]) -> GPUNodeProjection:
     return GPUNodeProjection(
         name=_intern(str(meta.get("name", ""))),
         uid=str(meta.get("uid", "")),
+        resource_version=str(meta.get("resourceVersion", "")),
         agent=agent,
         agent_error=agent_error,
         kubernetes=_kubernetes_view(status.get("kubernetes")),
@@ -349,7 +375,3 @@ def read_spec(raw: Mapping[str, Any]) -> tuple[GPUInventorySpec, str]:
     except ValueError as error:
         return GPUInventorySpec(), f"spec refused, defaults used: {error}"
     return spec, ""
-
-
-def label_filter(spec: GPUInventorySpec) -> LabelFilter:
-    return LabelFilter(tuple(spec.label_prefixes))

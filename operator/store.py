@@ -1,38 +1,39 @@
-"""The projection store: what the watches said, kept small, and what changed since the last write.
+"""The projection store: what the watches said, kept small, and what changed for each writer.
 
-Pure: no I/O; time comes in as `now` (monotonic seconds). One object lives in kopf's `memo`;
-event handlers feed it, the writer reads it. Everything runs on the operator's event loop, so
-there is no lock: no method awaits.
+Pure: no I/O; time comes in as `now` (monotonic seconds). One object lives in the operator's
+runtime; kopf's event handlers feed it, the two writers read it. Everything runs on the
+operator's event loop, so there is no lock: no method awaits.
 
-As in Kueue's cache, mutators report what they changed: each returns whether the store moved,
-marks the inventory dirty and notes which nodes' GPUNode views may differ. Per-node allocated
-sums are kept incrementally: a pod event adjusts its node's sums in O(1), so a write never
-walks 100,000 pods.
-
-Listings. kopf hands listed objects to handlers with event type None and does not say when a
-LIST is over, nor does a relist (after "410 Gone", e.g. when the API server restarts) report
-the objects deleted meanwhile. The store therefore tracks, per kind:
-- *synced*: the first listing is over (the kind was probed empty, a watch event arrived, or
-  listing events went quiet for `settle` seconds);
-- *relisted*: listing events arrived after sync. The writer then compares the store with one
-  metadata-only LIST (`sweep`), dropping objects that are gone; objects touched by any event
-  since the sweep began are kept, so the LIST's age cannot remove a newer object.
+- One `tables.Table` per kind: every listing (the first, and each relist) is applied as one
+  complete snapshot, so nothing derived from half a listing is ever visible (see `tables`).
+- Per-node allocated sums are kept incrementally from the pods table: a pod event adjusts its
+  node's sums in O(1), so a write never walks 150,000 pods.
+- As in Kueue's cache, what changed is recorded for its consumers: the inventory writer (a
+  flag and the nodes whose facts to recompute) and the GPUNode writer (the nodes whose
+  `status.kubernetes` may differ); each is woken through a callback.
+- The spec shapes projections (`projections.Projector`). When it changes, the kinds it shapes
+  are marked for a refresh: the inventory writer re-reads them with one LIST each.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import enum
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Final, TypeVar
 
 from gpu_inventory.operator.projections import (
+    DEFAULT_PROJECTOR,
     GPUNodeProjection,
     InventoryProjection,
-    LabelFilter,
     NodeProjection,
     PodProjection,
+    Projector,
 )
+from gpu_inventory.operator.tables import Changed, Replaced, Stream, Table
+
+INVENTORY_KEY: Final = "cluster"
+
+_V = TypeVar("_V")
 
 
 class Kind(enum.Enum):
@@ -42,100 +43,230 @@ class Kind(enum.Enum):
     INVENTORY = "gpuinventories"
 
 
-INVENTORY_KEY: Final = "cluster"
+class Phase(enum.Enum):
+    """How complete the store is; only CURRENT numbers are ever published."""
 
-_P = TypeVar("_P", NodeProjection, GPUNodeProjection)
-
-
-@dataclasses.dataclass(slots=True)
-class _Listing:
-    """Listing bookkeeping of one kind."""
-
-    started: float
-    synced: bool = False
-    expect_objects: bool | None = None
-    """From the writer's probe: None until probed, then whether the API had any objects."""
-    last_listing_event: float | None = None
-    relisted: bool = False
-    touched: set[str] | None = None
-    """Keys touched by events while a sweep is under way (None when no sweep runs)."""
+    INDEXING = "Indexing"
+    """The first listing of some kind is not complete yet."""
+    RELISTING = "Relisting"
+    """A watch was lost and its kind is being listed again."""
+    REFRESHING = "Refreshing"
+    """The spec changed how objects are projected; they are being read again."""
+    CURRENT = "Current"
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Changes:
-    """What changed since the last `take_changes`."""
-
-    inventory: bool
-    nodes: frozenset[str]
-    first_pod_event: float | None
-    """Monotonic time of the oldest pod change not yet reflected in a write."""
+def _nothing() -> None:
+    return None
 
 
-class Projections:
+class Store:
     """Pods, nodes, GPUNodes and the inventory as projections, with incremental node sums."""
 
-    def __init__(self, *, labels: LabelFilter | None = None, now: float = 0.0) -> None:
-        self.pods: dict[str, PodProjection] = {}
-        self.nodes: dict[str, NodeProjection] = {}
-        self.gpunodes: dict[str, GPUNodeProjection] = {}
-        self.inventory: InventoryProjection | None = None
-        self.inventory_known = False
-        """Whether `inventory` is known (from an event or a read), so None means "absent"."""
+    def __init__(self, *, projector: Projector = DEFAULT_PROJECTOR) -> None:
+        self.pods: Table[PodProjection] = Table()
+        self.nodes: Table[NodeProjection] = Table()
+        self.gpunodes: Table[GPUNodeProjection] = Table()
+        self.inventory_table: Table[InventoryProjection] = Table()
+        self.projector = projector
         self.allocated: dict[str, dict[str, int]] = {}
-        """node name -> resource name -> sum of requests of the counted pods bound there."""
-        self.pods_on: dict[str, int] = {}
-        """node name -> how many occupying pods are bound there (to drop empty sums)."""
-        self.skipped_pods: set[str] = set()
-        """Keys of pods whose quantities could not be read; shown as a metric, never summed."""
-        self.labels = labels or LabelFilter()
-        self._listings = {kind: _Listing(started=now) for kind in Kind}
-        self._dirty_inventory = True
-        self._dirty_nodes: set[str] = set()
-        self._first_pod_event: float | None = None
-        self.on_change: Callable[[], None] = _nothing
-        """Called after every change; the writer sets it to wake itself."""
+        """node name -> resource name -> sum of requests of the pods bound there."""
+        self._pods_on: dict[str, int] = {}
+        self.pending_refresh: set[Kind] = set()
+        """Kinds to read again because the spec changed how they are projected."""
+        self._refreshing: set[Kind] = set()
+        self.inventory_dirty = True
+        self.first_pod_event: float | None = None
+        """Monotonic time of the oldest pod change not yet reflected in a written status."""
+        self._facts_dirty: set[str] = set()
+        self._views_dirty: set[str] = set()
+        self.on_inventory_change: Callable[[], None] = _nothing
+        self.on_views_change: Callable[[], None] = _nothing
 
-    # --- pods -----------------------------------------------------------------------------------
+    # --- reading ----------------------------------------------------------------------------------
 
-    def pod_event(
-        self, key: str, projection: PodProjection | None, *, listing: bool, now: float
-    ) -> bool:
-        """A pod was listed, added, modified (`projection`) or deleted/skipped (None).
+    def table(self, kind: Kind) -> Table[object]:
+        tables_: dict[Kind, Table[object]] = {
+            Kind.PODS: self.pods,  # type: ignore[dict-item]
+            Kind.NODES: self.nodes,  # type: ignore[dict-item]
+            Kind.GPUNODES: self.gpunodes,  # type: ignore[dict-item]
+            Kind.INVENTORY: self.inventory_table,  # type: ignore[dict-item]
+        }
+        return tables_[kind]
 
-        Pods that occupy nothing (no GPU requests, not counted) are not kept: most pods in a
-        cluster ask for no GPU, and they would only cost memory.
-        """
-        self._note(Kind.PODS, key, listing=listing, now=now)
-        self.skipped_pods.discard(key)
-        old = self.pods.get(key)
-        new = projection if projection is not None and projection.occupies else None
-        if old == new:
+    @property
+    def inventory(self) -> InventoryProjection | None:
+        return self.inventory_table.live.get(INVENTORY_KEY)
+
+    def phase(self) -> Phase:
+        kinds = [self.table(kind) for kind in Kind]
+        if not all(table.synced for table in kinds):
+            return Phase.INDEXING
+        if any(table.gathering for table in kinds):
+            return Phase.RELISTING
+        if self.pending_refresh or self._refreshing:
+            return Phase.REFRESHING
+        return Phase.CURRENT
+
+    def waiting_for(self) -> list[str]:
+        """The kinds whose listing is not complete (for messages)."""
+        return [kind.value for kind in Kind if self.table(kind).gathering]
+
+    def malformed_pods(self) -> list[str]:
+        """Why GPU resources of pods were left out, one line per resource."""
+        return [why for pod in self.pods.live.values() for why in pod.malformed]
+
+    def skipped_pods(self) -> int:
+        return sum(1 for pod in self.pods.live.values() if pod.malformed)
+
+    def counts(self) -> dict[str, int]:
+        """Objects held per kind, for the metrics gauge."""
+        return {
+            "pods": len(self.pods.live),
+            "nodes": len(self.nodes.live),
+            "gpunodes": len(self.gpunodes.live),
+            "gpuinventories": len(self.inventory_table.live),
+            "skipped_pods": self.skipped_pods(),
+        }
+
+    # --- kopf's streams ---------------------------------------------------------------------------
+
+    def pod(self, key: str, value: PodProjection | None, stream: Stream, *, now: float) -> None:
+        self._pods_update(self.pods.apply(key, value, stream), now)
+
+    def node(self, name: str, uid: str, value: NodeProjection | None, stream: Stream) -> None:
+        self._nodes_update(self.nodes.apply(name, value, stream, uid=uid))
+
+    def gpunode(self, name: str, uid: str, value: GPUNodeProjection | None, stream: Stream) -> None:
+        self._gpunodes_update(self.gpunodes.apply(name, value, stream, uid=uid))
+
+    def inventory_event(self, uid: str, value: InventoryProjection | None, stream: Stream) -> None:
+        self._inventory_update(self.inventory_table.apply(INVENTORY_KEY, value, stream, uid=uid))
+
+    def listing_over(self, kind: Kind, epoch: int, count: int, *, now: float) -> None:
+        """kopf's LIST of `kind` in stream `epoch` is over and yielded `count` objects."""
+        table = self.table(kind)
+        was_gathering = table.gathering
+        update = table.listing_over(epoch, count)
+        self._dispatch(kind, update, now)
+        if table.gathering != was_gathering:
+            self._touch_inventory()  # the phase moved
+
+    def _dispatch(self, kind: Kind, update: object, now: float) -> None:
+        if kind is Kind.PODS:
+            self._pods_update(update, now)  # type: ignore[arg-type]
+        elif kind is Kind.NODES:
+            self._nodes_update(update)  # type: ignore[arg-type]
+        elif kind is Kind.GPUNODES:
+            self._gpunodes_update(update)  # type: ignore[arg-type]
+        else:
+            self._inventory_update(update)  # type: ignore[arg-type]
+
+    # --- the operator's own reads and writes ------------------------------------------------------
+
+    def gpunode_answer(self, value: GPUNodeProjection) -> None:
+        """The server's answer to our own GPUNode create or patch."""
+        self._gpunodes_update(self.gpunodes.answer(value.name, value), views=False)
+
+    def gpunode_gone(self, name: str) -> None:
+        """Our write found the GPUNode gone (404)."""
+        self._gpunodes_update(self.gpunodes.answer(name, None))
+
+    def inventory_answer(self, value: InventoryProjection | None) -> None:
+        """The server's answer to our own GPUInventory read, create or patch (None: absent)."""
+        self._inventory_update(self.inventory_table.answer(INVENTORY_KEY, value))
+
+    # --- refreshes after a spec change ------------------------------------------------------------
+
+    def begin_refresh(self, kind: Kind) -> bool:
+        """Start re-reading `kind` (the writer LISTs next); False while its listing runs."""
+        if not self.table(kind).begin_refresh():
             return False
-        if old is not None:
-            self._unbind(key, old)
-        if new is not None:
-            self.pods[key] = new
-            self._bind(new)
-        if self._first_pod_event is None:
-            self._first_pod_event = now
-        self._changed()
+        self.pending_refresh.discard(kind)
+        self._refreshing.add(kind)
         return True
 
-    def pod_skipped(self, key: str, *, listing: bool, now: float) -> bool:
-        """A pod whose quantities cannot be read: never summed, remembered for the metric."""
-        changed = self.pod_event(key, None, listing=listing, now=now)
-        self.skipped_pods.add(key)
-        return changed
+    def finish_refresh(self, kind: Kind, listed: Mapping[str, object], *, now: float) -> None:
+        self._refreshing.discard(kind)
+        update = self.table(kind).finish_refresh(listed)
+        if update is None:
+            self.pending_refresh.add(kind)  # a relist overtook it; read again afterwards
+        self._dispatch(kind, update, now)
+        self._touch_inventory()
+
+    def abort_refresh(self, kind: Kind) -> None:
+        """The LIST failed: keep what we have, and try again."""
+        self.table(kind).abort_refresh()
+        self._refreshing.discard(kind)
+        self.pending_refresh.add(kind)
+
+    # --- what changed -----------------------------------------------------------------------------
+
+    def take_facts_dirty(self) -> set[str]:
+        dirty, self._facts_dirty = self._facts_dirty, set()
+        return dirty
+
+    def take_views_dirty(self) -> set[str]:
+        dirty, self._views_dirty = self._views_dirty, set()
+        return dirty
+
+    def mark_views(self, names: Iterable[str]) -> None:
+        """Ask the GPUNode writer to look at these nodes again (e.g. a write to retry)."""
+        self._views_dirty.update(names)
+
+    def mark_inventory(self) -> None:
+        """Ask the inventory writer to compute the status again."""
+        self._touch_inventory()
+
+    def _touch_inventory(self) -> None:
+        self.inventory_dirty = True
+        self.on_inventory_change()
+
+    def _mark(self, names: Collection[str], *, views: bool = True) -> None:
+        if not names:
+            return
+        self._facts_dirty.update(names)
+        self._touch_inventory()
+        if views:
+            self._views_dirty.update(names)
+            self.on_views_change()
+
+    # --- applying updates -------------------------------------------------------------------------
+
+    def _pods_update(
+        self, update: Changed[PodProjection] | Replaced[PodProjection] | None, now: float
+    ) -> None:
+        if update is None:
+            return
+        if isinstance(update, Changed):
+            touched = set()
+            if update.old is not None:
+                self._unbind(update.old)
+                touched.add(update.old.node)
+            if update.new is not None:
+                self._bind(update.new)
+                touched.add(update.new.node)
+        else:
+            before = self.allocated
+            self.allocated, self._pods_on = {}, {}
+            for pod in update.new.values():
+                self._bind(pod)
+            touched = {
+                node
+                for node in before.keys() | self.allocated.keys()
+                if before.get(node) != self.allocated.get(node)
+            }
+        if self.first_pod_event is None:
+            self.first_pod_event = now
+        self._mark(touched)
+        self._touch_inventory()  # skipped counts may move while no sum does
 
     def _bind(self, pod: PodProjection) -> None:
         sums = self.allocated.setdefault(pod.node, {})
         for name, count in pod.requests:
             sums[name] = sums.get(name, 0) + count
-        self.pods_on[pod.node] = self.pods_on.get(pod.node, 0) + 1
-        self._dirty_nodes.add(pod.node)
+        self._pods_on[pod.node] = self._pods_on.get(pod.node, 0) + 1
 
-    def _unbind(self, key: str, pod: PodProjection) -> None:
-        del self.pods[key]
+    def _unbind(self, pod: PodProjection) -> None:
         sums = self.allocated[pod.node]
         for name, count in pod.requests:
             left = sums[name] - count
@@ -143,284 +274,64 @@ class Projections:
                 sums[name] = left
             else:
                 del sums[name]
-        remaining = self.pods_on[pod.node] - 1
+        remaining = self._pods_on[pod.node] - 1
         if remaining:
-            self.pods_on[pod.node] = remaining
+            self._pods_on[pod.node] = remaining
         else:
-            del self.pods_on[pod.node]
+            del self._pods_on[pod.node]
             del self.allocated[pod.node]
-        self._dirty_nodes.add(pod.node)
 
-    # --- nodes and GPUNodes ---------------------------------------------------------------------
+    def _nodes_update(
+        self, update: Changed[NodeProjection] | Replaced[NodeProjection] | None
+    ) -> None:
+        if update is not None:
+            self._mark(_changed_keys(update))
 
-    def node_event(
+    def _gpunodes_update(
         self,
-        name: str,
-        uid: str,
-        projection: NodeProjection | None,
+        update: Changed[GPUNodeProjection] | Replaced[GPUNodeProjection] | None,
         *,
-        listing: bool,
-        now: float,
-    ) -> bool:
-        """A Node changed (`projection`) or was deleted/skipped (None, with its uid)."""
-        self._note(Kind.NODES, name, listing=listing, now=now)
-        if not _put(self.nodes, name, uid, projection):
-            return False
-        self._dirty_nodes.add(name)
-        self._changed()
-        return True
-
-    def gpunode_event(
-        self,
-        name: str,
-        uid: str,
-        projection: GPUNodeProjection | None,
-        *,
-        listing: bool,
-        now: float,
-    ) -> bool:
-        """A GPUNode changed (`projection`) or was deleted (None, with its uid)."""
-        self._note(Kind.GPUNODES, name, listing=listing, now=now)
-        return self._set_gpunode(name, uid, projection)
-
-    def gpunode_written(self, projection: GPUNodeProjection) -> bool:
-        """The server's answer to our own write: the freshest state we know."""
-        return self._set_gpunode(projection.name, projection.uid, projection)
-
-    def _set_gpunode(self, name: str, uid: str, projection: GPUNodeProjection | None) -> bool:
-        old = self.gpunodes.get(name)
-        if not _put(self.gpunodes, name, uid, projection):
-            return False
-        self._dirty_nodes.add(name)
-        if _agent_side(old) != _agent_side(projection):
-            self._changed()  # our own `status.kubernetes` echoing back moves no inventory number
+        views: bool = True,
+    ) -> None:
+        if update is None:
+            return
+        if isinstance(update, Changed):
+            if _agent_side(update.old) != _agent_side(update.new):
+                self._mark([update.key], views=views)
+            elif views:
+                self._views_dirty.add(update.key)  # our own view echoing back: compare again
+                self.on_views_change()
         else:
-            self.on_change()
-        return True
+            self._mark(_changed_keys(update))
 
-    # --- the inventory --------------------------------------------------------------------------
+    def _inventory_update(
+        self, update: Changed[InventoryProjection] | Replaced[InventoryProjection] | None
+    ) -> None:
+        if update is None:
+            return
+        old = update.old if isinstance(update, Changed) else update.old.get(INVENTORY_KEY)
+        new = self.inventory
+        old_spec = old.spec if old is not None else None
+        if new is not None and new.spec != old_spec:
+            self._apply_spec(Projector.for_spec(new.spec))
+            self._mark(self.nodes.live)  # views carry what the spec selects
+        self._touch_inventory()
 
-    def inventory_event(
-        self, projection: InventoryProjection | None, *, listing: bool, now: float
-    ) -> bool:
-        """The GPUInventory changed (`projection`) or was deleted (None)."""
-        self._note(Kind.INVENTORY, INVENTORY_KEY, listing=listing, now=now)
-        return self.inventory_read(projection)
-
-    def inventory_read(self, projection: InventoryProjection | None) -> bool:
-        """What a GET, create or patch returned (None: the object does not exist)."""
-        known = self.inventory_known
-        self.inventory_known = True
-        if known and projection == self.inventory:
-            return False
-        old_spec = self.inventory.spec if self.inventory is not None else None
-        self.inventory = projection
-        if projection is not None and old_spec is not None and projection.spec != old_spec:
-            self._dirty_nodes.update(self.gpunodes)  # views depend on the spec
-        self._changed()
-        return True
-
-    def set_label_filter(self, labels: LabelFilter) -> bool:
-        """Apply new label prefixes to the stored nodes.
-
-        Returns whether the stored labels are complete: True when the new prefixes only narrow
-        the old ones (re-filtering is exact). False when they widen: labels never stored must
-        be read again, which the writer does with one LIST of nodes (`refresh_node`).
-        """
-        if labels == self.labels:
-            return True
-        previous, self.labels = self.labels, labels
-        for name, node in list(self.nodes.items()):
-            kept = tuple(item for item in node.labels if labels.keep(item[0]))
-            if kept != node.labels:
-                self.nodes[name] = dataclasses.replace(node, labels=kept)
-        self._dirty_nodes.update(self.nodes)
-        self._changed()
-        return labels.narrows(previous)
-
-    def refresh_node(self, projection: NodeProjection) -> bool:
-        """Re-projection of a listed Node; taken only if it is the version we hold.
-
-        A listed Node at the stored resourceVersion is the same object seen again, now with
-        the current label filter. Any other version is either older than ours or newer, and
-        then its own event (projected with the current filter) is on its way.
-        """
-        old = self.nodes.get(projection.name)
-        if old is None or old.resource_version != projection.resource_version:
-            return False
-        if old == projection:
-            return False
-        self.nodes[projection.name] = projection
-        self._dirty_nodes.add(projection.name)
-        self._changed()
-        return True
-
-    # --- listings -------------------------------------------------------------------------------
-
-    def _note(self, kind: Kind, key: str, *, listing: bool, now: float) -> None:
-        state = self._listings[kind]
-        if state.touched is not None:
-            state.touched.add(key)
-        if listing:
-            state.last_listing_event = now
-            if state.synced:
-                state.relisted = True
-        elif not state.synced:
-            self._sync(kind)  # a watch event: kopf's listing of this kind is over
-
-    def expect(self, kind: Kind, has_objects: bool) -> None:
-        """The writer's probe: whether the API server holds any object of `kind`."""
-        state = self._listings[kind]
-        state.expect_objects = has_objects
-        if not has_objects and not state.synced:
-            self._sync(kind)
-
-    def settle(self, *, now: float, quiet: float, timeout: float) -> list[Kind]:
-        """Close listings that went quiet; return the kinds that were relisted and now need a
-        sweep. Call before every computation."""
-        need_sweep: list[Kind] = []
-        for kind, state in self._listings.items():
-            last = state.last_listing_event
-            if not state.synced:
-                if state.expect_objects is None:
-                    continue
-                quiet_enough = last is not None and now - last >= quiet
-                if quiet_enough or now - state.started >= timeout:
-                    self._sync(kind)
-            elif state.relisted and last is not None and now - last >= quiet:
-                state.relisted = False
-                need_sweep.append(kind)
-        return need_sweep
-
-    def _sync(self, kind: Kind) -> None:
-        state = self._listings[kind]
-        if not state.synced:
-            state.synced = True
-            self._dirty_inventory = True
-            self._changed()
-
-    def synced(self, kind: Kind | None = None) -> bool:
-        """Whether the first listing of `kind` (or of every kind) is complete."""
-        if kind is not None:
-            return self._listings[kind].synced
-        return all(state.synced for state in self._listings.values())
-
-    def listing_pending(self) -> bool:
-        """Whether some listing still waits to go quiet (first listing or relist)."""
-        return any(not s.synced or s.relisted for s in self._listings.values())
-
-    def abort_sweep(self, kind: Kind) -> None:
-        """The sweep's LIST failed: drop nothing, and sweep again at the next settle."""
-        state = self._listings[kind]
-        state.touched = None
-        state.relisted = True
-
-    def begin_sweep(self, kind: Kind) -> None:
-        """Start recording touched keys; the writer LISTs next, then calls `sweep`."""
-        self._listings[kind].touched = set()
-
-    def sweep(self, kind: Kind, listed: Collection[str], *, now: float) -> list[str]:
-        """Drop objects of `kind` that the LIST no longer has and no event touched since
-        `begin_sweep`. Returns the keys dropped. Keys: pod uid, node/GPUNode name."""
-        state = self._listings[kind]
-        touched = state.touched or set()
-        state.touched = None
-        listed_set = listed if isinstance(listed, set | frozenset) else set(listed)
-        gone: list[str] = []
-        if kind is Kind.PODS:
-            keys: Collection[str] = self.pods.keys() | self.skipped_pods
-        elif kind is Kind.NODES:
-            keys = list(self.nodes)
-        elif kind is Kind.GPUNODES:
-            keys = list(self.gpunodes)
-        else:
-            keys = [INVENTORY_KEY] if self.inventory is not None else []
-        for key in keys:
-            if key in listed_set or key in touched:
-                continue
-            gone.append(key)
-            if kind is Kind.PODS:
-                self.pod_event(key, None, listing=False, now=now)
-            elif kind is Kind.NODES:
-                self.node_event(key, "", None, listing=False, now=now)
-            elif kind is Kind.GPUNODES:
-                self._set_gpunode(key, "", None)
-            else:
-                self.inventory_read(None)
-        return gone
-
-    # --- what changed ---------------------------------------------------------------------------
-
-    def _changed(self) -> None:
-        self._dirty_inventory = True
-        self.on_change()
-
-    @property
-    def dirty(self) -> bool:
-        return self._dirty_inventory or bool(self._dirty_nodes)
-
-    def take_changes(self) -> Changes:
-        """What changed since the previous call; resets the record."""
-        changes = Changes(
-            inventory=self._dirty_inventory,
-            nodes=frozenset(self._dirty_nodes),
-            first_pod_event=self._first_pod_event,
-        )
-        self._dirty_inventory = False
-        self._dirty_nodes = set()
-        self._first_pod_event = None
-        return changes
-
-    def restore(self, changes: Changes) -> None:
-        """Put back changes a failed write did not reflect, so the next pass retries them."""
-        self._dirty_inventory = self._dirty_inventory or changes.inventory
-        self._dirty_nodes |= changes.nodes
-        if changes.first_pod_event is not None and (
-            self._first_pod_event is None or changes.first_pod_event < self._first_pod_event
-        ):
-            self._first_pod_event = changes.first_pod_event
-
-    def mark_inventory(self) -> None:
-        """Ask the writer to compute the inventory status again."""
-        self._dirty_inventory = True
-
-    def mark_nodes(self, names: Collection[str]) -> None:
-        """Ask the writer to look at these nodes' GPUNodes again (e.g. a write to retry)."""
-        self._dirty_nodes.update(names)
-
-    def counts(self) -> dict[str, int]:
-        """Objects held per kind, for the metrics gauge."""
-        return {
-            "pods": len(self.pods),
-            "nodes": len(self.nodes),
-            "gpunodes": len(self.gpunodes),
-            "gpuinventories": 1 if self.inventory is not None else 0,
-            "skipped_pods": len(self.skipped_pods),
-        }
+    def _apply_spec(self, projector: Projector) -> None:
+        old, self.projector = self.projector, projector
+        if projector.matcher != old.matcher:
+            self.pending_refresh.update((Kind.PODS, Kind.NODES))
+        elif projector.labels != old.labels:
+            self.pending_refresh.add(Kind.NODES)
 
 
-def _put(table: dict[str, _P], name: str, uid: str, projection: _P | None) -> bool:
-    """Store or delete `name`; whether anything a computation reads changed.
-
-    A deletion carrying another uid is the DELETED event of a predecessor with the same name,
-    and is ignored. Equal content under a new resourceVersion (a kubelet status report that
-    moved nothing we keep) is stored without counting as a change, so the resourceVersion a
-    later `refresh_node` compares with stays current.
-    """
-    old = table.get(name)
-    if projection is None:
-        if old is None or (uid and old.uid and old.uid != uid):
-            return False
-        del table[name]
-        return True
-    table[name] = projection
-    return old != projection
+def _changed_keys(update: Changed[_V] | Replaced[_V]) -> set[str]:
+    if isinstance(update, Changed):
+        return {update.key}
+    old, new = update.old, update.new
+    return {key for key in old.keys() | new.keys() if old.get(key) != new.get(key)}
 
 
 def _agent_side(gpunode: GPUNodeProjection | None) -> tuple[object, ...] | None:
     """What the inventory status reads of a GPUNode (not our own `status.kubernetes`)."""
     return None if gpunode is None else (gpunode.uid, gpunode.agent, gpunode.agent_error)
-
-
-def _nothing() -> None:
-    return None

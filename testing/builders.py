@@ -106,3 +106,44 @@ def make_pod(
     if phase is not None:
         pod["status"] = {"phase": phase}
     return pod
+
+
+def make_gpunode(
+    name: str,
+    *,
+    gpus: int = 0,
+    unhealthy: int = 0,
+    heartbeat: str | None = None,
+    nvml: bool = True,
+    product: str = "Tesla T4",
+    uid: str | None = None,
+) -> dict[str, Any]:
+    """A GPUNode as an agent leaves it: a summary and `gpus` GPUs (`unhealthy` of them
+    Unhealthy) that agree with it, and the agent's heartbeat (an RFC 3339 time, or none)."""
+    gpu_list = [
+        {
+            "uuid": f"GPU-{name}-{index}",
+            "index": index,
+            "name": product,
+            "health": {"status": "Unhealthy" if index < unhealthy else "Healthy"},
+        }
+        for index in range(gpus)
+    ]
+    status: dict[str, Any] = {
+        "summary": {
+            "gpus": gpus,
+            "product": product.replace(" ", "-"),
+            "health": "Unhealthy" if unhealthy else "Healthy",
+            "unhealthy": unhealthy,
+        },
+        "agent": {"version": "test", "podName": f"agent-{name}", "nvmlAvailable": nvml},
+        "gpus": gpu_list,
+    }
+    if heartbeat is not None:
+        status["agent"]["heartbeatTime"] = heartbeat
+    return {
+        "apiVersion": constants.API_VERSION,
+        "kind": constants.NODE_KIND,
+        "metadata": {"name": name, "uid": uid or f"g-{name}", "resourceVersion": "1"},
+        "status": status,
+    }

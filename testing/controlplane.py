@@ -40,6 +40,16 @@ CONTROLLERS = (
     "validatingadmissionpolicy-status-controller",
 )
 STATE_FILE = "controlplane.json"
+_AUDIT_POLICY = {
+    "apiVersion": "audit.k8s.io/v1",
+    "kind": "Policy",
+    "omitStages": ["RequestReceived"],
+    "rules": [
+        {"level": "None", "verbs": ["get", "list", "watch"]},
+        {"level": "Metadata"},
+    ],
+}
+"""Writes only, at Metadata level: user, verb, object, answer code and timestamps."""
 
 
 class ControlPlaneError(RuntimeError):
@@ -143,6 +153,14 @@ class ControlPlane:
 
     workdir: Path
     detach: bool = False
+    etcd_args: tuple[str, ...] = ()
+    """Extra etcd flags, e.g. `--max-request-bytes=65536` to make etcd refuse large objects."""
+    apiserver_args: tuple[str, ...] = ()
+    """Extra kube-apiserver flags, e.g. `--feature-gates=...`."""
+    audit: bool = False
+    """Record every write request in `audit_log` (JSON lines): who wrote what, when, answered
+    how. The API server's own account of what a client did, for tests that must prove a
+    client did *not* write."""
     components: dict[str, Component] = field(default_factory=dict)
     kubeconfig: Path = field(init=False)
     server: str = field(init=False)
@@ -184,6 +202,7 @@ class ControlPlane:
                 "--unsafe-no-fsync=true",
                 "--quota-backend-bytes=4294967296",
                 "--log-level=warn",
+                *self.etcd_args,
             ],
             logs / "etcd.log",
             f"{etcd_url}/health",
@@ -213,6 +232,8 @@ class ControlPlane:
                 f"--cert-dir={self.workdir / 'pki'}",
                 "--profiling=false",
                 "--v=1",
+                *self._audit_args(),
+                *self.apiserver_args,
             ],
             logs / "kube-apiserver.log",
             f"{self.server}/readyz",
@@ -258,6 +279,41 @@ class ControlPlane:
         self.startup_seconds = time.monotonic() - began
         self._save_state()
         return self
+
+    @property
+    def pki(self) -> Pki:
+        """The control plane's CA, to issue certificates its clients trust."""
+        if self._pki is None:
+            raise ControlPlaneError("the control plane has not been started")
+        return self._pki
+
+    @property
+    def audit_log(self) -> Path:
+        return self.workdir / "logs" / "audit.log"
+
+    def _audit_args(self) -> list[str]:
+        if not self.audit:
+            return []
+        policy = self.workdir / "audit-policy.yaml"
+        policy.write_text(yaml.safe_dump(_AUDIT_POLICY))
+        return [
+            f"--audit-policy-file={policy}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-mode=blocking",  # an entry is on disk before the answer is sent
+            "--audit-log-format=json",
+        ]
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        """Every audit event recorded so far (ResponseComplete stage only)."""
+        if not self.audit_log.exists():
+            return []
+        events = []
+        for line in self.audit_log.read_text().splitlines():
+            with contextlib.suppress(json.JSONDecodeError):
+                event = json.loads(line)
+                if event.get("stage") == "ResponseComplete":
+                    events.append(event)
+        return events
 
     def stop(self) -> None:
         """Stop every component, newest first, each by its own pid."""

@@ -1,10 +1,12 @@
 """The whole gpu-inventory system on the local control plane: the e2e test and `make demo`.
 
-It installs `manifests/` for real (CRDs, RBAC, the admission policy; the workloads are validated
-and stored, but no kubelet runs them), then runs the operator, one agent per simulated node and
-the MCP server as local processes. Each authenticates with a token of its own ServiceAccount from
-the manifests, so what is tested is the RBAC users deploy. An agent's token is bound to a Pod
-bound to its node, as the kubelet's projected token is, so the admission policy sees its node.
+It installs gpu-inventory for real, with `kubectl apply -k manifests/` or `helm install` into any
+namespace (CRDs, RBAC, the admission policy; the workloads are validated and stored, but no
+kubelet runs them), then runs the operator, one agent per simulated node and the MCP server as
+local processes. Each authenticates with a token of its own ServiceAccount from the install, so
+what is tested is the RBAC users deploy. An agent's token is bound to the Pod its DaemonSet would
+create on its node (the installed pod template, admitted under the namespace's Pod Security
+level), as the kubelet's projected token is, so the admission policy sees its node.
 """
 
 from __future__ import annotations
@@ -22,10 +24,9 @@ from typing import IO, Any
 from kubernetes import client
 
 from gpu_inventory.mcpserver.settings import DEFAULT_AUDIENCE as MCP_AUDIENCE
-from gpu_inventory.testing.binaries import REPO_ROOT
+from gpu_inventory.testing import install as installing
 from gpu_inventory.testing.builders import container, make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
-from gpu_inventory.testing.kubectl import run_kubectl
 from gpu_inventory.testing.nodes import create_node
 
 NAMESPACE = "gpu-inventory"
@@ -91,6 +92,10 @@ class GPUInventorySystem:
 
     plane: ControlPlane
     nodes: tuple[SimulatedNode, ...] = DEFAULT_NODES
+    method: installing.Method = "kustomize"
+    namespace: str = ""
+    """Where to install (Helm; default `gpu-inventory-helm`); the kustomize base always goes
+    into `gpu-inventory`. Set to the install's namespace by `install()`."""
     write_floor_seconds: float = 1.0
     heartbeat_seconds: float = 10.0
     processes: dict[str, Process] = field(default_factory=dict)
@@ -106,44 +111,35 @@ class GPUInventorySystem:
     # --- install -------------------------------------------------------------------------------
 
     def install(self) -> None:
-        """`kubectl apply -k manifests/` as an admin would, then the simulated GPU nodes."""
-        result = run_kubectl(
-            self.plane.kubeconfig, "apply", "--server-side", "-k", str(REPO_ROOT / "manifests")
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"kubectl apply -k manifests/ failed:\n{result.stderr}")
+        """Install as an admin would (kustomize or Helm), then the simulated GPU nodes."""
+        installation = installing.install(self.plane, self.method, self.namespace or None)
+        self.namespace = installation.namespace
         api = self.plane.api_client()
         core = client.CoreV1Api(api)
         for node in self.nodes:
             create_node(core, node.body())
-            core.create_namespaced_pod(NAMESPACE, self.agent_pod(node))
+            installing.agent_pod(api, installation, node=node.name, name=self.agent_pod_name(node))
         for component in ("operator", "mcp"):
             self.kubeconfigs[component] = self.plane.serviceaccount_kubeconfig(
-                NAMESPACE, f"gpu-inventory-{component}", expiration_seconds=TOKEN_SECONDS
+                self.namespace, installation.name(component), expiration_seconds=TOKEN_SECONDS
             )
         for node in self.nodes:
             self.kubeconfigs[f"agent-{node.name}"] = self.plane.serviceaccount_kubeconfig(
-                NAMESPACE,
-                "gpu-inventory-agent",
+                self.namespace,
+                installation.name("agent"),
                 bound_pod=self.agent_pod_name(node),
                 expiration_seconds=TOKEN_SECONDS,
             )
         api.close()
 
+    def uninstall(self) -> None:
+        """Remove a Helm release (the kustomize base stays: re-applying it is idempotent)."""
+        if self.method == "helm":
+            installing.uninstall_helm(self.plane)
+
     @staticmethod
     def agent_pod_name(node: SimulatedNode) -> str:
         return f"gpu-inventory-agent-{node.name}"
-
-    def agent_pod(self, node: SimulatedNode) -> dict[str, Any]:
-        """The DaemonSet's pod on `node`, as the DaemonSet controller would create it."""
-        pod = make_pod(
-            self.agent_pod_name(node),
-            namespace=NAMESPACE,
-            node=node.name,
-            service_account="gpu-inventory-agent",
-        )
-        pod["metadata"]["labels"] = {"app.kubernetes.io/name": "gpu-inventory-agent"}
-        return pod
 
     # --- processes -----------------------------------------------------------------------------
 
@@ -168,7 +164,7 @@ class GPUInventorySystem:
             "operator",
             [
                 _script("gpu-inventory-operator"),
-                f"--lease-namespace={NAMESPACE}",
+                f"--lease-namespace={self.namespace}",
                 f"--metrics-port={self.operator_metrics_port}",
                 f"--liveness=http://127.0.0.1:{free_port()}/healthz",
             ],
@@ -216,7 +212,7 @@ class GPUInventorySystem:
         """A token for a ServiceAccount bound to the manifests' gpu-inventory-reader role."""
         api = self.plane.api_client()
         client.CoreV1Api(api).create_namespaced_service_account(
-            NAMESPACE, {"metadata": {"name": name}}
+            self.namespace, {"metadata": {"name": name}}
         )
         client.RbacAuthorizationV1Api(api).create_cluster_role_binding(
             {
@@ -226,7 +222,7 @@ class GPUInventorySystem:
                     "kind": "ClusterRole",
                     "name": "gpu-inventory-reader",
                 },
-                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": NAMESPACE}],
+                "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": self.namespace}],
             }
         )
         # `kubectl create token NAME --audience gpu-inventory-mcp`: the MCP server accepts only
@@ -236,7 +232,7 @@ class GPUInventorySystem:
             "spec": {"audiences": [MCP_AUDIENCE], "expirationSeconds": TOKEN_SECONDS},
         }
         response = client.CoreV1Api(api).create_namespaced_service_account_token(
-            name, NAMESPACE, request
+            name, self.namespace, request
         )
         api.close()
         return str(response.status.token)
@@ -275,7 +271,11 @@ def create_workload(api: client.ApiClient, namespace: str = "ml") -> None:
     them (an init container's 2 GPUs overlap its pod's 1), plus a finished pod that holds none.
     """
     core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": namespace}})
+    try:  # an earlier test's (its pods are wiped between tests, the namespace stays)
+        core.create_namespace({"metadata": {"name": namespace}})
+    except client.ApiException as error:
+        if error.status != 409:
+            raise
     pods = [
         make_pod("notebook", namespace=namespace, node="gpu-t4-a", gpus=1),
         make_pod("train", namespace=namespace, node="gpu-h100-a", gpus=4),
@@ -303,5 +303,6 @@ def running_system(plane: ControlPlane, **options: Any) -> Iterator[GPUInventory
         yield system
     finally:
         codes = system.stop()
+        system.uninstall()
         if any(code not in (0, -signal.SIGTERM) for code in codes.values()):
             print(f"processes exited with {codes}", file=sys.stderr)

@@ -1,18 +1,55 @@
--- Argo CD health check for gpuinventory.io/GPUInventory (Lua 5.1, as Argo CD runs it).
+-- Argo CD health check for gpuinventory.io/GPUInventory.
 -- Install: argocd-cm key `resource.customizations.health.gpuinventory.io_GPUInventory`.
--- Reads the same conditions kstatus does: Stalled, Degraded, Reconciling, Ready.
+--
+-- Health describes the inventory's own reconciliation, as kstatus does
+-- (sigs.k8s.io/cli-utils/pkg/kstatus/status: generic.go, status.go), so Argo CD and Flux give
+-- the same verdict for the same object; tests/unit/test_argocd_health.py runs one table through
+-- this script and the real kstatus library. Fleet problems (Degraded=True: unhealthy GPUs,
+-- NotReady nodes, stale agents) stay Healthy, with the reason in the message: they are the
+-- fleet's state, not a failed sync, and alerting covers them. In order:
+--   deletionTimestamp                           -> Progressing (kstatus: Terminating)
+--   status older than 180 s, or from the future -> Degraded (kstatus has no clock)
+--   observedGeneration behind the generation    -> Progressing
+--   first Reconciling=True or Stalled=True       -> Progressing / Degraded (list order, as kstatus)
+--   Ready=True, with a lastSyncTime             -> Healthy
+--   anything else (no status yet, Ready False)  -> Progressing
+-- An old status is Degraded, not Progressing: its writer is dead, stopped, cut off or refused,
+-- and waiting will not fix it (Argo CD gives custom resources no progress deadline, so
+-- Progressing would hang sync waves silently, while Degraded raises on-health-degraded).
+--
+-- Argo CD runs custom health scripts without Lua's string and math libraries (only base, table
+-- and os.time/os.date: util/lua/lua.go, oslib_safe.go), so times are compared as RFC 3339 UTC
+-- strings built with arithmetic, which order like the times they name.
+local MAX_STATUS_AGE = 180 -- seconds; gpu_inventory.api.constants.STATUS_MAX_AGE_SECONDS
+
 local health = {}
 
-local function condition(kind)
-  if obj.status == nil or obj.status.conditions == nil then
-    return nil
+local function floordiv(a, b)
+  return (a - a % b) / b
+end
+
+local function two(n)
+  if n < 10 then
+    return "0" .. n
   end
-  for _, c in ipairs(obj.status.conditions) do
-    if c.type == kind then
-      return c
-    end
-  end
-  return nil
+  return "" .. n
+end
+
+-- Unix seconds -> "YYYY-MM-DDTHH:MM:SSZ" (days-to-civil, H. Hinnant's algorithm).
+local function rfc3339(t)
+  local days = floordiv(t, 86400)
+  local secs = t - days * 86400
+  local z = days + 719468
+  local era = floordiv(z, 146097)
+  local doe = z - era * 146097
+  local yoe = floordiv(doe - floordiv(doe, 1460) + floordiv(doe, 36524) - floordiv(doe, 146096), 365)
+  local doy = doe - (365 * yoe + floordiv(yoe, 4) - floordiv(yoe, 100))
+  local mp = floordiv(5 * doy + 2, 153)
+  local day = doy - floordiv(153 * mp + 2, 5) + 1
+  local month = mp < 10 and mp + 3 or mp - 9
+  local year = yoe + era * 400 + (month <= 2 and 1 or 0)
+  return year .. "-" .. two(month) .. "-" .. two(day) .. "T" .. two(floordiv(secs, 3600)) .. ":" ..
+    two(floordiv(secs % 3600, 60)) .. ":" .. two(secs % 60) .. "Z"
 end
 
 local function describe(c)
@@ -22,32 +59,64 @@ local function describe(c)
   return c.reason
 end
 
-local observed = obj.status ~= nil and obj.status.observedGeneration or nil
-if obj.metadata.generation ~= nil and (observed == nil or observed < obj.metadata.generation) then
-  health.status = "Progressing"
-  health.message = "Waiting for the gpu-inventory operator to observe the latest spec"
+local function result(status, message)
+  health.status = status
+  health.message = message
   return health
 end
 
-local stalled = condition("Stalled")
-local degraded = condition("Degraded")
-local reconciling = condition("Reconciling")
-local ready = condition("Ready")
+local status = obj.status or {}
+local conditions = status.conditions or {}
 
-if stalled ~= nil and stalled.status == "True" then
-  health.status = "Degraded"
-  health.message = describe(stalled)
-elseif degraded ~= nil and degraded.status == "True" then
-  health.status = "Degraded"
-  health.message = describe(degraded)
-elseif reconciling ~= nil and reconciling.status == "True" then
-  health.status = "Progressing"
-  health.message = describe(reconciling)
-elseif ready ~= nil and ready.status == "True" then
-  health.status = "Healthy"
-  health.message = describe(ready)
-else
-  health.status = "Progressing"
-  health.message = ready ~= nil and describe(ready) or "Waiting for the gpu-inventory operator"
+if obj.metadata.deletionTimestamp ~= nil then
+  return result("Progressing", "GPUInventory is being deleted")
 end
-return health
+
+if status.lastSyncTime ~= nil then
+  local now = os.time()
+  if status.lastSyncTime < rfc3339(now - MAX_STATUS_AGE) then
+    return result("Degraded", "status not refreshed since " .. status.lastSyncTime ..
+      ": the gpu-inventory operator is not running, cannot reach the API server, or is refused")
+  end
+  if status.lastSyncTime > rfc3339(now + MAX_STATUS_AGE) then
+    return result("Degraded", "status lastSyncTime " .. status.lastSyncTime ..
+      " is in the future: the operator's clock is wrong")
+  end
+end
+
+local generation = obj.metadata.generation
+if generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration ~= generation then
+  return result("Progressing", "the operator has not observed generation " .. generation .. " yet")
+end
+
+for _, c in ipairs(conditions) do
+  if c.type == "Reconciling" and c.status == "True" then
+    return result("Progressing", describe(c))
+  end
+  if c.type == "Stalled" and c.status == "True" then
+    return result("Degraded", describe(c))
+  end
+end
+
+local ready, degraded = nil, nil
+for _, c in ipairs(conditions) do
+  if c.type == "Ready" then
+    ready = c
+  elseif c.type == "Degraded" then
+    degraded = c
+  end
+end
+
+if ready == nil then
+  return result("Progressing", "waiting for the gpu-inventory operator's first status")
+end
+if ready.status ~= "True" then
+  return result("Progressing", describe(ready))
+end
+if status.lastSyncTime == nil then
+  return result("Progressing", "Ready, but the status has no lastSyncTime to show it is current")
+end
+if degraded ~= nil and degraded.status == "True" then
+  return result("Healthy", "inventory current; fleet " .. describe(degraded))
+end
+return result("Healthy", describe(ready))

@@ -11,7 +11,12 @@ for 100,000 pods on every resync:
 No kopf, no kubernetes client, no clock: callers project API objects and pass them in.
 """
 
-from gpu_inventory.operator.accounting.podrequests import ResourceMatcher, pod_counts, pod_requests
+from gpu_inventory.operator.accounting.podrequests import (
+    PodRequests,
+    ResourceMatcher,
+    pod_counts,
+    pod_requests,
+)
 from gpu_inventory.operator.accounting.quantities import (
     MAX_COUNT,
     QuantityError,
@@ -20,8 +25,7 @@ from gpu_inventory.operator.accounting.quantities import (
 )
 from gpu_inventory.operator.accounting.totals import (
     NodeResources,
-    ResourceTotals,
-    cluster_totals,
+    ResourceCounts,
     node_totals,
     sum_totals,
 )
@@ -29,10 +33,10 @@ from gpu_inventory.operator.accounting.totals import (
 __all__ = [
     "MAX_COUNT",
     "NodeResources",
+    "PodRequests",
     "QuantityError",
+    "ResourceCounts",
     "ResourceMatcher",
-    "ResourceTotals",
-    "cluster_totals",
     "node_totals",
     "parse_count",
     "parse_quantity",

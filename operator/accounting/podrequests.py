@@ -9,6 +9,7 @@ the larger of the two, plus `spec.overhead`. Only the GPU resource names are com
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
@@ -98,31 +99,46 @@ def pod_counts(pod: Mapping[str, Any]) -> bool:
     return status.get("phase") not in _TERMINAL_PHASES
 
 
-def pod_requests(pod: Mapping[str, Any], resource_names: ResourceMatcher) -> dict[str, int]:
-    """Effective requests of `pod` (a raw API dict) for the GPU resources; zeros left out.
+@dataclasses.dataclass(frozen=True, slots=True)
+class PodRequests:
+    """A pod's effective GPU requests, and the GPU resources whose quantities cannot be read."""
 
-    Raises `QuantityError` naming the container and resource when a quantity is malformed:
-    the caller skips the pod and logs, so a bad pod never becomes a silent zero in a total.
+    counts: dict[str, int]
+    """Resource name -> effective request (zeros left out), for the well-formed resources."""
+    malformed: dict[str, str]
+    """Resource name -> why it was left out (container and reason). A malformed quantity
+    skips that one resource of that one pod, never the pod: its other GPUs still count, and
+    the skipped one is reported, never a silent zero in a total."""
+
+
+def pod_requests(pod: Mapping[str, Any], resource_names: ResourceMatcher) -> PodRequests:
+    """Effective requests of `pod` (a raw API dict) for the resources `resource_names` selects.
+
+    Only selected names are parsed: SGX EPC in bytes, hugepages, RDMA devices or storage are
+    never looked at, whatever their value.
     """
     spec = pod.get("spec") or _EMPTY
-    matches = resource_names.matches
+    reader = _Reader(resource_names.matches)
     steady: dict[str, int] = {}  # containers + sidecars, all running after init
     for container in spec.get("containers") or ():
-        _add(steady, _container_requests(container, matches))
-    init_peak = _init_peak(spec.get("initContainers") or (), steady, matches)
+        _add(steady, reader.container(container))
+    init_peak = _init_peak(spec.get("initContainers") or (), steady, reader)
     for name, count in init_peak.items():
         if count > steady.get(name, 0):
             steady[name] = count
     overhead = spec.get("overhead")
     if overhead:
-        _add(steady, _counts(overhead, matches, "spec.overhead"))
-    return {name: count for name, count in steady.items() if count}
+        _add(steady, reader.counts(overhead, "spec.overhead"))
+    counts = {
+        name: count for name, count in steady.items() if count and name not in reader.malformed
+    }
+    return PodRequests(counts=counts, malformed=reader.malformed)
 
 
 def _init_peak(
     init_containers: Iterable[Mapping[str, Any]],
     steady: dict[str, int],
-    matches: _Matcher,
+    reader: _Reader,
 ) -> dict[str, int]:
     """Largest footprint while regular init containers run; adds sidecars to `steady`.
 
@@ -132,7 +148,7 @@ def _init_peak(
     peak: dict[str, int] = {}
     sidecars: dict[str, int] = {}
     for container in init_containers:
-        requests = _container_requests(container, matches)
+        requests = reader.container(container)
         if not requests:
             continue
         if container.get("restartPolicy") == "Always":
@@ -146,38 +162,47 @@ def _init_peak(
     return peak
 
 
-def _container_requests(container: Mapping[str, Any], matches: _Matcher) -> Mapping[str, int]:
-    """GPU requests of one container; a limit stands in for a missing request.
+class _Reader:
+    """Reads the selected quantities of one pod, noting (not raising) the malformed ones."""
 
-    That is what API defaulting does, so objects built by hand (tests, builders) count the
-    same as objects read back from the API server.
-    """
-    resources = container.get("resources")
-    if not resources:
-        return _EMPTY
-    requests = resources.get("requests") or _EMPTY
-    limits = resources.get("limits") or _EMPTY
-    counts = _counts(requests, matches, container) if requests else {}
-    for name, value in limits.items():
-        if name not in requests and matches(name):
-            counts[name] = _count(value, container, name)
-    return counts
+    __slots__ = ("malformed", "matches")
 
+    def __init__(self, matches: _Matcher) -> None:
+        self.matches = matches
+        self.malformed: dict[str, str] = {}
 
-def _counts(values: Mapping[str, Any], matches: _Matcher, owner: _Owner) -> dict[str, int]:
-    return {name: _count(v, owner, name) for name, v in values.items() if matches(name)}
+    def container(self, container: Mapping[str, Any]) -> Mapping[str, int]:
+        """GPU requests of one container; a limit stands in for a missing request.
 
+        That is what API defaulting does, so objects built by hand (tests, builders) count the
+        same as objects read back from the API server.
+        """
+        resources = container.get("resources")
+        if not resources:
+            return _EMPTY
+        requests = resources.get("requests") or _EMPTY
+        limits = resources.get("limits") or _EMPTY
+        counts = self.counts(requests, container) if requests else {}
+        for name, value in limits.items():
+            if name not in requests and self.matches(name):
+                self._read(counts, name, value, container)
+        return counts
 
-def _count(value: Any, owner: _Owner, name: str) -> int:
-    try:
-        return quantities.parse_count(value)
-    except quantities.QuantityError as error:
-        # The message is built only here: formatting it for every container would cost more
-        # than parsing the quantity.
-        where = owner if isinstance(owner, str) else f"container {owner.get('name')!r}"
-        raise quantities.QuantityError(
-            value, f"{where}, resource {name}: {error.reason}"
-        ) from error
+    def counts(self, values: Mapping[str, Any], owner: _Owner) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for name, value in values.items():
+            if self.matches(name):
+                self._read(counts, name, value, owner)
+        return counts
+
+    def _read(self, into: dict[str, int], name: str, value: Any, owner: _Owner) -> None:
+        try:
+            into[name] = quantities.parse_count(value)
+        except quantities.QuantityError as error:
+            # The message is built only here: formatting it for every container would cost
+            # more than parsing the quantity.
+            where = owner if isinstance(owner, str) else f"container {owner.get('name')!r}"
+            self.malformed.setdefault(name, f"{where}, resource {name}: {error}")
 
 
 def _add(into: dict[str, int], counts: Mapping[str, int]) -> None:

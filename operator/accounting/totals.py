@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping
-from typing import Final
-
-_NONE: Final[Mapping[str, int]] = {}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -23,7 +20,7 @@ class NodeResources:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class ResourceTotals:
+class ResourceCounts:
     """Scheduler numbers for one resource name, on one node or summed over the cluster.
 
     `available` is floored at 0 per node before summing. A node can be over-allocated, e.g.
@@ -39,18 +36,18 @@ class ResourceTotals:
     available: int = 0
 
 
-def node_totals(node: NodeResources, allocated: Mapping[str, int]) -> dict[str, ResourceTotals]:
+def node_totals(node: NodeResources, allocated: Mapping[str, int]) -> dict[str, ResourceCounts]:
     """Totals per resource name for one node, sorted by name.
 
     A resource that is allocated but no longer advertised (device plugin restarting, GPUs
     removed) still gets a row, so its allocations stay visible.
     """
     names = node.capacity.keys() | node.allocatable.keys() | allocated.keys()
-    totals: dict[str, ResourceTotals] = {}
+    totals: dict[str, ResourceCounts] = {}
     for name in sorted(names):
         allocatable = node.allocatable.get(name, 0)
         used = allocated.get(name, 0)
-        totals[name] = ResourceTotals(
+        totals[name] = ResourceCounts(
             capacity=node.capacity.get(name, 0),
             allocatable=allocatable,
             allocated=used,
@@ -59,19 +56,7 @@ def node_totals(node: NodeResources, allocated: Mapping[str, int]) -> dict[str, 
     return totals
 
 
-def cluster_totals(
-    nodes: Mapping[str, NodeResources],
-    allocated: Mapping[str, Mapping[str, int]],
-) -> dict[str, ResourceTotals]:
-    """Totals per resource name over the GPU nodes in `nodes`, sorted by name.
-
-    Allocations on nodes missing from `nodes` are ignored: they are not GPU nodes (or not
-    known yet), and counting them would report more allocated than the cluster has.
-    """
-    return sum_totals(node_totals(node, allocated.get(name, _NONE)) for name, node in nodes.items())
-
-
-def sum_totals(per_node: Iterable[Mapping[str, ResourceTotals]]) -> dict[str, ResourceTotals]:
+def sum_totals(per_node: Iterable[Mapping[str, ResourceCounts]]) -> dict[str, ResourceCounts]:
     """Add up per-node totals (from `node_totals`) per resource name, sorted by name."""
     sums: dict[str, list[int]] = {}
     for rows in per_node:
@@ -83,4 +68,4 @@ def sum_totals(per_node: Iterable[Mapping[str, ResourceTotals]]) -> dict[str, Re
             acc[1] += row.allocatable
             acc[2] += row.allocated
             acc[3] += row.available
-    return {name: ResourceTotals(*sums[name]) for name in sorted(sums)}
+    return {name: ResourceCounts(*sums[name]) for name in sorted(sums)}

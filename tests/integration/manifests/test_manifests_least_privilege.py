@@ -1,62 +1,48 @@
-"""The manifests on a real API server: they apply, and each identity can do its job and no more."""
+"""The install on a real API server: each identity can do its job and no more, and the admission
+policy confines the agent in whatever namespace it is installed.
+
+Every test runs on both installs users make: the kustomize base (namespace `gpu-inventory`) and
+`helm install` into another namespace (`gpu-fleet`).
+"""
 
 from __future__ import annotations
 
-import subprocess
+import contextlib
+import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
 
 from gpu_inventory.api import constants
-from gpu_inventory.api.objects import gpunode_object
-from gpu_inventory.testing.binaries import REPO_ROOT
-from gpu_inventory.testing.builders import make_node, make_pod
+from gpu_inventory.api.objects import gpunode_object, inventory_object
+from gpu_inventory.operator.election import LeaseElector
+from gpu_inventory.operator.kubeapi import KubeApi
+from gpu_inventory.operator.store import Kind
+from gpu_inventory.testing import install as installing
+from gpu_inventory.testing.builders import make_node
 from gpu_inventory.testing.controlplane import ControlPlane
-from gpu_inventory.testing.kubectl import run_kubectl
 from gpu_inventory.testing.wait import eventually
 
 pytestmark = pytest.mark.cluster
 
-NAMESPACE = "gpu-inventory"
 G, V = constants.GROUP, constants.VERSION
 
 
-def kubectl(plane: ControlPlane, *args: str) -> subprocess.CompletedProcess[str]:
-    return run_kubectl(plane.kubeconfig, *args)
-
-
-@pytest.fixture
-def installed(cluster: ControlPlane) -> ControlPlane:
-    """The manifests applied for real (workloads never run: there is no kubelet), with the
-    optional GitOps singleton from manifests/inventory/."""
-    for kustomization in ("manifests", "manifests/inventory"):
-        applied = kubectl(cluster, "apply", "--server-side", "-k", str(REPO_ROOT / kustomization))
-        assert applied.returncode == 0, applied.stderr
-    return cluster
-
-
-def test_the_manifests_pass_a_server_side_dry_run(cluster: ControlPlane) -> None:
-    kubectl(cluster, "create", "namespace", NAMESPACE)  # dry-run creates nothing to apply into
-    result = kubectl(cluster, "apply", "-k", str(REPO_ROOT / "manifests"), "--dry-run=server")
-    assert result.returncode == 0, result.stderr
-    assert "daemonset.apps/gpu-inventory-agent created (server dry run)" in result.stdout
-    assert (
-        "validatingadmissionpolicy.admissionregistration.k8s.io/gpu-inventory-agent-own-node"
-        in result.stdout
-    )
-
-
-def _agent_api(plane: ControlPlane, k8s: client.ApiClient, node: str) -> client.CustomObjectsApi:
-    """The agent's identity as the kubelet would mount it into its pod on `node`."""
-    pod = make_pod(
-        f"agent-{node}", namespace=NAMESPACE, node=node, service_account="gpu-inventory-agent"
-    )
-    client.CoreV1Api(k8s).create_namespaced_pod(NAMESPACE, pod)
-    kubeconfig = plane.serviceaccount_kubeconfig(
-        NAMESPACE, "gpu-inventory-agent", bound_pod=f"agent-{node}"
-    )
-    return client.CustomObjectsApi(plane.api_client(kubeconfig))
+@pytest.fixture(
+    params=[("kustomize", None), ("helm", "gpu-fleet")], ids=["kustomize", "helm-gpu-fleet"]
+)
+def installed(
+    request: pytest.FixtureRequest, cluster: ControlPlane
+) -> Iterator[installing.Installation]:
+    method, namespace = request.param
+    installation = installing.install(cluster, method, namespace)
+    try:
+        yield installation
+    finally:
+        if method == "helm":
+            installing.uninstall_helm(cluster)
 
 
 def _forbidden(call: Any) -> str:
@@ -74,30 +60,48 @@ def _create_nodes(k8s: client.ApiClient, *names: str) -> dict[str, str]:
     return {name: core.create_node(make_node(name, gpus=1)).metadata.uid for name in names}
 
 
-def test_an_agent_writes_only_the_gpunode_of_its_own_node(
-    installed: ControlPlane, k8s: client.ApiClient
-) -> None:
-    uids = _create_nodes(k8s, "node-a", "node-b")
-    agent = _agent_api(installed, k8s, "node-a")
+def _agent_api(
+    plane: ControlPlane, k8s: client.ApiClient, installation: installing.Installation, node: str
+) -> client.CustomObjectsApi:
+    """The agent's identity as the kubelet mounts it into its DaemonSet's pod on `node`."""
+    installing.agent_pod(k8s, installation, node=node, name=f"agent-{node}")
+    kubeconfig = plane.serviceaccount_kubeconfig(
+        installation.namespace, installation.name("agent"), bound_pod=f"agent-{node}"
+    )
+    return client.CustomObjectsApi(plane.api_client(kubeconfig))
 
-    def policy_enforced() -> None:
-        message = _forbidden(
+
+def _policy_loaded(agent: client.CustomObjectsApi, body: dict[str, Any], message: str) -> None:
+    """Admission policies take effect a moment after they are created: retry until refused."""
+
+    def refused() -> None:
+        text = _forbidden(
             lambda: agent.create_cluster_custom_object(
-                G, V, constants.NODE_PLURAL, gpunode_object("node-b", uids["node-b"]), dry_run="All"
+                G, V, constants.NODE_PLURAL, body, dry_run="All"
             )
         )
-        assert "may write only GPUNode/node-a, not GPUNode/node-b" in message
+        assert message in text, text
 
-    eventually(policy_enforced, timeout=20, what="the admission policy to load")
+    eventually(refused, timeout=20, what="the admission policy to load")
+
+
+def test_an_agent_writes_only_the_gpunode_of_its_own_node(
+    cluster: ControlPlane, installed: installing.Installation, k8s: client.ApiClient
+) -> None:
+    uids = _create_nodes(k8s, "node-a", "node-b")
+    agent = _agent_api(cluster, k8s, installed, "node-a")
+    _policy_loaded(
+        agent,
+        gpunode_object("node-b", uids["node-b"]),
+        "may write only GPUNode/node-a, not GPUNode/node-b",
+    )
     agent.create_cluster_custom_object(
         G, V, constants.NODE_PLURAL, gpunode_object("node-a", uids["node-a"])
     )
     agent.patch_cluster_custom_object_status(
         G, V, constants.NODE_PLURAL, "node-a", {"status": {"summary": {"gpus": 1}}}
     )
-
-    admin = client.CustomObjectsApi(k8s)
-    admin.create_cluster_custom_object(
+    client.CustomObjectsApi(k8s).create_cluster_custom_object(
         G, V, constants.NODE_PLURAL, gpunode_object("node-b", uids["node-b"])
     )
     message = _forbidden(
@@ -114,38 +118,61 @@ def test_an_agent_writes_only_the_gpunode_of_its_own_node(
     assert "status.kubernetes belongs to the operator" in message
 
 
-def test_an_agent_token_without_a_node_is_refused(
-    installed: ControlPlane, k8s: client.ApiClient
+def test_an_agent_creates_its_gpunode_with_no_finalizer_and_no_owner_but_its_node(
+    cluster: ControlPlane, installed: installing.Installation, k8s: client.ApiClient
 ) -> None:
-    uids = _create_nodes(k8s, "node-c")
-    unbound = installed.serviceaccount_kubeconfig(NAMESPACE, "gpu-inventory-agent")
-    agent = client.CustomObjectsApi(installed.api_client(unbound))
+    uids = _create_nodes(k8s, "node-f", "node-g")
+    agent = _agent_api(cluster, k8s, installed, "node-f")
 
-    def refused() -> None:
+    def own(**metadata: Any) -> dict[str, Any]:
+        body = gpunode_object("node-f", uids["node-f"])
+        body["metadata"].update(metadata)
+        return body
+
+    own_node = own()["metadata"]["ownerReferences"][0]
+    _policy_loaded(
+        agent, own(finalizers=["example.com/keep"]), "may not put finalizers on a GPUNode"
+    )
+    foreign = [
+        [{**own_node, "name": "node-g", "uid": uids["node-g"]}],  # another Node
+        [{**own_node, "uid": "00000000-0000-0000-0000-000000000000"}],  # not its Node's uid
+        [own_node, {"apiVersion": "v1", "kind": "Pod", "name": "agent-node-f", "uid": "x"}],
+        [{**own_node, "apiVersion": "example.com/v1"}],
+    ]
+    for owners in foreign:
         message = _forbidden(
-            lambda: agent.create_cluster_custom_object(
-                G, V, constants.NODE_PLURAL, gpunode_object("node-c", uids["node-c"]), dry_run="All"
+            lambda owners=owners: agent.create_cluster_custom_object(
+                G, V, constants.NODE_PLURAL, own(ownerReferences=owners), dry_run="All"
             )
         )
-        assert "pod-bound ServiceAccount token" in message
+        assert "may own its GPUNode only by its own Node (v1 Node node-f)" in message
+    agent.create_cluster_custom_object(G, V, constants.NODE_PLURAL, own())
 
-    eventually(refused, timeout=20, what="the admission policy to load")
+
+def test_an_agent_token_without_a_node_is_refused(
+    cluster: ControlPlane, installed: installing.Installation, k8s: client.ApiClient
+) -> None:
+    uids = _create_nodes(k8s, "node-c")
+    unbound = cluster.serviceaccount_kubeconfig(installed.namespace, installed.name("agent"))
+    agent = client.CustomObjectsApi(cluster.api_client(unbound))
+    _policy_loaded(
+        agent, gpunode_object("node-c", uids["node-c"]), "pod-bound ServiceAccount token"
+    )
 
 
 def test_the_mcp_identity_can_read_but_write_nothing(
-    installed: ControlPlane, k8s: client.ApiClient
+    cluster: ControlPlane, installed: installing.Installation, k8s: client.ApiClient
 ) -> None:
     uids = _create_nodes(k8s, "node-d")
-    mcp_api = installed.api_client(
-        installed.serviceaccount_kubeconfig(NAMESPACE, "gpu-inventory-mcp")
+    client.CustomObjectsApi(k8s).create_cluster_custom_object(
+        G, V, constants.INVENTORY_PLURAL, inventory_object()
+    )
+    mcp_api = cluster.api_client(
+        cluster.serviceaccount_kubeconfig(installed.namespace, installed.name("mcp"))
     )
     mcp = client.CustomObjectsApi(mcp_api)
-    assert (
-        mcp.get_cluster_custom_object(G, V, constants.INVENTORY_PLURAL, "cluster")["metadata"][
-            "name"
-        ]
-        == "cluster"
-    )
+    inventory = mcp.get_cluster_custom_object(G, V, constants.INVENTORY_PLURAL, "cluster")
+    assert inventory["metadata"]["name"] == "cluster"
     mcp.list_cluster_custom_object(G, V, constants.NODE_PLURAL)
     _forbidden(
         lambda: mcp.create_cluster_custom_object(
@@ -161,28 +188,90 @@ def test_the_mcp_identity_can_read_but_write_nothing(
         lambda: mcp.delete_cluster_custom_object(G, V, constants.INVENTORY_PLURAL, "cluster")
     )
     _forbidden(lambda: client.CoreV1Api(mcp_api).list_pod_for_all_namespaces())
-    _forbidden(lambda: client.CoreV1Api(mcp_api).list_namespaced_secret(NAMESPACE))
+    _forbidden(lambda: client.CoreV1Api(mcp_api).list_namespaced_secret(installed.namespace))
 
 
-def test_the_operator_identity_has_exactly_what_it_needs(
-    installed: ControlPlane, k8s: client.ApiClient
+def test_the_operator_identity_can_make_every_call_its_code_makes(
+    cluster: ControlPlane, installed: installing.Installation, k8s: client.ApiClient
 ) -> None:
+    """The calls of operator/kubeapi.py and operator/election.py themselves, as the installed
+    operator ServiceAccount (kopf's watches list and watch the same four kinds)."""
     uids = _create_nodes(k8s, "node-e")
-    op_api = installed.api_client(
-        installed.serviceaccount_kubeconfig(NAMESPACE, "gpu-inventory-operator")
+    kubeconfig = cluster.serviceaccount_kubeconfig(installed.namespace, installed.name("operator"))
+    api = KubeApi(cluster.api_client(kubeconfig))
+    assert api.get_inventory() is None
+    api.create_inventory(inventory_object())
+    api.patch_inventory_status({"status": {"summary": {"nodes": 1}}})
+    api.create_gpunode(gpunode_object("node-e", uids["node-e"]))
+    api.patch_gpunode_status("node-e", {"status": {"kubernetes": {"allocated": 0}}})
+    for kind in Kind:  # the LISTs that re-read what a spec change reshapes
+        next(api.iter_objects(kind, chunk=1), None)
+    for plural in (constants.NODE_PLURAL, constants.INVENTORY_PLURAL):  # kopf's watches
+        api.custom.list_cluster_custom_object(
+            G, V, plural, watch=True, timeout_seconds=1, _preload_content=False
+        ).read()
+    for watch_kind in (api.core.list_node, api.core.list_pod_for_all_namespaces):
+        watch_kind(watch=True, timeout_seconds=1, _preload_content=False).read()
+    api.core.create_namespaced_event(
+        "default",
+        {
+            "metadata": {"generateName": "gpu-inventory-"},
+            "involvedObject": {"kind": "Node", "name": "node-e", "apiVersion": "v1"},
+            "reason": "Test",
+            "message": "kopf posts its warnings as core/v1 Events",
+        },
+    )
+    with contextlib.suppress(client.ApiException):  # an earlier test's operator held it
+        client.CoordinationV1Api(k8s).delete_namespaced_lease(
+            installed.name("operator"), installed.namespace
+        )
+    elector = LeaseElector(api, installed.namespace, installed.name("operator"), "replica-1")
+    assert elector.try_acquire_or_renew()  # create
+    assert elector.try_acquire_or_renew()  # get + update
+    elector._release()  # get + update
+    assert api.get_lease(installed.namespace, installed.name("operator")) is not None
+
+
+def test_the_operator_identity_has_nothing_it_does_not_use(
+    cluster: ControlPlane, installed: installing.Installation, k8s: client.ApiClient
+) -> None:
+    _create_nodes(k8s, "node-h")
+    client.CustomObjectsApi(k8s).create_cluster_custom_object(
+        G, V, constants.INVENTORY_PLURAL, inventory_object()
+    )
+    op_api = cluster.api_client(
+        cluster.serviceaccount_kubeconfig(installed.namespace, installed.name("operator"))
     )
     core, custom = client.CoreV1Api(op_api), client.CustomObjectsApi(op_api)
-    core.list_node()
-    core.list_pod_for_all_namespaces(field_selector="spec.nodeName!=")
-    custom.create_cluster_custom_object(
-        G, V, constants.NODE_PLURAL, gpunode_object("node-e", uids["node-e"])
+    leases = client.CoordinationV1Api(op_api)
+    ns = installed.namespace
+    # The spec belongs to users and GitOps: the operator writes only status, by merge patch.
+    _forbidden(
+        lambda: custom.patch_cluster_custom_object(
+            G, V, constants.INVENTORY_PLURAL, "cluster", {"spec": {"agentStaleAfterSeconds": 60}}
+        )
     )
-    custom.patch_cluster_custom_object_status(
-        G, V, constants.NODE_PLURAL, "node-e", {"status": {"kubernetes": {"allocated": 0}}}
+    current = client.CustomObjectsApi(k8s).get_cluster_custom_object(
+        G, V, constants.INVENTORY_PLURAL, "cluster"
     )
-    custom.patch_cluster_custom_object_status(
-        G, V, constants.INVENTORY_PLURAL, "cluster", {"status": {"summary": {"nodes": 1}}}
+    _forbidden(
+        lambda: custom.replace_cluster_custom_object_status(
+            G, V, constants.INVENTORY_PLURAL, "cluster", current
+        )
     )
-    _forbidden(lambda: core.list_namespaced_secret(NAMESPACE))
-    _forbidden(lambda: core.delete_node("node-e"))
-    _forbidden(lambda: core.patch_node("node-e", {"metadata": {"labels": {"x": "y"}}}))
+    _forbidden(lambda: custom.delete_cluster_custom_object(G, V, constants.NODE_PLURAL, "node-h"))
+    _forbidden(lambda: core.list_namespaced_secret(ns))
+    _forbidden(lambda: core.delete_node("node-h"))
+    _forbidden(lambda: core.patch_node("node-h", {"metadata": {"labels": {"x": "y"}}}))
+    # Leases: create cannot be limited by name, but reading or taking over any other is refused.
+    name = f"someone-elses-{uuid.uuid4().hex[:6]}"
+    other = {"metadata": {"name": name}, "spec": {"holderIdentity": "them"}}
+    client.CoordinationV1Api(k8s).create_namespaced_lease(ns, other)
+    _forbidden(lambda: leases.read_namespaced_lease(name, ns))
+    _forbidden(
+        lambda: leases.replace_namespaced_lease(
+            name, ns, {**other, "spec": {"holderIdentity": "operator"}}
+        )
+    )
+    _forbidden(lambda: leases.list_namespaced_lease(ns))
+    _forbidden(lambda: leases.delete_namespaced_lease(installed.name("operator"), ns))

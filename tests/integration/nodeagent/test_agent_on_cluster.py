@@ -33,10 +33,9 @@ from gpu_inventory.nodeagent.config import AgentConfig
 from gpu_inventory.nodeagent.fake import FakeBackend, load_scenario
 from gpu_inventory.nodeagent.reporter import ReportPolicy
 from gpu_inventory.nodeagent.writer import GPUNodeWriter
-from gpu_inventory.testing.binaries import REPO_ROOT
-from gpu_inventory.testing.builders import make_node, make_pod
+from gpu_inventory.testing.builders import make_node
 from gpu_inventory.testing.controlplane import ControlPlane
-from gpu_inventory.testing.kubectl import run_kubectl
+from gpu_inventory.testing.install import agent_pod, install
 from gpu_inventory.testing.nodes import create_node
 from gpu_inventory.testing.wait import eventually, holds
 
@@ -363,27 +362,11 @@ NAMESPACE = "gpu-inventory"
 def test_the_console_script_runs_as_its_serviceaccount_and_exits_0_on_sigterm(
     cluster: ControlPlane, k8s: client.ApiClient, tmp_path: Path
 ) -> None:
-    # The agent's part of the manifests as users install it: its ServiceAccount and RBAC, and
-    # the admission policy that pins it to its own node's GPUNode (not the workloads, so the
-    # other suites' dry runs still see them as new).
-    files = ("namespace.yaml", "agent-rbac.yaml", "agent-admission-policy.yaml")
-    applied = run_kubectl(
-        cluster.kubeconfig,
-        "apply",
-        "--server-side",
-        "-n",
-        NAMESPACE,
-        *(arg for name in files for arg in ("-f", str(REPO_ROOT / "manifests" / name))),
-    )
-    assert applied.returncode == 0, applied.stderr
+    # The manifests as users install them: the agent's ServiceAccount, RBAC and the admission
+    # policy that pins it to its own node's GPUNode, and its pod as its DaemonSet would make it.
+    installation = install(cluster, "kustomize")
     uid = add_node(k8s, "gpu-cli")
-    pod = make_pod(
-        "gpu-inventory-agent-cli",
-        namespace=NAMESPACE,
-        node="gpu-cli",
-        service_account="gpu-inventory-agent",
-    )
-    client.CoreV1Api(k8s).create_namespaced_pod(NAMESPACE, pod)
+    agent_pod(k8s, installation, node="gpu-cli", name="gpu-inventory-agent-cli")
     kubeconfig = cluster.serviceaccount_kubeconfig(
         NAMESPACE, "gpu-inventory-agent", bound_pod="gpu-inventory-agent-cli"
     )

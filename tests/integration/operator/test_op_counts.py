@@ -9,6 +9,7 @@ import pytest
 from kubernetes import client
 
 from gpu_inventory.testing.builders import container, make_node, make_pod
+from gpu_inventory.testing.inventorywatch import InventoryWatch, condition
 from gpu_inventory.testing.wait import equals, eventually
 
 pytestmark = pytest.mark.cluster
@@ -151,6 +152,7 @@ def test_the_spec_decides_what_counts(operator: Any, kube: Any, namespace: str) 
     kube.create_node(make_node("n1", gpus=2, resources={SHARED: "20"}))
     kube.create_pod(make_pod("p", namespace=namespace, node="n1", resources={SHARED: "3"}))
     kube.wait_for(lambda s: equals(s["summary"]["allocated"], 0))
+    seen = InventoryWatch(kube.api)
     kube.custom.patch_cluster_custom_object(
         "gpuinventory.io",
         "v1alpha1",
@@ -165,6 +167,19 @@ def test_the_spec_decides_what_counts(operator: Any, kube: Any, namespace: str) 
         assert status["summary"]["allocated"] == 3
 
     kube.wait_for(switched, what="the new spec to be honoured")
+    statuses = seen.stop()
+    # The change was announced before the numbers moved, and no condition ever carried
+    # another generation than the status itself.
+    announced = [
+        s
+        for s in statuses
+        if s.get("observedGeneration") == 2 and condition(s, "Reconciling") == "True"
+    ]
+    assert announced, "Reconciling=True was never shown for the new spec"
+    assert announced[0]["summary"]["allocated"] == 0  # the old numbers, said to be old
+    for status in statuses:
+        generations = {c.get("observedGeneration") for c in status.get("conditions", [])}
+        assert generations <= {status.get("observedGeneration")}, status
     # Wider label prefixes: labels the operator never kept are read again (one LIST of nodes).
     kube.core.patch_node("n1", {"metadata": {"labels": {"team": "ml"}}})
     kube.custom.patch_cluster_custom_object(

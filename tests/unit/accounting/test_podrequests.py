@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from gpu_inventory.operator.accounting import (
-    QuantityError,
     ResourceMatcher,
     pod_counts,
     pod_requests,
@@ -162,13 +161,13 @@ REQUESTS = [
     ("body", "expected"), [c[1:] for c in REQUESTS], ids=[c[0] for c in REQUESTS]
 )
 def test_pod_requests_match_the_scheduler(body: dict[str, Any], expected: dict[str, int]) -> None:
-    assert pod_requests(body, GPUS) == expected
+    assert pod_requests(body, GPUS).counts == expected
 
 
 def test_only_configured_names_count() -> None:
     only_full_gpus = ResourceMatcher([GPU])
     body = pod([ctr(limits={GPU: "1", SHARED: "4", MIG_1G: "2"})])
-    assert pod_requests(body, only_full_gpus) == {GPU: 1}
+    assert pod_requests(body, only_full_gpus).counts == {GPU: 1}
 
 
 BAD_PODS = [
@@ -192,10 +191,41 @@ BAD_PODS = [
 @pytest.mark.parametrize(
     ("body", "message"), [c[1:] for c in BAD_PODS], ids=[c[0] for c in BAD_PODS]
 )
-def test_malformed_gpu_quantity_raises_never_zero(body: dict[str, Any], message: str) -> None:
-    with pytest.raises(QuantityError, match=r"^invalid quantity ") as caught:
-        pod_requests(body, GPUS)
-    assert message in str(caught.value)
+def test_a_malformed_gpu_quantity_is_left_out_and_named(body: dict[str, Any], message: str) -> None:
+    got = pod_requests(body, GPUS)
+    assert len(got.malformed) == 1
+    ((resource, why),) = got.malformed.items()
+    assert resource not in got.counts  # left out, never a silent zero or a partial sum
+    assert "invalid quantity" in why
+    assert message in why
+
+
+def test_a_malformed_resource_skips_only_itself() -> None:
+    body = pod([ctr("main", limits={GPU: "2", MIG_1G: "lots"}), gpu(1, "second")])
+    got = pod_requests(body, GPUS)
+    assert got.counts == {GPU: 3}
+    assert list(got.malformed) == [MIG_1G]
+    assert "container 'main'" in got.malformed[MIG_1G]
+
+
+REAL_WORLD_OTHERS = [
+    ("sgx-epc-in-bytes", {"sgx.intel.com/epc": "1Mi"}),
+    ("sgx-epc-plain-bytes", {"sgx.intel.com/epc": "98566144"}),
+    ("hugepages", {"hugepages-1Gi": "4Gi"}),
+    ("ephemeral-storage", {"ephemeral-storage": "100Gi"}),
+    ("rdma-shared", {"rdma/hca_shared_devices_a": "1000"}),
+    ("some-vendor-fraction", {"example.com/fpga-slice": "0.5"}),
+]
+
+
+@pytest.mark.parametrize(
+    "others", [c[1] for c in REAL_WORLD_OTHERS], ids=[c[0] for c in REAL_WORLD_OTHERS]
+)
+def test_resources_the_spec_does_not_select_are_never_read(others: dict[str, str]) -> None:
+    body = pod([ctr("main", limits={GPU: "1", **others}, requests=dict(others))])
+    got = pod_requests(body, GPUS)
+    assert got.counts == {GPU: 1}
+    assert got.malformed == {}
 
 
 COUNTS = [

@@ -4,7 +4,7 @@ clock) and the operator's configuration from the environment."""
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,8 +20,10 @@ class FakeLeases:
     def __init__(self) -> None:
         self.lease: dict[str, Any] | None = None
         self.version = 0
+        self.on_get: Callable[[], None] = lambda: None
 
     def get_lease(self, namespace: str, name: str) -> dict[str, Any] | None:
+        self.on_get()
         return copy.deepcopy(self.lease)
 
     def create_lease(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,6 +59,7 @@ def elector(api: FakeLeases, clock: Clock, identity: str) -> LeaseElector:
         "gpu-inventory-operator",
         identity,
         duration=15,
+        renew_deadline=10,
         retry=2,
         clock=clock,
         wallclock=lambda: datetime(2026, 6, 1, tzinfo=UTC),
@@ -84,6 +87,38 @@ def test_a_standby_takes_over_only_after_the_holder_went_silent_for_a_duration()
     assert api.lease is not None
     assert api.lease["spec"]["holderIdentity"] == "b"
     assert api.lease["spec"]["leaseTransitions"] == 1
+
+
+def test_the_holder_stops_writing_at_the_renew_deadline_and_writes_end_before_takeover() -> None:
+    """client-go's timings: 15 s lease, 10 s renew deadline. A write started while leader must
+    be over one second before the earliest moment a standby may take over."""
+    api, clock = FakeLeases(), Clock()
+    a = elector(api, clock, "a")
+    a.try_acquire_or_renew()
+    assert a.write_deadline() == 14.0
+    clock.t = 9.9
+    assert a.write_deadline() == 14.0
+    clock.t = 10.0
+    assert a.write_deadline() is None
+    assert not a.is_leader()
+
+
+def test_a_standby_counts_the_lease_from_after_its_get() -> None:
+    """The old code stamped the observation before the GET: a slow GET shortened the wait."""
+    api, clock = FakeLeases(), Clock()
+    a, b = elector(api, clock, "a"), elector(api, clock, "b")
+    a.try_acquire_or_renew()
+
+    def slow_get() -> None:
+        clock.t += 3.0
+
+    api.on_get = slow_get
+    b.try_acquire_or_renew()  # asked at 0, answered at 3: the record was seen at 3
+    api.on_get = lambda: None
+    clock.t = 17.5
+    assert not b.try_acquire_or_renew()
+    clock.t = 18.5
+    assert b.try_acquire_or_renew()
 
 
 def test_a_renewing_holder_keeps_the_lease() -> None:
@@ -132,6 +167,11 @@ def test_pod_namespace_turns_the_lease_on() -> None:
 def test_bad_values_name_the_variable(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         OperatorConfig.from_env(env)
+
+
+def test_lease_timings_must_be_ordered() -> None:
+    with pytest.raises(ConfigError, match="LEASE_RENEW_DEADLINE"):
+        OperatorConfig.from_env({"POD_NAMESPACE": "ns", "GPU_INVENTORY_LEASE_RENEW_DEADLINE": "20"})
 
 
 def test_command_line_overrides_the_environment() -> None:

@@ -58,10 +58,11 @@ def test_inventory_patch_is_conditional_on_the_version_it_was_computed_from() ->
     assert patches.inventory_status_patch(BASE, BASE, resource_version="17") == {}
 
 
-def test_gpunode_patch_touches_only_status_kubernetes() -> None:
+def test_gpunode_patch_touches_only_status_kubernetes_and_is_conditional() -> None:
     current = {"labels": {"a": "1"}, "allocated": 1, "agentState": "Missing"}
     desired = {"labels": {"a": "1"}, "allocated": 2, "agentState": "Missing"}
-    assert patches.gpunode_status_patch(current, desired) == {
-        "status": {"kubernetes": {"allocated": 2}}
+    assert patches.gpunode_status_patch(current, desired, resource_version="8") == {
+        "status": {"kubernetes": {"allocated": 2}},
+        "metadata": {"resourceVersion": "8"},
     }
-    assert patches.gpunode_status_patch(desired, desired) == {}
+    assert patches.gpunode_status_patch(desired, desired, resource_version="8") == {}

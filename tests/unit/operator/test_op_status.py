@@ -1,429 +1,203 @@
-"""Projections + spec -> desired status: table-driven, `now` injected, whole statuses compared
-with lastTransitionTime left out (it is the conditions module's job, tested there)."""
+"""The desired GPUInventory status from node facts: totals, rows (and the row limit), skipped
+objects, conditions that carry the generation, and the waiting status while listings run."""
 
 from __future__ import annotations
 
-import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from gpu_inventory.api.models import GPUInventorySpec, GPUInventoryStatus, KubernetesView
-from gpu_inventory.operator import projections, status
-from gpu_inventory.operator.projections import LabelFilter
-from gpu_inventory.operator.status import ClusterState, OperatorHealth
-from gpu_inventory.testing.builders import make_node
+from gpu_inventory.operator import status
+from gpu_inventory.operator.facts import FactsCache, node_facts
+from gpu_inventory.operator.store import Phase, Store
+from gpu_inventory.operator.verdicts import OperatorHealth, Refusal
+from gpu_inventory.testing.builders import make_gpunode, make_node, make_pod
+from gpu_inventory.testing.streams import synced_store, with_uid
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
-OLD = "2026-05-01T00:00:00Z"  # nodes older than any staleness grace period
 GPU = "nvidia.com/gpu"
+FRESH = (NOW - timedelta(seconds=5)).isoformat()
 
 
-def node(name: str, *, created: str = OLD, **kwargs: Any) -> projections.NodeProjection:
-    body = make_node(name, **kwargs)
-    body["metadata"].update(uid=f"uid-{name}", creationTimestamp=created)
-    return projections.project_node(body, LabelFilter())
+def node(name: str, gpus: int = 4, **kwargs: Any) -> dict[str, Any]:
+    body = make_node(name, gpus=gpus, **kwargs)
+    body["metadata"]["creationTimestamp"] = (NOW - timedelta(days=1)).isoformat()
+    return body
 
 
-def agent(
-    name: str,
-    *,
-    age: float = 10,
-    gpus: int = 4,
-    unhealthy: int = 0,
-    nvml: bool = True,
-    product: str = "Tesla T4",
-) -> projections.GPUNodeProjection:
-    heartbeat = (NOW - timedelta(seconds=age)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return projections.project_gpunode(
-        {
-            "metadata": {"name": name, "uid": f"g-{name}"},
-            "status": {
-                "agent": {"heartbeatTime": heartbeat, "nvmlAvailable": nvml},
-                "summary": {"gpus": gpus, "unhealthy": unhealthy, "product": product},
-            },
-        }
-    )
+def agent(name: str, gpus: int = 4, **kwargs: Any) -> dict[str, Any]:
+    return make_gpunode(name, gpus=gpus, heartbeat=kwargs.pop("heartbeat", FRESH), **kwargs)
 
 
-def state(
-    nodes: list[projections.NodeProjection],
-    gpunodes: list[projections.GPUNodeProjection] = (),  # type: ignore[assignment]
-    allocated: dict[str, dict[str, int]] | None = None,
-) -> ClusterState:
-    return ClusterState(
-        nodes={n.name: n for n in nodes},
-        gpunodes={g.name: g for g in gpunodes},
-        allocated=allocated or {},
-    )
+def pod(name: str, node_name: str, gpus: int, **kwargs: Any) -> dict[str, Any]:
+    return with_uid(make_pod(name, node=node_name, gpus=gpus, **kwargs))
 
 
 def compute(
-    cluster: ClusterState,
+    store: Store,
     *,
     spec: GPUInventorySpec | None = None,
     health: OperatorHealth | None = None,
     existing: GPUInventoryStatus | None = None,
-) -> dict[str, Any]:
-    got = status.desired_status(
-        cluster,
-        spec or GPUInventorySpec(),
-        generation=1,
+    now: datetime = NOW,
+) -> GPUInventoryStatus:
+    spec = spec or GPUInventorySpec()
+    cache = FactsCache()
+    cache.update(
+        nodes=store.nodes.live,
+        gpunodes=store.gpunodes.live,
+        allocated=store.allocated,
+        dirty=(),
+        spec=spec,
+        now=now,
+    )
+    return status.desired_status(
+        cache.facts,
+        spec,
+        generation=3,
         existing=existing,
         health=health or OperatorHealth(),
-        now=NOW,
-    ).to_wire()
-    for condition in got.get("conditions", []):
-        del condition["lastTransitionTime"]
-    if got.get("skipped") == {"pods": 0, "nodes": 0}:
-        del got["skipped"]  # nothing skipped: the cases below leave it out
-    return got
+        malformed_pods=store.malformed_pods(),
+        skipped_pods=store.skipped_pods(),
+        last_sync_time=None,
+        now=now,
+    )
 
 
-def conditions(
-    *, degraded: tuple[str, str, str] = ("False", "AllHealthy", "all GPU nodes are healthy")
-) -> list[dict[str, Any]]:
-    return [
+def conditions(got: GPUInventoryStatus) -> dict[str, tuple[str, str]]:
+    return {c.type: (c.status, c.reason) for c in got.conditions}
+
+
+def test_totals_rows_and_products_of_a_small_cluster() -> None:
+    store = synced_store(
+        nodes=[
+            node("a", 4, product="Tesla-T4"),
+            node("b", 8, product="NVIDIA-H100", resources={"nvidia.com/mig-1g.10gb": "7"}),
+            node("cpu", 0),
+        ],
+        gpunodes=[agent("a", 4, product="Tesla T4"), agent("b", 8, unhealthy=1)],
+        pods=[
+            pod("p1", "a", 3),
+            pod("p2", "b", 2),
+            pod("p3", "b", 0, resources={"nvidia.com/mig-1g.10gb": "1"}),
+        ],
+    )
+    got = compute(store).to_wire()
+    assert got["summary"] == {
+        "nodes": 2,
+        "readyNodes": 2,
+        "gpus": 12,
+        "capacity": 12,
+        "allocatable": 12,
+        "allocated": 5,
+        "available": 7,
+        "unhealthyGPUs": 1,
+        "staleAgents": 0,
+        "products": ["NVIDIA-H100", "Tesla-T4"],
+    }
+    assert got["resources"] == [
+        {"name": GPU, "capacity": 12, "allocatable": 12, "allocated": 5, "available": 7},
         {
-            "type": "Ready",
-            "status": "True",
-            "reason": "InventoryCurrent",
-            "message": "inventory is complete and current",
-            "observedGeneration": 1,
-        },
-        {
-            "type": "Degraded",
-            "status": degraded[0],
-            "reason": degraded[1],
-            "message": degraded[2],
-            "observedGeneration": 1,
-        },
-        {
-            "type": "Reconciling",
-            "status": "False",
-            "reason": "Reconciled",
-            "message": "status reflects the cluster",
-            "observedGeneration": 1,
-        },
-        {
-            "type": "Stalled",
-            "status": "False",
-            "reason": "NotStalled",
-            "message": "the operator is working",
-            "observedGeneration": 1,
+            "name": "nvidia.com/mig-1g.10gb",
+            "capacity": 7,
+            "allocatable": 7,
+            "allocated": 1,
+            "available": 6,
         },
     ]
-
-
-def row(name: str, **fields: Any) -> dict[str, Any]:
-    base = {
-        "name": name,
-        "product": "Tesla-T4",
+    assert [r["name"] for r in got["nodes"]] == ["a", "b"]
+    assert got["nodes"][1] == {
+        "name": "b",
+        "product": "NVIDIA-H100",
         "ready": True,
-        "allocatable": 4,
-        "allocated": 0,
-        "gpus": 4,
-        "unhealthy": 0,
+        "allocatable": 8,
+        "allocated": 2,
+        "gpus": 8,
+        "unhealthy": 1,
         "agent": "Reporting",
     }
-    return base | fields
-
-
-def summary(**fields: Any) -> dict[str, Any]:
-    base = {
-        "nodes": 0,
-        "readyNodes": 0,
-        "gpus": 0,
-        "capacity": 0,
-        "allocatable": 0,
-        "allocated": 0,
-        "available": 0,
-        "unhealthyGPUs": 0,
-        "staleAgents": 0,
-        "products": [],
+    assert got["products"][1] == {
+        "product": "Tesla-T4",
+        "nodes": 1,
+        "gpus": 4,
+        "allocatable": 4,
+        "allocated": 3,
+        "available": 1,
     }
-    return base | fields
+    assert got["skipped"] == {"pods": 0, "nodes": 0}
+    assert got["nodesOmitted"] == 0
+    assert conditions(compute(store))["Degraded"] == ("True", "UnhealthyGPUs")
 
 
-def totals(name: str, cap: int, alloc: int, used: int, avail: int) -> dict[str, Any]:
-    return {
-        "name": name,
-        "capacity": cap,
-        "allocatable": alloc,
-        "allocated": used,
-        "available": avail,
-    }
+def test_an_over_allocated_node_floors_available_and_frees_nothing_elsewhere() -> None:
+    store = synced_store(
+        nodes=[node("a", 2), node("b", 4)],
+        gpunodes=[agent("a", 2), agent("b", 4)],
+        pods=[pod("p1", "a", 3)],
+    )
+    summary = compute(store).summary
+    assert (summary.allocatable, summary.allocated, summary.available) == (6, 3, 4)
 
 
-def product(name: str, *counts: int) -> dict[str, Any]:
-    nodes, gpus, alloc, used, avail = counts
-    return {
-        "product": name,
-        "nodes": nodes,
-        "gpus": gpus,
-        "allocatable": alloc,
-        "allocated": used,
-        "available": avail,
-    }
+def test_beyond_max_node_rows_only_nodes_that_need_attention_are_listed() -> None:
+    nodes = [node(f"n{i:02d}", 1) for i in range(12)]
+    nodes[3]["status"]["conditions"][0]["status"] = "False"  # NotReady
+    agents = [agent(f"n{i:02d}", 1) for i in range(12) if i != 7]  # n07 has no agent
+    store = synced_store(nodes=nodes, gpunodes=agents)
+    got = compute(store, spec=GPUInventorySpec(max_node_rows=5))
+    assert [r.name for r in got.nodes] == ["n03", "n07"]
+    assert got.nodes_omitted == 10
+    assert got.summary.nodes == 12  # totals always count every node
+    everything = compute(store, spec=GPUInventorySpec(max_node_rows=12))
+    assert (len(everything.nodes), everything.nodes_omitted) == (12, 0)
 
 
-CASES: list[tuple[str, ClusterState, dict[str, Any]]] = [
-    (
-        "empty cluster",
-        state([]),
-        {
-            "observedGeneration": 1,
-            "summary": summary(),
-            "resources": [],
-            "products": [],
-            "nodes": [],
-            "conditions": conditions(),
-        },
-    ),
-    (
-        "cpu nodes get no row",
-        state([node("cpu-1")]),
-        {
-            "observedGeneration": 1,
-            "summary": summary(),
-            "resources": [],
-            "products": [],
-            "nodes": [],
-            "conditions": conditions(),
-        },
-    ),
-    (
-        "two healthy nodes, pods allocated on one",
-        state(
-            [node("a", gpus=4), node("b", gpus=4)],
-            [agent("a"), agent("b")],
-            {"a": {GPU: 3}},
-        ),
-        {
-            "observedGeneration": 1,
-            "summary": summary(
-                nodes=2,
-                readyNodes=2,
-                gpus=8,
-                capacity=8,
-                allocatable=8,
-                allocated=3,
-                available=5,
-                products=["Tesla-T4"],
-            ),
-            "resources": [totals(GPU, 8, 8, 3, 5)],
-            "products": [product("Tesla-T4", 2, 8, 8, 3, 5)],
-            "nodes": [row("a", allocated=3), row("b")],
-            "conditions": conditions(),
-        },
-    ),
-    (
-        "over-allocated node floors available at 0 and frees nothing elsewhere",
-        state(
-            [node("a", gpus=2), node("b", gpus=2)],
-            [agent("a", gpus=2), agent("b", gpus=2)],
-            {"a": {GPU: 3}},
-        ),
-        {
-            "observedGeneration": 1,
-            "summary": summary(
-                nodes=2,
-                readyNodes=2,
-                gpus=4,
-                capacity=4,
-                allocatable=4,
-                allocated=3,
-                available=2,
-                products=["Tesla-T4"],
-            ),
-            "resources": [totals(GPU, 4, 4, 3, 2)],
-            "products": [product("Tesla-T4", 2, 4, 4, 3, 2)],
-            "nodes": [
-                row("a", allocatable=2, allocated=3, gpus=2),
-                row("b", allocatable=2, gpus=2),
-            ],
-            "conditions": conditions(),
-        },
-    ),
-    (
-        "MIG and shared resources get their own totals; headline counts nvidia.com/gpu",
-        state(
-            [
-                node("mig", resources={"nvidia.com/mig-1g.10gb": "7"}, product="H100"),
-                node("shared", resources={"nvidia.com/gpu.shared": "40"}, product="T4-SHARED"),
-            ],
-            [agent("mig", gpus=1, product="H100"), agent("shared", gpus=4)],
-            {"mig": {"nvidia.com/mig-1g.10gb": 2}, "shared": {"nvidia.com/gpu.shared": 5}},
-        ),
-        {
-            "observedGeneration": 1,
-            "summary": summary(nodes=2, readyNodes=2, gpus=5, products=["H100", "T4-SHARED"]),
-            "resources": [
-                totals("nvidia.com/gpu.shared", 40, 40, 5, 35),
-                totals("nvidia.com/mig-1g.10gb", 7, 7, 2, 5),
-            ],
-            "products": [
-                product("H100", 1, 1, 0, 0, 0),
-                product("T4-SHARED", 1, 4, 0, 0, 0),
-            ],
-            "nodes": [
-                row("mig", product="H100", allocatable=0, gpus=1),
-                row("shared", product="T4-SHARED", allocatable=0),
-            ],
-            "conditions": conditions(),
-        },
-    ),
-    (
-        "unhealthy GPUs, a NotReady node and a stale agent: MultipleProblems",
-        state(
-            [node("a", gpus=4), node("b", gpus=4, ready=False), node("c", gpus=4)],
-            [agent("a", unhealthy=2), agent("b"), agent("c", age=301)],
-        ),
-        {
-            "observedGeneration": 1,
-            "summary": summary(
-                nodes=3,
-                readyNodes=2,
-                gpus=12,
-                capacity=12,
-                allocatable=12,
-                available=12,
-                unhealthyGPUs=2,
-                staleAgents=1,
-                products=["Tesla-T4"],
-            ),
-            "resources": [totals(GPU, 12, 12, 0, 12)],
-            "products": [product("Tesla-T4", 3, 12, 12, 0, 12)],
-            "nodes": [row("a", unhealthy=2), row("b", ready=False), row("c", agent="Stale")],
-            "conditions": conditions(
-                degraded=(
-                    "True",
-                    "MultipleProblems",
-                    "2 unhealthy GPUs on a; 1 GPU node not Ready: b; "
-                    "1 agent stale, missing or invalid on c",
-                )
-            ),
-        },
-    ),
-    (
-        "missing agents: a new node gets a grace period, an old one does not",
-        state(
-            [
-                node("new", gpus=2, created=(NOW - timedelta(seconds=60)).isoformat()),
-                node("old", gpus=2),
-            ]
-        ),
-        {
-            "observedGeneration": 1,
-            "summary": summary(
-                nodes=2,
-                readyNodes=2,
-                gpus=4,
-                capacity=4,
-                allocatable=4,
-                available=4,
-                staleAgents=1,
-                products=["Tesla-T4"],
-            ),
-            "resources": [totals(GPU, 4, 4, 0, 4)],
-            "products": [product("Tesla-T4", 2, 4, 4, 0, 4)],
-            "nodes": [
-                row("new", allocatable=2, gpus=2, agent="Missing"),
-                row("old", allocatable=2, gpus=2, agent="Missing"),
-            ],
-            "conditions": conditions(
-                degraded=("True", "AgentsStale", "1 agent stale, missing or invalid on old")
-            ),
-        },
-    ),
-    (
-        "a heartbeat from the future is Invalid and its GPU count is not trusted",
-        state([node("a", gpus=4)], [agent("a", age=-3600, gpus=99)]),
-        {
-            "observedGeneration": 1,
-            "summary": summary(
-                nodes=1,
-                readyNodes=1,
-                gpus=4,
-                capacity=4,
-                allocatable=4,
-                available=4,
-                staleAgents=1,
-                products=["Tesla-T4"],
-            ),
-            "resources": [totals(GPU, 4, 4, 0, 4)],
-            "products": [product("Tesla-T4", 1, 4, 4, 0, 4)],
-            "nodes": [row("a", agent="Invalid")],
-            "conditions": conditions(
-                degraded=("True", "AgentsStale", "1 agent stale, missing or invalid on a")
-            ),
-        },
-    ),
-    (
-        "no product label: the agent's product, else Unknown",
-        state(
-            [node("a", gpus=1, labels={"nvidia.com/gpu.product": ""}), node("b", gpus=1)],
-            [agent("a", gpus=1, product="A100")],
-        ),
-        {
-            "observedGeneration": 1,
-            "summary": summary(
-                nodes=2,
-                readyNodes=2,
-                gpus=2,
-                capacity=2,
-                allocatable=2,
-                available=2,
-                staleAgents=1,
-                products=["A100", "Tesla-T4"],
-            ),
-            "resources": [totals(GPU, 2, 2, 0, 2)],
-            "products": [product("A100", 1, 1, 1, 0, 1), product("Tesla-T4", 1, 1, 1, 0, 1)],
-            "nodes": [
-                row("a", product="A100", allocatable=1, gpus=1),
-                row("b", allocatable=1, gpus=1, agent="Missing"),
-            ],
-            "conditions": conditions(
-                degraded=("True", "AgentsStale", "1 agent stale, missing or invalid on b")
-            ),
-        },
-    ),
-]
-
-
-@pytest.mark.parametrize(("case", "cluster", "want"), CASES, ids=[c[0] for c in CASES])
-def test_desired_status(case: str, cluster: ClusterState, want: dict[str, Any]) -> None:
-    assert compute(cluster) == want, case
-
-
-def test_nodes_without_labels_and_the_unknown_product() -> None:
-    bare = dataclasses.replace(node("x", gpus=1), labels=(), product="", gpu_count=None)
-    got = compute(state([bare], [agent("x", gpus=0, product="")]))
-    assert got["nodes"] == [row("x", product="Unknown", allocatable=1, gpus=0)]
+def test_malformed_objects_are_counted_and_degrade_the_inventory() -> None:
+    bad_node = node("bad", 4, resources={"nvidia.com/mig-1g.10gb": "1T"})
+    bad_pod = pod("p", "bad", 0, resources={GPU: "lots"})
+    store = synced_store(nodes=[bad_node], gpunodes=[agent("bad", 4)], pods=[bad_pod])
+    got = compute(store)
+    assert got.skipped.model_dump() == {"pods": 1, "nodes": 1}
+    degraded = next(c for c in got.conditions if c.type == "Degraded")
+    assert (degraded.status, degraded.reason) == ("True", "MalformedObjects")
+    assert "pod default/p" in degraded.message
+    assert "node bad" in degraded.message
+    assert got.summary.allocatable == 4  # the node's readable GPUs still count
 
 
 @pytest.mark.parametrize(
     ("case", "health", "want"),
     [
         (
-            "first listing under way",
-            OperatorHealth(synced=False),
+            "all is well",
+            OperatorHealth(),
             {
-                "Ready": ("False", "Indexing"),
-                "Degraded": ("Unknown", "Indexing"),
-                "Reconciling": ("True", "InitialSync"),
+                "Ready": ("True", "InventoryCurrent"),
+                "Degraded": ("False", "AllHealthy"),
+                "Reconciling": ("False", "Reconciled"),
                 "Stalled": ("False", "NotStalled"),
             },
         ),
         (
             "forbidden to write GPUNodes",
-            OperatorHealth(forbidden=("patch gpunodes/status",)),
+            OperatorHealth(refusals=(Refusal("patch gpunodes/status", "Forbidden", "no"),)),
             {
                 "Ready": ("False", "WriteFailed"),
                 "Degraded": ("False", "AllHealthy"),
                 "Reconciling": ("False", "Reconciled"),
                 "Stalled": ("True", "Forbidden"),
+            },
+        ),
+        (
+            "the status is too large for etcd",
+            OperatorHealth(refusals=(Refusal("patch gpuinventories/status", "TooLarge", "x"),)),
+            {
+                "Ready": ("False", "WriteFailed"),
+                "Degraded": ("False", "AllHealthy"),
+                "Reconciling": ("False", "Reconciled"),
+                "Stalled": ("True", "TooLarge"),
             },
         ),
         (
@@ -441,78 +215,80 @@ def test_nodes_without_labels_and_the_unknown_product() -> None:
 def test_conditions_follow_the_operator_health(
     case: str, health: OperatorHealth, want: dict[str, tuple[str, str]]
 ) -> None:
-    got = compute(state([]), health=health)
-    assert {c["type"]: (c["status"], c["reason"]) for c in got["conditions"]} == want, case
+    assert conditions(compute(synced_store(), health=health)) == want, case
 
 
-def test_before_the_first_sync_the_previous_numbers_stay_and_only_conditions_move() -> None:
-    previous = status.desired_status(
-        state([node("a", gpus=4)], [agent("a")], {"a": {GPU: 1}}),
-        GPUInventorySpec(),
-        generation=1,
-        existing=None,
-        health=OperatorHealth(),
-        now=NOW - timedelta(hours=1),
+def test_every_condition_carries_the_status_generation() -> None:
+    got = compute(synced_store())
+    assert got.observed_generation == 3
+    assert {c.observed_generation for c in got.conditions} == {3}
+
+
+@pytest.mark.parametrize(
+    ("phase", "ready", "reconciling"),
+    [
+        (Phase.INDEXING, ("False", "Indexing"), ("True", "InitialSync")),
+        (Phase.RELISTING, ("False", "Relisting"), ("True", "Relisting")),
+        (Phase.REFRESHING, ("False", "SpecChanged"), ("True", "SpecChanged")),
+    ],
+)
+def test_while_listing_only_conditions_move_and_the_numbers_stay(
+    phase: Phase, ready: tuple[str, str], reconciling: tuple[str, str]
+) -> None:
+    store = synced_store(nodes=[node("a", 4)], gpunodes=[agent("a", 4)], pods=[pod("p", "a", 1)])
+    previous = compute(store, now=NOW - timedelta(hours=1))
+    got = status.waiting_status(
+        previous, generation=4, health=OperatorHealth(phase=phase, waiting_for=("pods",)), now=NOW
     )
-    got = status.desired_status(
-        state([]),
-        GPUInventorySpec(),
-        generation=2,
-        existing=previous,
-        health=OperatorHealth(synced=False),
-        now=NOW,
+    assert (got.summary, got.nodes, got.resources) == (
+        previous.summary,
+        previous.nodes,
+        previous.resources,
     )
-    assert got.nodes == previous.nodes
-    assert got.summary == previous.summary
-    assert got.observed_generation == 1  # generation 2 is not reflected yet
-    ready = next(c for c in got.conditions if c.type == "Ready")
-    assert (ready.status, ready.last_transition_time) == ("False", NOW)
+    assert conditions(got)["Ready"] == ready
+    assert conditions(got)["Reconciling"] == reconciling
+    assert conditions(got)["Degraded"] == conditions(previous)["Degraded"]
+    assert {c.observed_generation for c in got.conditions} == {4} == {got.observed_generation}
+    ready_condition = next(c for c in got.conditions if c.type == "Ready")
+    assert ready_condition.last_transition_time == NOW
+
+
+def test_before_any_numbers_degraded_is_unknown() -> None:
+    got = status.waiting_status(
+        None, generation=1, health=OperatorHealth(phase=Phase.INDEXING), now=NOW
+    )
+    assert conditions(got)["Degraded"] == ("Unknown", "Indexing")
+    assert got.summary.nodes == 0
 
 
 def test_recomputing_an_unchanged_state_gives_an_equal_status() -> None:
-    cluster = state([node("a", gpus=4)], [agent("a")])
-    first = status.desired_status(
-        cluster,
-        GPUInventorySpec(),
-        generation=1,
-        existing=None,
-        health=OperatorHealth(),
-        now=NOW,
-    )
-    later = status.desired_status(
-        cluster,
-        GPUInventorySpec(),
-        generation=1,
-        existing=first,
-        health=OperatorHealth(),
-        now=NOW + timedelta(seconds=30),
-    )
+    store = synced_store(nodes=[node("a", 4)], gpunodes=[agent("a", 4)])
+    first = compute(store)
+    later = compute(store, existing=first, now=NOW + timedelta(seconds=30))
     assert later.to_wire() == first.to_wire()
 
 
-def test_the_spec_decides_what_counts_and_what_the_headline_is() -> None:
-    cluster = state(
-        [node("a", gpus=2, resources={"nvidia.com/gpu.shared": "20"})],
-        [agent("a", gpus=2)],
-        {"a": {"nvidia.com/gpu.shared": 3, GPU: 1}},
+def test_the_spec_decides_the_headline() -> None:
+    store = synced_store(
+        nodes=[node("a", 2, resources={"nvidia.com/gpu.shared": "20"})],
+        gpunodes=[agent("a", 2)],
+        pods=[pod("p", "a", 0, resources={"nvidia.com/gpu.shared": "3"})],
     )
-    spec = GPUInventorySpec(
-        resource_names=["nvidia.com/gpu.shared"], primary_resource="nvidia.com/gpu.shared"
+    got = compute(store, spec=GPUInventorySpec(primary_resource="nvidia.com/gpu.shared"))
+    assert (got.summary.allocatable, got.summary.allocated) == (20, 3)
+
+
+def test_node_view_has_labels_every_condition_resources_and_agent_state() -> None:
+    store = synced_store(
+        nodes=[node("a", 4, resources={"nvidia.com/mig-1g.10gb": "7"}, labels={"team": "ml"})],
+        gpunodes=[agent("a", 4)],
+        pods=[pod("p", "a", 2)],
     )
-    got = compute(cluster, spec=spec)
-    assert got["resources"] == [totals("nvidia.com/gpu.shared", 20, 20, 3, 17)]
-    assert got["summary"]["allocated"] == 3
-    assert got["nodes"][0]["allocatable"] == 20
-
-
-# --- GPUNode views ------------------------------------------------------------------------------
-
-
-def test_node_view_has_filtered_labels_conditions_resources_and_agent_state() -> None:
-    n = node("a", gpus=4, resources={"nvidia.com/mig-1g.10gb": "7"}, labels={"team": "ml"})
-    view = status.node_view(
-        n, agent("a"), {GPU: 2, "example.com/fpga": 1}, GPUInventorySpec(), now=NOW
+    n = store.nodes.live["a"]
+    facts = node_facts(
+        n, store.gpunodes.live["a"], store.allocated["a"], GPUInventorySpec(), now=NOW
     )
+    view = status.node_view(facts, labels=n.labels, conditions=n.conditions)
     assert view == KubernetesView(
         labels={
             "kubernetes.io/os": "linux",
@@ -527,21 +303,3 @@ def test_node_view_has_filtered_labels_conditions_resources_and_agent_state() ->
         allocated=2,
         agent_state="Reporting",
     )
-
-
-@pytest.mark.parametrize(
-    ("case", "gpunode", "want"),
-    [
-        ("no GPUNode", None, "Missing"),
-        ("created by the operator, agent not there yet", "empty", "Missing"),
-        ("fresh heartbeat", agent("a", age=5), "Reporting"),
-        ("heartbeat older than the threshold", agent("a", age=301), "Stale"),
-        ("NVML not available", agent("a", nvml=False), "NVMLUnavailable"),
-        ("heartbeat an hour ahead", agent("a", age=-3600), "Invalid"),
-    ],
-)
-def test_agent_state(case: str, gpunode: Any, want: str) -> None:
-    if gpunode == "empty":
-        gpunode = projections.project_gpunode({"metadata": {"name": "a"}})
-    got = status.agent_state(gpunode, stale_after=timedelta(seconds=300), now=NOW)
-    assert got == want, case

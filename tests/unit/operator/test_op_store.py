@@ -1,208 +1,122 @@
-"""The projection store: incremental per-node sums, what changed, listings, relists and sweeps."""
+"""The store: per-node sums kept incrementally, listings applied whole, what changed recorded for
+each writer, and a spec change that reshapes projections asking for a refresh."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from gpu_inventory.operator import projections
-from gpu_inventory.operator.projections import LabelFilter, PodProjection
-from gpu_inventory.operator.store import Kind, Projections
-from gpu_inventory.testing.builders import make_node
+from gpu_inventory.api.models import GPUInventorySpec
+from gpu_inventory.operator import feeding
+from gpu_inventory.operator.store import Kind, Phase, Store
+from gpu_inventory.operator.tables import Stream
+from gpu_inventory.testing.builders import make_node, make_pod
+from gpu_inventory.testing.streams import feed, listing, raw, synced_store, watch, with_uid
 
 GPU = "nvidia.com/gpu"
-MIG = "nvidia.com/mig-1g.10gb"
 
 
-def pod(node: str, gpus: int = 1, *, counted: bool = True) -> PodProjection:
-    return PodProjection(node, counted, ((GPU, gpus),) if gpus else ())
+def pod(name: str, node: str, gpus: int, **kwargs: Any) -> dict[str, Any]:
+    return with_uid(make_pod(name, node=node, gpus=gpus, **kwargs))
 
 
-def synced_store() -> Projections:
-    store = Projections(now=0.0)
-    for kind in Kind:
-        store.expect(kind, False)
-    store.take_changes()
-    return store
+def inventory(**spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "cluster", "uid": "inv", "generation": 1, "resourceVersion": "1"},
+        "spec": GPUInventorySpec(**spec).to_wire(),
+    }
 
 
-def test_pod_add_update_delete_adjust_the_node_sums() -> None:
-    store = synced_store()
-    store.pod_event("a", pod("n1", 2), listing=False, now=1.0)
-    store.pod_event("b", PodProjection("n1", True, ((GPU, 1), (MIG, 3))), listing=False, now=1.0)
-    store.pod_event("c", pod("n2", 4), listing=False, now=1.0)
-    assert store.allocated == {"n1": {GPU: 3, MIG: 3}, "n2": {GPU: 4}}
-    store.pod_event("b", None, listing=False, now=2.0)
-    assert store.allocated == {"n1": {GPU: 2}, "n2": {GPU: 4}}
-    store.pod_event("a", None, listing=False, now=2.0)
-    assert store.allocated == {"n2": {GPU: 4}}
-    assert store.pods_on == {"n2": 1}
+def test_the_phase_is_indexing_until_every_kind_is_listed() -> None:
+    store = Store()
+    assert store.phase() is Phase.INDEXING
+    listing(store, Kind.NODES, [make_node("n1", gpus=8)])
+    listing(store, Kind.PODS, [])
+    listing(store, Kind.GPUNODES, [])
+    assert store.phase() is Phase.INDEXING
+    assert store.nodes.live  # listed kinds are complete on their own
+    listing(store, Kind.INVENTORY, [])
+    assert store.phase() is Phase.CURRENT
 
 
-def test_a_pod_that_stops_counting_leaves_its_node() -> None:
-    store = synced_store()
-    store.pod_event("a", pod("n1", 2), listing=False, now=1.0)
-    store.pod_event("a", pod("n1", 2, counted=False), listing=False, now=2.0)
-    assert store.allocated == {}
-    assert store.pods == {}
+def test_sums_follow_pod_events_per_node() -> None:
+    store = synced_store(nodes=[make_node("n1", gpus=8), make_node("n2", gpus=8)])
+    store.take_facts_dirty()
+    watch(store, Kind.PODS, "ADDED", pod("a", "n1", 2))
+    watch(store, Kind.PODS, "ADDED", pod("b", "n1", 1))
+    watch(store, Kind.PODS, "ADDED", pod("c", "n2", 4))
+    assert store.allocated == {"n1": {GPU: 3}, "n2": {GPU: 4}}
+    assert store.take_facts_dirty() == {"n1", "n2"}
+    watch(store, Kind.PODS, "DELETED", pod("a", "n1", 2))
+    watch(store, Kind.PODS, "MODIFIED", pod("c", "n2", 4, phase="Succeeded"))
+    assert store.allocated == {"n1": {GPU: 1}}
+    assert store.take_views_dirty() == {"n1", "n2"}
 
 
-def test_pods_that_hold_no_gpu_are_not_kept() -> None:
-    store = synced_store()
-    assert not store.pod_event("cpu-only", pod("n1", 0), listing=False, now=1.0)
-    assert store.pods == {}
-    assert not store.dirty
+def test_pods_without_gpus_are_not_kept() -> None:
+    store = synced_store(pods=[pod("cpu", "n1", 0), pod("gpu", "n1", 1)])
+    assert len(store.pods.live) == 1
 
 
-def test_changes_name_the_nodes_touched_and_the_first_pod_event_time() -> None:
-    store = synced_store()
-    store.pod_event("a", pod("n1"), listing=False, now=5.0)
-    store.pod_event("b", pod("n2"), listing=False, now=6.0)
-    changes = store.take_changes()
-    assert (changes.inventory, changes.nodes, changes.first_pod_event) == (
-        True,
-        frozenset({"n1", "n2"}),
-        5.0,
-    )
-    assert not store.dirty
+def test_a_relist_applies_whole_and_recomputes_the_sums() -> None:
+    pods = [pod(f"p{i}", "n1", 1) for i in range(10)]
+    store = synced_store(nodes=[make_node("n1", gpus=16)], pods=pods)
+    assert store.allocated == {"n1": {GPU: 10}}
+    relisted = pods[4:] + [pod(f"new{i}", "n1", 1) for i in range(3)]
+    for body in relisted:  # the relist, event by event, with the numbers watched meanwhile
+        feed(store, Kind.PODS, raw(None, body, Stream(2, listing=True)))
+        assert store.allocated == {"n1": {GPU: 10}}  # old, complete; never a mix
+        assert store.phase() is Phase.RELISTING
+    feeding.listed(store, "pods", 2, len(relisted), now=0)
+    assert store.allocated == {"n1": {GPU: 9}}
+    assert store.phase() is Phase.CURRENT
 
 
-def test_an_event_that_changes_nothing_marks_nothing() -> None:
-    store = synced_store()
-    store.pod_event("a", pod("n1"), listing=False, now=1.0)
-    store.take_changes()
-    assert not store.pod_event("a", pod("n1"), listing=False, now=2.0)
-    assert not store.dirty
+def test_malformed_pods_are_counted_and_named() -> None:
+    bad = pod("bad", "n1", 0, resources={GPU: "lots", "nvidia.com/mig-1g.10gb": "1"})
+    store = synced_store(nodes=[make_node("n1", gpus=8)], pods=[bad, pod("ok", "n1", 1)])
+    assert store.skipped_pods() == 1
+    assert store.allocated == {"n1": {GPU: 1, "nvidia.com/mig-1g.10gb": 1}}
+    (why,) = store.malformed_pods()
+    assert "pod default/bad" in why
+    assert "nvidia.com/gpu" in why
 
 
-def test_restore_puts_back_what_a_failed_write_did_not_reflect() -> None:
-    store = synced_store()
-    store.pod_event("a", pod("n1"), listing=False, now=5.0)
-    changes = store.take_changes()
-    store.pod_event("b", pod("n2"), listing=False, now=7.0)
-    store.restore(changes)
-    again = store.take_changes()
-    assert again.nodes == {"n1", "n2"}
-    assert again.first_pod_event == 5.0
+def test_a_spec_change_of_resource_names_asks_to_read_pods_and_nodes_again() -> None:
+    store = synced_store(inventory=inventory(), nodes=[make_node("n1", gpus=1)])
+    assert store.phase() is Phase.CURRENT
+    changed = inventory(resource_names=["nvidia.com/gpu", "amd.com/gpu"])
+    changed["metadata"].update(generation=2, resourceVersion="2")
+    watch(store, Kind.INVENTORY, "MODIFIED", changed)
+    assert store.pending_refresh == {Kind.PODS, Kind.NODES}
+    assert store.phase() is Phase.REFRESHING
+    assert store.projector.matcher.matches("amd.com/gpu")
 
 
-def test_a_skipped_pod_is_remembered_and_never_summed() -> None:
-    store = synced_store()
-    store.pod_skipped("bad", listing=False, now=1.0)
-    assert store.skipped_pods == {"bad"}
-    assert store.allocated == {}
-    store.pod_event("bad", None, listing=False, now=2.0)  # deleted
-    assert store.skipped_pods == set()
+def test_a_spec_change_of_label_prefixes_asks_to_read_nodes_again() -> None:
+    store = synced_store(inventory=inventory())
+    changed = inventory(label_prefixes=["team"])
+    changed["metadata"].update(generation=2, resourceVersion="2")
+    watch(store, Kind.INVENTORY, "MODIFIED", changed)
+    assert store.pending_refresh == {Kind.NODES}
 
 
-def test_a_kubelet_report_that_moves_nothing_we_keep_is_no_change() -> None:
-    store = synced_store()
-    body = make_node("n1", gpus=1)
-    body["metadata"].update(uid="u", resourceVersion="5")
-    store.node_event("n1", "u", projections.project_node(body, store.labels), listing=False, now=1)
-    store.take_changes()
-    body["metadata"]["resourceVersion"] = "6"
-    body["metadata"].setdefault("annotations", {})["node.alpha.kubernetes.io/ttl"] = "0"
-    assert not store.node_event(
-        "n1", "u", projections.project_node(body, store.labels), listing=False, now=2
-    )
-    assert not store.dirty
-    assert store.nodes["n1"].resource_version == "6"  # what a later refresh compares with
+def test_a_late_deleted_of_a_replaced_inventory_removes_nothing() -> None:
+    store = synced_store(inventory=inventory())
+    old = inventory()
+    old["metadata"]["uid"] = "the-old-one"
+    watch(store, Kind.INVENTORY, "DELETED", old)
+    assert store.inventory is not None
+    assert store.inventory.uid == "inv"
 
 
-def test_our_own_gpunode_status_echoing_back_moves_no_inventory_number() -> None:
-    store = synced_store()
-    body: dict[str, Any] = {"metadata": {"name": "n1", "uid": "g1"}, "status": {}}
-    store.gpunode_event("n1", "g1", projections.project_gpunode(body), listing=False, now=1)
-    store.take_changes()
-    body["status"] = {"kubernetes": {"allocated": 1}}
-    assert store.gpunode_written(projections.project_gpunode(body))
-    changes = store.take_changes()
-    assert (changes.inventory, changes.nodes) == (False, frozenset({"n1"}))
-
-
-def test_the_deleted_event_of_a_same_named_predecessor_keeps_the_new_node() -> None:
-    store = synced_store()
-    new = projections.project_node(
-        {"metadata": {"name": "n1", "uid": "new"}, "status": {}}, LabelFilter()
-    )
-    store.node_event("n1", "new", new, listing=False, now=1.0)
-    assert not store.node_event("n1", "old", None, listing=False, now=2.0)
-    assert store.nodes["n1"] is new
-
-
-# --- listings -----------------------------------------------------------------------------------
-
-
-def test_a_kind_is_synced_once_its_listing_goes_quiet() -> None:
-    store = Projections(now=0.0)
-    for kind in (Kind.NODES, Kind.GPUNODES, Kind.INVENTORY):
-        store.expect(kind, False)
-    store.expect(Kind.PODS, True)
-    store.pod_event("a", pod("n1"), listing=True, now=1.0)
-    assert store.settle(now=1.5, quiet=1.0, timeout=60) == []
-    assert not store.synced()
-    store.settle(now=2.1, quiet=1.0, timeout=60)
-    assert store.synced()
-
-
-def test_a_kind_probed_non_empty_waits_for_its_listing_until_the_timeout() -> None:
-    store = Projections(now=0.0)
-    store.expect(Kind.PODS, True)
-    store.settle(now=30.0, quiet=1.0, timeout=60)
-    assert not store.synced(Kind.PODS)
-    store.settle(now=61.0, quiet=1.0, timeout=60)
-    assert store.synced(Kind.PODS)
-
-
-def test_a_watch_event_ends_the_listing_of_its_kind_at_once() -> None:
-    store = Projections(now=0.0)
-    store.expect(Kind.PODS, True)
-    store.pod_event("a", pod("n1"), listing=True, now=1.0)
-    store.pod_event("b", pod("n1"), listing=False, now=1.1)
-    assert store.synced(Kind.PODS)
-
-
-def test_after_a_relist_the_sweep_drops_only_what_is_gone_and_untouched() -> None:
-    store = synced_store()
-    for key in ("kept", "gone", "touched"):
-        store.pod_event(key, pod("n1"), listing=False, now=1.0)
-    store.pod_event("kept", pod("n1"), listing=True, now=10.0)  # relisted
-    assert store.settle(now=10.5, quiet=1.0, timeout=60) == []
-    assert store.settle(now=11.5, quiet=1.0, timeout=60) == [Kind.PODS]
-    store.begin_sweep(Kind.PODS)
-    store.pod_event("touched", pod("n1", 2), listing=False, now=11.6)  # after the LIST began
-    assert store.sweep(Kind.PODS, {"kept"}, now=12.0) == ["gone"]
-    assert set(store.pods) == {"kept", "touched"}
-    assert store.allocated == {"n1": {GPU: 3}}
-
-
-def test_a_skipped_pod_gone_during_a_relist_is_swept() -> None:
-    store = synced_store()
-    store.pod_skipped("bad", listing=False, now=1.0)
-    store.pod_event("ok", pod("n1"), listing=True, now=10.0)  # relisted; "bad" is not
-    assert store.settle(now=11.5, quiet=1.0, timeout=60) == [Kind.PODS]
-    store.begin_sweep(Kind.PODS)
-    assert store.sweep(Kind.PODS, {"ok"}, now=12.0) == ["bad"]
-    assert store.skipped_pods == set()
-
-
-def test_narrowing_the_label_prefixes_refilters_in_place() -> None:
-    store = synced_store()
-    body = make_node("n1", gpus=1, labels={"topology.kubernetes.io/zone": "z"})
-    body["metadata"]["uid"] = "u"
-    store.node_event("n1", "u", projections.project_node(body, store.labels), listing=False, now=1)
-    assert store.set_label_filter(LabelFilter(("topology.kubernetes.io/",)))
-    assert store.nodes["n1"].labels == (("topology.kubernetes.io/zone", "z"),)
-
-
-def test_widening_the_label_prefixes_asks_for_a_relist_and_takes_the_same_version() -> None:
-    store = synced_store()
-    body = make_node("n1", gpus=1, labels={"team": "ml"})
-    body["metadata"].update(uid="u", resourceVersion="5")
-    store.node_event("n1", "u", projections.project_node(body, store.labels), listing=False, now=1)
-    wider = LabelFilter((*store.labels.prefixes, "team"))
-    assert not store.set_label_filter(wider)
-    assert store.refresh_node(projections.project_node(body, wider))
-    assert ("team", "ml") in store.nodes["n1"].labels
-    body["metadata"]["resourceVersion"] = "4"  # an older listing: not taken
-    assert not store.refresh_node(projections.project_node(body, LabelFilter(("x",))))
+def test_our_own_view_echoing_back_moves_no_inventory_number() -> None:
+    gpunode = {"metadata": {"name": "n1", "uid": "g1", "resourceVersion": "1"}}
+    store = synced_store(nodes=[make_node("n1", gpus=1)], gpunodes=[gpunode])
+    store.take_facts_dirty()
+    echo = {
+        "metadata": {"name": "n1", "uid": "g1", "resourceVersion": "2"},
+        "status": {"kubernetes": {"allocated": 0}},
+    }
+    watch(store, Kind.GPUNODES, "MODIFIED", echo)
+    assert store.take_facts_dirty() == set()
+    assert store.take_views_dirty() == {"n1"}

@@ -1,0 +1,93 @@
+{{/* Names: "<release>" when it contains the chart name, else "<release>-gpu-inventory". */}}
+{{- define "gpu-inventory.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "gpu-inventory.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* A component's object name: "<fullname>-<component>". Call with (list . "agent"). */}}
+{{- define "gpu-inventory.component" -}}
+{{- printf "%s-%s" (include "gpu-inventory.fullname" (index . 0)) (index . 1) -}}
+{{- end -}}
+
+{{/*
+Selector labels of a component's pods. Selectors are immutable: never add to these.
+Call with (list . "agent").
+*/}}
+{{- define "gpu-inventory.selectorLabels" -}}
+{{- $root := index . 0 -}}
+app.kubernetes.io/name: {{ include "gpu-inventory.name" $root }}
+app.kubernetes.io/instance: {{ $root.Release.Name }}
+app.kubernetes.io/component: {{ index . 1 }}
+{{- end -}}
+
+{{/* Every object's and pod template's labels. Call with (list . "agent"). */}}
+{{- define "gpu-inventory.labels" -}}
+{{- $root := index . 0 -}}
+{{ include "gpu-inventory.selectorLabels" . }}
+app.kubernetes.io/version: {{ $root.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: gpu-inventory
+app.kubernetes.io/managed-by: {{ default $root.Release.Service $root.Values.managedBy }}
+helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace "+" "_" }}
+{{- end -}}
+
+{{- define "gpu-inventory.image" -}}
+{{- $image := .Values.image -}}
+{{- if $image.digest -}}
+{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The agent's ServiceAccount as the API server names its user. */}}
+{{- define "gpu-inventory.agentUser" -}}
+{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "gpu-inventory.component" (list . "agent")) -}}
+{{- end -}}
+
+{{- define "gpu-inventory.agentPriorityClass" -}}
+{{- if .Values.agent.priorityClass.create -}}
+{{- include "gpu-inventory.component" (list . "agent") -}}
+{{- else -}}
+{{- .Values.agent.priorityClass.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The container securityContext every component shares (Pod Security "restricted"). */}}
+{{- define "gpu-inventory.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+capabilities:
+  drop: [ALL]
+{{- end -}}
+
+{{- define "gpu-inventory.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Topology spread constraints of a component, selecting its own pods. */}}
+{{- define "gpu-inventory.topologySpread" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- range (index . 2) }}
+- {{ toYaml . | nindent 2 | trim }}
+  labelSelector:
+    matchLabels:
+      {{- include "gpu-inventory.selectorLabels" (list $root $component) | nindent 6 }}
+{{- end }}
+{{- end -}}

@@ -1,0 +1,201 @@
+"""The operator's /metrics is the inventory, and the chart's alerts read it right.
+
+The whole system runs (installed with Helm into a non-default namespace); its operator's real
+/metrics is scraped while the fleet is healthy, then with a GPU made unhealthy by a scripted XID
+and a node whose pods hold more GPUs than it advertises. The recorded series go through
+Prometheus' own `promtool test rules` with the chart's PrometheusRule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from gpu_inventory.api import constants
+from gpu_inventory.testing import alerts
+from gpu_inventory.testing.builders import make_pod
+from gpu_inventory.testing.controlplane import ControlPlane
+from gpu_inventory.testing.metrics import Samples, scrape
+from gpu_inventory.testing.system import GPUInventorySystem, create_workload, running_system
+from gpu_inventory.testing.wait import eventually
+
+pytestmark = pytest.mark.cluster
+
+G, V = constants.GROUP, constants.VERSION
+HELD_MINUTES = 30
+LAST_WRITE = "gpu_inventory_status_last_write_timestamp_seconds"
+
+
+@pytest.fixture
+def system(cluster: ControlPlane) -> Iterator[GPUInventorySystem]:
+    with running_system(
+        cluster, method="helm", namespace="gpu-metrics", write_floor_seconds=1.0
+    ) as running:
+        yield running
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    assert key in samples, f"not exported: {key}"
+    return samples[key]
+
+
+def inventory_status(system: GPUInventorySystem) -> dict[str, Any]:
+    system.check_alive()
+    try:
+        body = client.CustomObjectsApi(system.plane.api_client()).get_cluster_custom_object(
+            G, V, constants.INVENTORY_PLURAL, constants.INVENTORY_NAME
+        )
+    except client.ApiException as error:
+        raise AssertionError(f"no GPUInventory yet: {error.status}") from error
+    status: dict[str, Any] = body.get("status") or {}
+    return status
+
+
+def scrape_when(system: GPUInventorySystem, check: Any, what: str) -> Samples:
+    """The operator's samples once `check(samples, status)` passes on one scrape and status."""
+
+    def attempt() -> Samples:
+        try:
+            samples = scrape(system.operator_metrics_port)
+        except OSError as error:
+            raise AssertionError(f"/metrics not served yet: {error}") from error
+        check(samples, inventory_status(system))
+        return samples
+
+    return eventually(attempt, timeout=90, what=what)
+
+
+def the_metrics_are_the_status(samples: Samples, status: dict[str, Any]) -> None:
+    summary = status["summary"]
+    assert value(samples, "gpu_inventory_gpus", state="allocated") == summary["allocated"]
+    assert value(samples, "gpu_inventory_gpus", state="physical") == summary["gpus"]
+    assert value(samples, "gpu_inventory_gpus", state="unhealthy") == summary["unhealthyGPUs"]
+    assert value(samples, "gpu_inventory_nodes") == summary["nodes"]
+    for row in status["nodes"]:
+        labels = {"node": row["name"], "product": row["product"], "source": "DevicePlugin"}
+        assert (
+            value(samples, "gpu_inventory_node_gpus", **labels, state="allocated")
+            == (row["allocated"])
+        )
+        assert (
+            value(samples, "gpu_inventory_node_gpus", **labels, state="unhealthy")
+            == (row["unhealthy"])
+        )
+        assert value(samples, "gpu_inventory_node_agent", node=row["name"], state=row["agent"])
+    for condition in status["conditions"]:
+        assert (
+            value(
+                samples,
+                "gpu_inventory_condition",
+                type=condition["type"],
+                status=condition["status"],
+            )
+            == 1
+        )
+    assert samples[(LAST_WRITE, ())] > 0
+
+
+def recorded(samples: Samples) -> list[dict[str, str]]:
+    """The samples held for HELD_MINUTES; the write timestamp rebased to promtool's clock
+    (which starts at 0) as a status refreshed every minute."""
+    series = alerts.held(samples, HELD_MINUTES, skip=(LAST_WRITE,))
+    series.append({"series": LAST_WRITE, "values": f"0+60x{HELD_MINUTES}"})
+    return series
+
+
+def expect(series: list[dict[str, str]], firing: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """A promtool test: at the end, exactly `firing` fire and every other alert is quiet."""
+    return {
+        "interval": "1m",
+        "input_series": series,
+        "alert_rule_test": [
+            {"eval_time": f"{HELD_MINUTES}m", "alertname": name, "exp_alerts": firing.get(name, [])}
+            for name in alerts.alert_names()
+        ],
+    }
+
+
+def test_the_real_operators_metrics_drive_the_charts_alerts(
+    system: GPUInventorySystem, k8s: client.ApiClient, tmp_path: Path
+) -> None:
+    create_workload(k8s)
+
+    def healthy(samples: Samples, status: dict[str, Any]) -> None:
+        assert value(samples, "gpu_inventory_gpus", state="allocated") == 7
+        assert value(samples, "gpu_inventory_stale_agents") == 0
+        assert value(samples, "gpu_inventory_condition", type="Ready", status="True") == 1
+        the_metrics_are_the_status(samples, status)
+
+    quiet = scrape_when(system, healthy, "metrics of a complete, healthy inventory")
+    assert (
+        value(
+            quiet,
+            "gpu_inventory_resource_gpus",
+            resource="nvidia.com/mig-1g.10gb",
+            state="allocated",
+        )
+        == 3
+    )
+    assert value(quiet, "gpu_inventory_product_nodes", product="NVIDIA-H100-80GB-HBM3") == 2
+
+    node_b = system.nodes[2]
+    system.start_agent(node_b, scenario="h100-8x-events")  # XID 79 on GPU 3 after 10 s
+    # The T4 node's device plugin lost its GPU under a running pod: 3 held, 1 advertised.
+    client.CoreV1Api(k8s).create_namespaced_pod(
+        "ml", make_pod("held-over", namespace="ml", node="gpu-t4-a", gpus=2)
+    )
+
+    def troubled(samples: Samples, status: dict[str, Any]) -> None:
+        labels = {"node": node_b.name, "product": node_b.product, "source": "DevicePlugin"}
+        assert value(samples, "gpu_inventory_node_gpus", **labels, state="unhealthy") >= 1
+        t4 = {"node": "gpu-t4-a", "product": "Tesla-T4", "source": "DevicePlugin"}
+        assert value(samples, "gpu_inventory_node_gpus", **t4, state="allocated") == 3
+        the_metrics_are_the_status(samples, status)
+
+    loud = scrape_when(system, troubled, "metrics of an unhealthy GPU and an overcommitted node")
+    unhealthy = value(
+        loud,
+        "gpu_inventory_node_gpus",
+        node=node_b.name,
+        product=node_b.product,
+        source="DevicePlugin",
+        state="unhealthy",
+    )
+    firing = {
+        "GPUsUnhealthy": [
+            {
+                "exp_labels": {
+                    "severity": "warning",
+                    "node": node_b.name,
+                    "product": node_b.product,
+                },
+                "exp_annotations": {
+                    "summary": f"{unhealthy:g} unhealthy GPU(s) on {node_b.name}.",
+                    "description": f"The node agent reports unhealthy {node_b.product} GPUs on "
+                    f"{node_b.name} (kubectl get gpunode {node_b.name} -o yaml says which and "
+                    "why).",
+                },
+            }
+        ],
+        "GPUNodeOvercommitted": [
+            {
+                "exp_labels": {"severity": "warning", "node": "gpu-t4-a"},
+                "exp_annotations": {
+                    "summary": "Node gpu-t4-a has more GPUs allocated than allocatable.",
+                    "description": "Pods bound to gpu-t4-a hold more GPUs than the device plugin "
+                    "now advertises: GPUs were lost (XID, driver, or plugin restart) under "
+                    "running pods.",
+                },
+            }
+        ],
+    }
+    rules = alerts.write_rules(tmp_path)
+    result = alerts.promtool_test(
+        tmp_path, rules, [expect(recorded(quiet), {}), expect(recorded(loud), firing)]
+    )
+    assert result.returncode == 0, result.stdout + result.stderr

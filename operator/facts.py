@@ -1,0 +1,193 @@
+"""One GPU node's facts: what its row, its GPUNode view and the cluster totals are made of.
+
+Pure: no I/O; `now` is passed in. A node's facts change only when its Node, its GPUNode or the
+pods bound to it change, or when time alone moves its agent's state (a heartbeat going stale).
+So the inventory writer keeps them in a `FactsCache` and recomputes only the nodes the store
+marked, plus those whose `expires` has passed: at 5,000 nodes a write never recomputes them all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+from typing import Final
+
+from gpu_inventory.api import freshness
+from gpu_inventory.api.models import AgentState, GPUInventorySpec
+from gpu_inventory.operator import accounting
+from gpu_inventory.operator.projections import GPUNodeProjection, Malformed, NodeProjection
+
+UNKNOWN_PRODUCT: Final = "Unknown"
+"""Product of a GPU node with neither the `nvidia.com/gpu.product` label nor an agent report."""
+
+_NONE: Final = accounting.ResourceCounts()
+_NO_SUMS: Final[Mapping[str, int]] = {}
+_USABLE_AGENT: Final = frozenset({"Reporting", "Stale", "NVMLUnavailable"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeFacts:
+    """Everything the status and the GPUNode view say about one GPU node."""
+
+    name: str
+    product: str
+    ready: bool
+    resources: Mapping[str, accounting.ResourceCounts]
+    """Per GPU resource name (sorted): capacity, allocatable, allocated, available."""
+    primary: accounting.ResourceCounts
+    """The counts of `spec.primaryResource` (zeros when the node has none)."""
+    gpus: int
+    """Physical GPUs: the agent's count when usable and plausible, else the GFD label."""
+    unhealthy: int
+    agent: AgentState
+    agent_problem: bool
+    """Counts in `staleAgents` (stale, invalid, or missing past the grace period)."""
+    agent_note: str
+    """Why the agent's report was not believed (empty when it was)."""
+    malformed: Malformed
+    expires: datetime | None
+    """When time alone would change these facts (an agent turning stale); None: never."""
+
+    @property
+    def over_allocated(self) -> bool:
+        return self.primary.allocated > self.primary.allocatable
+
+    @property
+    def needs_attention(self) -> bool:
+        """Shown in the inventory's rows even on a cluster too large to list every node."""
+        return (
+            not self.ready
+            or self.unhealthy > 0
+            or self.agent_problem
+            or self.agent in ("Missing", "Stale", "Invalid")
+            or self.over_allocated
+            or bool(self.malformed)
+        )
+
+
+def node_facts(
+    node: NodeProjection,
+    gpunode: GPUNodeProjection | None,
+    allocated: Mapping[str, int],
+    spec: GPUInventorySpec,
+    *,
+    now: datetime,
+) -> NodeFacts:
+    """The facts of one node (any node; callers decide which ones are GPU nodes)."""
+    resources = accounting.node_totals(
+        accounting.NodeResources(capacity=dict(node.capacity), allocatable=dict(node.allocatable)),
+        allocated,
+    )
+    stale_after = timedelta(seconds=spec.agent_stale_after_seconds)
+    report = gpunode.agent if gpunode is not None else None
+    state = freshness.agent_state(
+        present=gpunode is not None,
+        agent_error=gpunode.agent_error if gpunode is not None else "",
+        heartbeat=report.heartbeat if report is not None else None,
+        nvml_available=report.nvml_available if report is not None else False,
+        stale_after=stale_after,
+        now=now,
+    )
+    usable = report if report is not None and state in _USABLE_AGENT else None
+    note = ""
+    bound = plausible_gpus(node)
+    if usable is not None and usable.gpus > bound:
+        # A hostile or broken agent must not inflate the cluster's count (design: "the
+        # operator cross-checks an agent's GPU count against the Node's capacity").
+        note = (
+            f"agent reports {usable.gpus} GPUs, the node advertises at most {bound}"
+            " (GFD nvidia.com/gpu.count, else its GPU capacity)"
+        )
+        state, usable = "Invalid", None
+    gpus = usable.gpus if usable is not None and usable.gpus else (node.gpu_count or 0)
+    product = node.product or (usable.product if usable is not None else "") or UNKNOWN_PRODUCT
+    return NodeFacts(
+        name=node.name,
+        product=product,
+        ready=node.ready,
+        resources=resources,
+        primary=resources.get(spec.primary_resource, _NONE),
+        gpus=gpus,
+        unhealthy=min(usable.unhealthy, gpus) if usable is not None else 0,
+        agent=state,
+        agent_problem=freshness.agent_problem(
+            state, node_created=node.created, stale_after=stale_after, now=now
+        ),
+        agent_note=note,
+        malformed=node.malformed,
+        expires=_expires(node, report, state, stale_after),
+    )
+
+
+def plausible_gpus(node: NodeProjection) -> int:
+    """The most physical GPUs this node can have, by what Kubernetes says of it.
+
+    GPU Feature Discovery's `nvidia.com/gpu.count` is NVML's own count; without it, every
+    physical GPU is advertised as at least one unit of some selected resource (a whole GPU,
+    a MIG device or a shared replica), so the sum of their capacities bounds it.
+    """
+    capacity = sum(count for _, count in node.capacity)
+    return max(node.gpu_count or 0, capacity)
+
+
+def _expires(
+    node: NodeProjection,
+    report: object,
+    state: AgentState,
+    stale_after: timedelta,
+) -> datetime | None:
+    heartbeat = getattr(report, "heartbeat", None)
+    if state in ("Reporting", "NVMLUnavailable") and heartbeat is not None:
+        return freshness.utc(heartbeat) + stale_after + timedelta(seconds=1)
+    if state == "Invalid" and heartbeat is not None:
+        return freshness.utc(heartbeat) - stale_after  # a future heartbeat becomes plausible
+    if state == "Missing" and node.created is not None:
+        return freshness.utc(node.created) + stale_after + timedelta(seconds=1)
+    return None
+
+
+class FactsCache:
+    """The facts of every GPU node, recomputed only where something changed or time passed."""
+
+    def __init__(self) -> None:
+        self.facts: dict[str, NodeFacts] = {}
+        self._spec: GPUInventorySpec | None = None
+
+    def update(
+        self,
+        *,
+        nodes: Mapping[str, NodeProjection],
+        gpunodes: Mapping[str, GPUNodeProjection],
+        allocated: Mapping[str, Mapping[str, int]],
+        dirty: Iterable[str],
+        spec: GPUInventorySpec,
+        now: datetime,
+    ) -> set[str]:
+        """Recompute the `dirty` nodes, the expired ones, or all of them after a spec change;
+        return the names whose facts changed."""
+        if spec != self._spec:
+            self._spec, self.facts = spec, {}
+            names: set[str] = set(nodes)
+        else:
+            names = set(dirty)
+            names.update(
+                name
+                for name, facts in self.facts.items()
+                if facts.expires is not None and facts.expires <= now
+            )
+        changed: set[str] = set()
+        for name in names:
+            old = self.facts.pop(name, None)
+            node = nodes.get(name)
+            if node is not None and node.has_gpus:
+                self.facts[name] = node_facts(
+                    node, gpunodes.get(name), allocated.get(name, _NO_SUMS), spec, now=now
+                )
+            if self.facts.get(name) != old:
+                changed.add(name)
+        return changed
+
+    def next_expiry(self) -> datetime | None:
+        """When the earliest facts expire (the writer wakes up then)."""
+        return min((f.expires for f in self.facts.values() if f.expires is not None), default=None)

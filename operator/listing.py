@@ -1,0 +1,83 @@
+"""Where kopf's LISTs begin and end: a stamp on every event, and a count at the end of each LIST.
+
+kopf reads every watched kind as LIST, then WATCH from the list's resourceVersion, and LISTs
+again when the watch is lost (`kopf._cogs.clients.watching.continuous_watch`). It marks the
+end of each LIST in its own stream (`Bookmark.LISTED`, what its index gate waits for) but
+hands handlers nothing of it: listed objects arrive as events of type None, exactly like the
+watch events after them except for the type, and a relist is not announced at all.
+
+So the operator wraps that one generator (the only place the boundary is known) and:
+- stamps each raw event with `tables.Stream(epoch, listing)`: which LIST-then-WATCH run of the
+  stream it belongs to, and whether it came from the LIST;
+- tells its listeners, at each LISTED, how many objects that LIST yielded.
+
+The store then applies each listing as one complete snapshot (`tables`), so a slow page can only
+delay `Ready`, and a relist after an outage can never publish half-old, half-new totals.
+
+This reaches into kopf's internals; `install()` checks the hook point and fails loudly (the
+operator does not start) if a kopf release moves it, and the integration tests run through it.
+kopf is pinned below the next minor release in pyproject.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from kopf._cogs.clients import watching
+
+from gpu_inventory.operator.tables import STREAM_KEY, Stream
+
+logger = logging.getLogger(__name__)
+
+Listener = Callable[[str, int, int], None]
+"""Called with (resource plural, epoch, objects the LIST yielded) when a LIST is over."""
+
+_listeners: list[Listener] = []
+_epochs: dict[str, int] = {}
+
+
+class HookError(RuntimeError):
+    """kopf's watch stream is not where this module expects it."""
+
+
+def subscribe(listener: Listener) -> Callable[[], None]:
+    """Hear about the end of every LIST; returns the function that stops it."""
+    _listeners.append(listener)
+    return functools.partial(_listeners.remove, listener)
+
+
+def install() -> None:
+    """Wrap kopf's `continuous_watch` (idempotent). Must run before kopf starts watching."""
+    original = getattr(watching, "continuous_watch", None)
+    if original is None or not hasattr(watching, "Bookmark"):
+        raise HookError(
+            "kopf._cogs.clients.watching has no continuous_watch/Bookmark: this kopf release"
+            " is not supported (pin kopf to the version in pyproject.toml)"
+        )
+    if getattr(original, "_gpu_inventory_hook", False):
+        return
+
+    @functools.wraps(original)
+    async def continuous_watch(**kwargs: Any) -> AsyncIterator[Any]:
+        plural = str(getattr(kwargs.get("resource"), "plural", "?"))
+        epoch = _epochs[plural] = _epochs.get(plural, 0) + 1
+        listed, watched = Stream(epoch, listing=True), Stream(epoch, listing=False)
+        count = 0
+        async for event in original(**kwargs):
+            if event is watching.Bookmark.LISTED:
+                logger.debug("listed %d %s (stream %d)", count, plural, epoch)
+                for listener in list(_listeners):
+                    listener(plural, epoch, count)
+            elif isinstance(event, dict):
+                if event.get("type") is None:
+                    event[STREAM_KEY] = listed
+                    count += 1
+                else:
+                    event[STREAM_KEY] = watched
+            yield event
+
+    continuous_watch._gpu_inventory_hook = True  # type: ignore[attr-defined]
+    watching.continuous_watch = continuous_watch

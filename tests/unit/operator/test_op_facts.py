@@ -1,0 +1,105 @@
+"""One node's facts: the agent's state by its heartbeat, a count not believed beyond what the Node
+advertises, and when time alone changes them."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from gpu_inventory.api.models import GPUInventorySpec
+from gpu_inventory.operator import projections
+from gpu_inventory.operator.facts import FactsCache, node_facts
+from gpu_inventory.operator.projections import DEFAULT_PROJECTOR
+from gpu_inventory.testing.builders import make_gpunode, make_node
+
+NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
+SPEC = GPUInventorySpec()
+
+
+def node(name: str = "n1", **kwargs: Any) -> projections.NodeProjection:
+    body = make_node(name, **kwargs)
+    body["metadata"]["creationTimestamp"] = (NOW - timedelta(days=1)).isoformat()
+    return projections.project_node(body, DEFAULT_PROJECTOR)
+
+
+def agent(age: float = 5, **kwargs: Any) -> projections.GPUNodeProjection:
+    beat = (NOW - timedelta(seconds=age)).isoformat()
+    return projections.project_gpunode(make_gpunode("n1", heartbeat=beat, **kwargs))
+
+
+@pytest.mark.parametrize(
+    ("case", "gpunode", "state", "problem"),
+    [
+        ("no GPUNode", None, "Missing", True),
+        ("fresh heartbeat", agent(5, gpus=8), "Reporting", False),
+        ("heartbeat older than agentStaleAfterSeconds", agent(301, gpus=8), "Stale", True),
+        ("NVML not available", agent(5, gpus=0, nvml=False), "NVMLUnavailable", False),
+        ("heartbeat an hour ahead", agent(-3600, gpus=8), "Invalid", True),
+    ],
+)
+def test_agent_state(case: str, gpunode: Any, state: str, problem: bool) -> None:
+    facts = node_facts(node(gpus=8), gpunode, {}, SPEC, now=NOW)
+    assert (facts.agent, facts.agent_problem) == (state, problem), case
+
+
+def test_a_hostile_count_is_not_believed_and_the_node_is_flagged() -> None:
+    """The measured attack: 100,000 GPUs and a fresh heartbeat took the cluster from 392 to
+    100,384. The schema now bounds a GPUNode to 32 GPUs; the cross-check covers the rest."""
+    hostile = agent(5, gpus=32, unhealthy=32)
+    facts = node_facts(node(gpus=1), hostile, {}, SPEC, now=NOW)
+    assert facts.gpus == 1  # the GFD label's count, not the agent's
+    assert facts.unhealthy == 0
+    assert (facts.agent, facts.agent_problem) == ("Invalid", True)
+    assert "reports 32 GPUs" in facts.agent_note
+
+
+def test_a_count_below_the_nodes_is_believed() -> None:
+    """A GPU that fell off the bus: NVML sees 7 while the device plugin still says 8."""
+    facts = node_facts(node(gpus=8), agent(5, gpus=7), {}, SPEC, now=NOW)
+    assert (facts.gpus, facts.agent) == (7, "Reporting")
+
+
+def test_mig_and_shared_capacity_bound_the_count_without_gfd() -> None:
+    mig = node(gpus=6, resources={"nvidia.com/mig-1g.10gb": "14"})
+    bare = dataclasses.replace(mig, gpu_count=None, labels=())
+    facts = node_facts(bare, agent(5, gpus=8), {}, SPEC, now=NOW)
+    assert (facts.gpus, facts.agent) == (8, "Reporting")
+
+
+def test_facts_expire_when_the_heartbeat_would_turn_stale() -> None:
+    facts = node_facts(node(gpus=8), agent(100, gpus=8), {}, SPEC, now=NOW)
+    assert facts.expires == NOW + timedelta(seconds=201)
+
+
+def test_the_cache_recomputes_dirty_and_expired_nodes_only() -> None:
+    nodes = {"n1": node(gpus=8), "n2": node("n2", gpus=8)}
+    gpunodes = {"n1": agent(290, gpus=8)}
+    cache = FactsCache()
+    changed = cache.update(
+        nodes=nodes, gpunodes=gpunodes, allocated={}, dirty=(), spec=SPEC, now=NOW
+    )
+    assert changed == {"n1", "n2"}
+    before = cache.facts["n1"]
+    assert before.agent == "Reporting"
+    later = NOW + timedelta(seconds=20)
+    changed = cache.update(
+        nodes=nodes, gpunodes=gpunodes, allocated={}, dirty=(), spec=SPEC, now=later
+    )
+    assert changed == {"n1"}  # its heartbeat went stale; n2 was not touched
+    after = cache.facts["n1"]
+    assert after.agent == "Stale"
+
+
+def test_a_node_that_loses_its_gpus_leaves_the_cache() -> None:
+    cache = FactsCache()
+    cache.update(
+        nodes={"n1": node(gpus=8)}, gpunodes={}, allocated={}, dirty=(), spec=SPEC, now=NOW
+    )
+    changed = cache.update(
+        nodes={"n1": node()}, gpunodes={}, allocated={}, dirty={"n1"}, spec=SPEC, now=NOW
+    )
+    assert changed == {"n1"}
+    assert cache.facts == {}
