@@ -5,7 +5,8 @@ server's own audiences, says who the caller is; a SubjectAccessReview says wheth
 the `cluster` GPUInventory (the same RBAC rule that lets them `kubectl get gpuinventory`).
 
 Outcomes, as the SDK's middleware and `app.py` turn them into HTTP:
-- no token, a token the API server rejects, or one not meant for this server: `None`, so 401;
+- no token, a malformed one (refused before any review), a token the API server rejects, one
+  not meant for this server, or an anonymous identity: `None`, so 401;
 - an accepted token without the RBAC right: an AccessToken with no scope, so 403;
 - no verdict (the API server is unreachable, slow, or refuses this server's own credentials):
   `AuthUnavailableError`, which `app.py` answers with 503, so a client keeps a good token.
@@ -18,18 +19,31 @@ itself (an authenticator that is not audience-aware), which is exactly the repla
 (authentication.k8s.io/v1 TokenReviewStatus.audiences). Only `allow_apiserver_audience` accepts
 those, for development.
 
+Anonymous (kubernetes/kubernetes#114165, #106142): TokenReview answers `authenticated: true`
+for user `system:anonymous` (group `system:unauthenticated`) when it is handed a token with
+leading whitespace, which the SDK passes on from `Authorization: Bearer  x`. So a token that is
+not an RFC 6750 b64token is refused before any review, and an anonymous identity is refused
+whatever the review says: a cluster that binds `system:unauthenticated` must not open this
+server to callers without a credential.
+
 Auth can never starve the tools: checks run on threads of their own (`auth_concurrency`, not the
-thread pool that runs tools), at most `auth_queue` wait, each has a deadline, and verdicts are
-cached (accepted and forbidden for `auth_cache_seconds`, rejected for
-`auth_refusal_cache_seconds`) keyed by a SHA-256 of the token; the raw token is never stored.
+thread pool that runs tools), at most `auth_queue` wait, each has a deadline, concurrent checks
+of the same token share one review, and verdicts are cached (accepted and forbidden for
+`auth_cache_seconds` but never past the token's own `exp`; rejected for
+`auth_refusal_cache_seconds`, in a separate, smaller cache, so junk tokens can never push an
+accepted caller out) keyed by a SHA-256 of the token; the raw token is never stored.
 The server's own credentials need `create` on tokenreviews and subjectaccessreviews (the
 built-in `system:auth-delegator` ClusterRole).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import json
 import logging
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -50,8 +64,13 @@ log = logging.getLogger(__name__)
 REQUIRED_SCOPE = f"{constants.INVENTORY_PLURAL}.{constants.GROUP}:get"
 """The scope an allowed caller's AccessToken carries; the HTTP app requires it."""
 
-_REFUSED = object()
-"""A cached "401" verdict."""
+ANONYMOUS_USER = "system:anonymous"
+UNAUTHENTICATED_GROUP = "system:unauthenticated"
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+"""RFC 6750 §2.1: `b64token = 1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+Service-account and OIDC tokens (JWTs) and bootstrap tokens all have this form."""
+MAX_TOKEN_CHARS = 16_384
+"""Longer than any real token; a longer one is refused rather than sent for review."""
 _SLOT_POLL_SECONDS = 0.02
 
 
@@ -72,7 +91,46 @@ class _Ticket:
 
 
 class AuthUnavailableError(Exception):
-    """No verdict on a token right now; the HTTP app answers 503 with this message."""
+    """No verdict on a token right now; the HTTP app answers 503 with this message, which never
+    carries what the API server said (that goes to the log)."""
+
+
+def _no_verdict() -> AuthUnavailableError:
+    return AuthUnavailableError(
+        "the Kubernetes API server cannot judge bearer tokens right now; retry in a few seconds"
+    )
+
+
+def well_formed(token: str) -> bool:
+    """The token has the syntax of a bearer token (RFC 6750 §2.1) and a sane length."""
+    return len(token) <= MAX_TOKEN_CHARS and _B64TOKEN.fullmatch(token) is not None
+
+
+def token_expiry(token: str) -> int | None:
+    """The `exp` claim of a JWT (seconds since the epoch), None for other tokens. Read only
+    after the API server accepted the token, so its signature has been checked."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        return None
+    expiry = payload.get("exp") if isinstance(payload, dict) else None
+    return expiry if isinstance(expiry, int) and not isinstance(expiry, bool) else None
+
+
+def is_anonymous(user: Any) -> bool:
+    return user.username == ANONYMOUS_USER or UNAUTHENTICATED_GROUP in (user.groups or ())
+
+
+class _Pending:
+    """A review in flight that later callers with the same token wait for."""
+
+    def __init__(self) -> None:
+        self.done = anyio.Event()
+        self.verdict: AccessToken | None = None
+        self.error: AuthUnavailableError | None = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +143,9 @@ class AuthLimits:
     cache_seconds: float = 30.0
     refusal_cache_seconds: float = 5.0
     max_entries: int = 4096
+    """Accepted (and forbidden) verdicts kept."""
+    max_refusals: int = 1024
+    """Refusals kept, apart: junk tokens never evict an accepted caller."""
 
 
 class KubernetesTokenVerifier:
@@ -98,6 +159,7 @@ class KubernetesTokenVerifier:
         allow_apiserver_audience: bool = False,
         limits: AuthLimits | None = None,
         clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not audiences:
             raise ValueError("audiences must name at least one audience")
@@ -106,7 +168,10 @@ class KubernetesTokenVerifier:
         self._allow_apiserver = allow_apiserver_audience
         self._limits = limits or AuthLimits()
         self._clock = clock
-        self._cache: OrderedDict[str, tuple[object, float]] = OrderedDict()
+        self._wall_clock = wall_clock
+        self._accepted: OrderedDict[str, tuple[AccessToken, float]] = OrderedDict()
+        self._refused: OrderedDict[str, float] = OrderedDict()
+        self._pending: dict[str, _Pending] = {}
         self._lock = threading.Lock()
         self._api: client.ApiClient | None = None
         # Review threads alive, abandoned ones included: a thread whose caller gave up keeps
@@ -122,10 +187,38 @@ class KubernetesTokenVerifier:
         """Most review threads alive at once (tests read it to prove the bound)."""
 
     async def verify_token(self, token: str) -> AccessToken | None:
+        if not well_formed(token):
+            log.info("refusing a malformed bearer token without a review")
+            return None
         key = hashlib.sha256(token.encode()).hexdigest()
-        cached = self._cached(key)
-        if cached is not None:
-            return None if cached is _REFUSED else cached  # type: ignore[return-value]
+        refused, verdict = self._cached(key)
+        if refused:
+            return None
+        if verdict is not None:
+            return verdict
+        pending = self._pending.get(key)
+        if pending is not None:  # the same token is being reviewed: share that review
+            await pending.done.wait()
+            if pending.error is not None:
+                raise pending.error
+            return pending.verdict
+        pending = self._pending[key] = _Pending()
+        try:
+            pending.verdict = await self._review_bounded(token, key)
+        except AuthUnavailableError as error:
+            pending.error = error
+            raise
+        except BaseException:
+            pending.error = _no_verdict()
+            raise
+        finally:
+            del self._pending[key]
+            pending.done.set()
+        self._remember(key, pending.verdict)
+        return pending.verdict
+
+    async def _review_bounded(self, token: str, key: str) -> AccessToken | None:
+        """`_review` on an auth thread, within the concurrency, queue and time limits."""
         if self._waiting >= self._limits.concurrency + self._limits.queue:
             raise AuthUnavailableError(
                 "too many bearer tokens are being checked at once; retry in a few seconds"
@@ -139,7 +232,7 @@ class KubernetesTokenVerifier:
                     await anyio.sleep(_SLOT_POLL_SECONDS)
                 ticket = _Ticket()
                 try:
-                    verdict = await anyio.to_thread.run_sync(
+                    return await anyio.to_thread.run_sync(
                         self._review_in_slot,
                         ticket,
                         token,
@@ -152,38 +245,50 @@ class KubernetesTokenVerifier:
                         self._slots.release()
                     raise
         except TimeoutError:
+            log.warning(
+                "the Kubernetes API server did not judge a bearer token within %gs",
+                self._limits.timeout_seconds,
+            )
             raise AuthUnavailableError(
-                "the Kubernetes API server did not judge the bearer token within "
-                f"{self._limits.timeout_seconds:g}s; retry in a few seconds"
+                "the Kubernetes API server did not judge the bearer token in time; retry in a "
+                "few seconds"
             ) from None
         finally:
             self._waiting -= 1
-        if verdict is None:
-            self._remember(key, _REFUSED, self._limits.refusal_cache_seconds)
-        else:
-            self._remember(key, verdict, self._limits.cache_seconds)
-        return verdict
 
-    # --- the cache -------------------------------------------------------------------------------
+    # --- the caches -------------------------------------------------------------------------------
 
-    def _cached(self, key: str) -> object | None:
+    def _cached(self, key: str) -> tuple[bool, AccessToken | None]:
+        """(refused, verdict) while a cached verdict holds; (False, None) when none does."""
+        now = self._clock()
         with self._lock:
-            hit = self._cache.get(key)
+            refused_until = self._refused.get(key)
+            if refused_until is not None:
+                if refused_until > now:
+                    return True, None
+                del self._refused[key]
+            hit = self._accepted.get(key)
             if hit is None:
-                return None
-            if hit[1] > self._clock():
-                return hit[0]
-            del self._cache[key]
-            return None
+                return False, None
+            verdict, until = hit
+            expired = verdict.expires_at is not None and verdict.expires_at <= self._wall_clock()
+            if until > now and not expired:
+                return False, verdict
+            del self._accepted[key]
+            return False, None
 
-    def _remember(self, key: str, verdict: object, seconds: float) -> None:
-        if seconds <= 0:
-            return
+    def _remember(self, key: str, verdict: AccessToken | None) -> None:
+        now = self._clock()
         with self._lock:
-            self._cache[key] = (verdict, self._clock() + seconds)
-            self._cache.move_to_end(key)
-            while len(self._cache) > self._limits.max_entries:
-                self._cache.popitem(last=False)
+            if verdict is None:
+                if self._limits.refusal_cache_seconds > 0:
+                    self._refused[key] = now + self._limits.refusal_cache_seconds
+                    self._refused.move_to_end(key)
+                    _bound(self._refused, self._limits.max_refusals)
+            elif self._limits.cache_seconds > 0:
+                self._accepted[key] = (verdict, now + self._limits.cache_seconds)
+                self._accepted.move_to_end(key)
+                _bound(self._accepted, self._limits.max_entries)
 
     # --- asking the API server (blocking: runs on the auth threads) -----------------------------
 
@@ -220,39 +325,38 @@ class KubernetesTokenVerifier:
                 log.info("token review refused the token: %s", kube.describe_error(error))
                 return None
             log.warning("cannot review a bearer token: %s", kube.describe_error(error))
-            raise AuthUnavailableError(
-                "the Kubernetes API server cannot judge bearer tokens right now "
-                f"({kube.describe_error(error)})"
-            ) from None
+            raise _no_verdict() from None
         except Exception as error:
             log.warning("cannot review a bearer token: %s", kube.describe_error(error))
-            raise AuthUnavailableError(
-                "the Kubernetes API server cannot be reached to judge the bearer token "
-                f"({kube.describe_error(error)}); retry in a few seconds"
-            ) from None
+            raise _no_verdict() from None
         if not allowed:
             log.info("%s may not get gpuinventories: refusing with 403", user.username)
         return AccessToken(
             token=key,
             client_id=user.username or "",
             scopes=[REQUIRED_SCOPE] if allowed else [],
+            expires_at=token_expiry(token),
             subject=user.uid or user.username,
         )
 
     def _authenticate(self, api: client.ApiClient, token: str) -> Any:
-        """The token's user if it is meant for this server (or, opted in, the API server)."""
+        """The token's user if it is meant for this server (or, opted in, the API server) and
+        is not anonymous."""
+        user = None
         status = self._token_review(api, token, self._audiences)
         if status is not None and set(status.audiences or ()) & set(self._audiences):
-            return status.user
-        if status is not None:
+            user = status.user
+        elif status is not None:
             # Authenticated, but by an authenticator that is not audience-aware: the token is
             # one for the API server (TokenReviewStatus.audiences, see the module docstring).
             log.info("refusing a token not bound to audiences %s", self._audiences)
-        if self._allow_apiserver:
+        if user is None and self._allow_apiserver:
             status = self._token_review(api, token, None)
-            if status is not None:
-                return status.user
-        return None
+            user = status.user if status is not None else None
+        if user is not None and is_anonymous(user):
+            log.info("refusing %s: an anonymous identity is no credential", user.username)
+            return None
+        return user
 
     def _token_review(self, api: client.ApiClient, token: str, audiences: list[str] | None) -> Any:
         """The TokenReview status if the token authenticated, else None."""
@@ -266,6 +370,9 @@ class KubernetesTokenVerifier:
         )
         status = review.status
         if status is None or not status.authenticated or status.user is None:
+            # Why (e.g. "invalid bearer token"), for whoever reads the log after a 401.
+            reason = (status.error if status is not None else None) or "no reason given"
+            log.info("the API server rejected a token: %s", reason)
             return None
         return status
 
@@ -295,3 +402,9 @@ class KubernetesTokenVerifier:
         """(connect, read) socket timeouts: an abandoned review thread ends by itself soon."""
         seconds = self._limits.timeout_seconds
         return (seconds, seconds)
+
+
+def _bound(entries: OrderedDict[str, Any], most: int) -> None:
+    """Drop the oldest entries beyond `most`."""
+    while len(entries) > most:
+        entries.popitem(last=False)

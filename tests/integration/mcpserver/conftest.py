@@ -1,14 +1,19 @@
 """Fixtures for the MCP server on the local control plane: CRs written as the operator and agents
-would (admin, /status), ServiceAccounts and their tokens (`kubectl create token`), and the HTTP
-app served on a loopback port."""
+would (admin, /status), ServiceAccounts and their tokens (`kubectl create token`), the HTTP
+app served on a loopback port, and a proxy in front of the API server's token reviews."""
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import http.server
+import json
+import ssl
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import uvicorn
@@ -22,6 +27,7 @@ from gpu_inventory.api.objects import inventory_object
 from gpu_inventory.mcpserver.settings import DEFAULT_AUDIENCE
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
 from gpu_inventory.testing.kubectl import run_kubectl
+from gpu_inventory.testing.pki import Pki
 from gpu_inventory.testing.wait import eventually
 
 G, V = constants.GROUP, constants.VERSION
@@ -116,9 +122,15 @@ def service_account(k8s: client.ApiClient, namespace: str, name: str) -> None:
 
 
 def grant_inventory_reader(
-    k8s: client.ApiClient, namespace: str, name: str, created: list[tuple[str, str]]
+    k8s: client.ApiClient,
+    namespace: str,
+    name: str,
+    created: list[tuple[str, str]],
+    *,
+    subject: dict[str, str] | None = None,
 ) -> None:
-    """A ClusterRole that may `get gpuinventories`, bound to ServiceAccount namespace/name."""
+    """A ClusterRole that may `get gpuinventories`, bound to ServiceAccount namespace/name (or
+    to `subject`, e.g. a group)."""
     rbac = client.RbacAuthorizationV1Api(k8s)
     role = f"{namespace}-{name}-gpuinventory-reader"
     rbac.create_cluster_role(
@@ -142,7 +154,9 @@ def grant_inventory_reader(
                 "kind": "ClusterRole",
                 "name": role,
             },
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
+            "subjects": [
+                subject or {"kind": "ServiceAccount", "name": name, "namespace": namespace}
+            ],
         }
     )
     created.append(("ClusterRoleBinding", role))
@@ -189,3 +203,85 @@ def serving(app: Starlette) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+# --- a proxy in front of the API server's token reviews ------------------------------------------
+
+Rewrite = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+class ReviewProxy:
+    """HTTPS on a loopback port; POSTs are relayed to the API server as the admin, except that
+    TokenReviews hang while `hang` is set, and TokenReview answers pass through `rewrite` when
+    it is set (to stand in for authenticators this control plane does not run)."""
+
+    def __init__(self, api: client.ApiClient, directory: Path) -> None:
+        self.api = api
+        self.hang = threading.Event()
+        self.release = threading.Event()
+        self.hanging = 0
+        self.rewrite: Rewrite | None = None
+        pki = Pki(directory)
+        serving_pair = pki.issue("proxy", common_name="localhost", server=True)
+        self.ca = pki.ca.cert
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(serving_pair.cert, serving_pair.key)
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                review = self.path.endswith("/tokenreviews")
+                if review and proxy.hang.is_set():
+                    proxy.hanging += 1
+                    proxy.release.wait(60)
+                    self.send_error(503)
+                    return
+                upstream = proxy.api.rest_client.pool_manager.request(
+                    "POST",
+                    proxy.api.configuration.host + self.path,
+                    body=body,
+                    headers={"Content-Type": "application/json", "Accept": "application/json"},
+                )
+                data = upstream.data
+                if review and proxy.rewrite is not None and upstream.status == 201:
+                    data = json.dumps(proxy.rewrite(json.loads(data))).encode()
+                self.send_response(upstream.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *_: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server.daemon_threads = True
+        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+        self.url = f"https://localhost:{self.server.server_address[1]}"
+
+    def kubeconfig(self, admin: Path, path: Path) -> Path:
+        """The admin kubeconfig, pointed at this proxy."""
+        document = yaml.safe_load(admin.read_text())
+        cluster = document["clusters"][0]["cluster"]
+        cluster["server"] = self.url
+        cluster["certificate-authority-data"] = base64.b64encode(self.ca.read_bytes()).decode()
+        path.write_text(yaml.safe_dump(document))
+        return path
+
+    def __enter__(self) -> ReviewProxy:
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def proxy(
+    control_plane: ControlPlane, k8s: client.ApiClient, tmp_path: Path
+) -> Iterator[ReviewProxy]:
+    with ReviewProxy(k8s, tmp_path / "pki") as running:
+        yield running

@@ -1,19 +1,14 @@
 """Auth cannot starve tools: with TokenReview hanging, an accepted caller keeps getting answers.
 
-A local HTTPS proxy stands in front of the real API server for the MCP server's token checks:
-it relays TokenReview and SubjectAccessReview to the API server unchanged until told to hang,
-then holds every TokenReview open, as a slow or overloaded API server (or a stuck webhook
-authenticator behind it) would.
+A local HTTPS proxy (`ReviewProxy`) stands in front of the real API server for the MCP server's
+token checks: it relays TokenReview and SubjectAccessReview to the API server unchanged until
+told to hang, then holds every TokenReview open, as a slow or overloaded API server (or a stuck
+webhook authenticator behind it) would.
 """
 
 from __future__ import annotations
 
-import base64
-import http.server
-import ssl
-import threading
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,96 +16,22 @@ from typing import Any
 import anyio
 import httpx2
 import pytest
-import yaml
-from kubernetes import client
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from gpu_inventory.mcpserver.app import MCP_PATH, build_http_app, kubernetes_verifier
 from gpu_inventory.mcpserver.settings import Settings
 from gpu_inventory.testing import samples
-from gpu_inventory.testing.controlplane import ControlPlane, free_port
+from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.mcpcalls import answer, answer_when
-from gpu_inventory.testing.pki import Pki
 from gpu_inventory.testing.wait import eventually
 
-from .conftest import serving
+from .conftest import ReviewProxy, serving
 
 pytestmark = pytest.mark.cluster
 
 WAITING_CALLERS = 45
 AUTH_TIMEOUT = 3.0
-
-
-class ReviewProxy:
-    """HTTPS on a loopback port; POSTs are relayed to the API server as the admin, except that
-    TokenReviews hang while `hang` is set."""
-
-    def __init__(self, api: client.ApiClient, directory: Path) -> None:
-        self.api = api
-        self.hang = threading.Event()
-        self.release = threading.Event()
-        self.hanging = 0
-        pki = Pki(directory)
-        serving_pair = pki.issue("proxy", common_name="localhost", server=True)
-        self.ca = pki.ca.cert
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(serving_pair.cert, serving_pair.key)
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                if self.path.endswith("/tokenreviews") and proxy.hang.is_set():
-                    proxy.hanging += 1
-                    proxy.release.wait(60)
-                    self.send_error(503)
-                    return
-                upstream = proxy.api.rest_client.pool_manager.request(
-                    "POST",
-                    proxy.api.configuration.host + self.path,
-                    body=body,
-                    headers={"Content-Type": "application/json", "Accept": "application/json"},
-                )
-                self.send_response(upstream.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(upstream.data)))
-                self.end_headers()
-                self.wfile.write(upstream.data)
-
-            def log_message(self, *_: Any) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
-        self.server.daemon_threads = True
-        self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
-        self.url = f"https://localhost:{self.server.server_address[1]}"
-
-    def kubeconfig(self, admin: Path, path: Path) -> Path:
-        """The admin kubeconfig, pointed at this proxy."""
-        document = yaml.safe_load(admin.read_text())
-        cluster = document["clusters"][0]["cluster"]
-        cluster["server"] = self.url
-        cluster["certificate-authority-data"] = base64.b64encode(self.ca.read_bytes()).decode()
-        path.write_text(yaml.safe_dump(document))
-        return path
-
-    def __enter__(self) -> ReviewProxy:
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
-
-
-@pytest.fixture
-def proxy(
-    control_plane: ControlPlane, k8s: client.ApiClient, tmp_path: Path
-) -> Iterator[ReviewProxy]:
-    with ReviewProxy(k8s, tmp_path / "pki") as running:
-        yield running
 
 
 async def test_an_accepted_caller_is_answered_while_token_reviews_hang(
