@@ -15,8 +15,9 @@ from mcp.server.auth.provider import TokenVerifier
 from mcp.server.transport_security import TransportSecurityMiddleware, TransportSecuritySettings
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from gpu_inventory.api import constants
 from gpu_inventory.mcpserver import kube
 from gpu_inventory.mcpserver.auth import AuthLimits, AuthUnavailableError, KubernetesTokenVerifier
 from gpu_inventory.mcpserver.cache import InventoryCache
@@ -67,7 +68,7 @@ def build_http_app(
             "hands this server a credential it could replay against the whole cluster"
         )
     server = build_server(settings, cache=cache, token_verifier=token_verifier)
-    hosts = list(dict.fromkeys((*LOCALHOST, *settings.allowed_hosts)))  # port-forward works
+    hosts = with_portless_forms((*LOCALHOST, *settings.allowed_hosts))  # port-forward works
     security = TransportSecuritySettings(
         enable_dns_rebinding_protection=True,
         allowed_hosts=hosts,
@@ -81,35 +82,93 @@ def build_http_app(
         host=settings.host,
     )
     # Outermost of the app's middleware, so it runs before the SDK's bearer-auth middleware.
-    app.add_middleware(Guard, security=security)
+    app.add_middleware(Guard, security=security, help_401=how_to_authenticate(settings))
     return app
 
 
+def with_portless_forms(hosts: tuple[str, ...]) -> list[str]:
+    """`name:*` (any port) also allows `name` alone: a Host header carries no port for a
+    Service or Ingress on port 80 or 443, or for `curl http://localhost/`."""
+    forms: list[str] = []
+    for host in hosts:
+        forms.append(host)
+        if host.endswith(":*"):
+            forms.append(host[:-2])
+    return list(dict.fromkeys(forms))
+
+
+def how_to_authenticate(settings: Settings) -> str:
+    """What a 401 tells the caller to do (RFC 6750 error_description: no quotes or backslashes)."""
+    return (
+        "send Authorization: Bearer with a Kubernetes token made for this server, e.g. "
+        f"kubectl create token <serviceaccount> --audience {settings.token_audiences[0]}; "
+        f"its identity needs get on {constants.INVENTORY_PLURAL}.{constants.GROUP} "
+        "(bind the gpu-inventory-reader ClusterRole)"
+    )
+
+
 class Guard:
-    """Host/Origin checks before any token is reviewed, and 503 when no verdict can be had.
+    """Host/Origin checks before any token is reviewed, 503 when no verdict can be had, and a
+    401 that says how to get a token.
 
     The SDK checks Host and Origin inside the transport, i.e. after its auth middleware has
     already sent a TokenReview: a DNS-rebinding page could make the API server do work. Here
     the same checks (the SDK's own `TransportSecurityMiddleware`) run first. Health probes are
-    left alone (the kubelet calls them by pod IP).
+    served whatever their Host (the kubelet calls them by pod IP), and their Authorization
+    header is dropped: the SDK's auth middleware would otherwise review it on every probe.
     """
 
-    def __init__(self, app: ASGIApp, *, security: TransportSecuritySettings) -> None:
+    def __init__(self, app: ASGIApp, *, security: TransportSecuritySettings, help_401: str) -> None:
         self.app = app
         self.checks = TransportSecurityMiddleware(security)
+        self.help_401 = help_401
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in HEALTH_PATHS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        refusal = await self.checks.validate_request(Request(scope), is_post=False)
-        if refusal is not None:
-            await refusal(scope, receive, send)
-            return
+        if scope["path"] in HEALTH_PATHS:
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"authorization"]
+            scope = {**scope, "headers": headers}
+        else:
+            refusal = await self.checks.validate_request(Request(scope), is_post=False)
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, self._explaining_401(send))
         except AuthUnavailableError as error:
             await _unavailable(str(error), send)
+
+    def _explaining_401(self, send: Send) -> Send:
+        """`send`, with the SDK's bare "Authentication required" 401 replaced by one that says
+        what token to bring (same error code, same shape)."""
+        body = json.dumps({"error": "invalid_token", "error_description": self.help_401}).encode()
+        challenge = f'Bearer error="invalid_token", error_description="{self.help_401}"'
+        replacing = False
+
+        async def sending(message: Message) -> None:
+            nonlocal replacing
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                replacing = True
+                kept = [
+                    (k, v)
+                    for k, v in message["headers"]
+                    if k.lower() not in (b"content-length", b"www-authenticate")
+                ]
+                message = {
+                    **message,
+                    "headers": [
+                        *kept,
+                        (b"content-length", str(len(body)).encode()),
+                        (b"www-authenticate", challenge.encode()),
+                    ],
+                }
+            elif message["type"] == "http.response.body" and replacing:
+                message = {"type": "http.response.body", "body": body}
+            await send(message)
+
+        return sending
 
 
 async def _unavailable(description: str, send: Send) -> None:
