@@ -6,7 +6,7 @@ import argparse
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from gpu_inventory.mcpserver.settings import Settings
 
@@ -50,22 +50,28 @@ def _items(text: str | None) -> tuple[str, ...] | None:
     return tuple(i.strip() for i in text.split(",") if i.strip()) if text else None
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def load_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
+    """The settings a process started with `argv` and `environ` runs with; `ValueError` naming
+    the bad option."""
     args = parse_args(argv)
+    return Settings.from_env(
+        environ,
+        transport=args.transport,
+        host=args.host,
+        port=args.port,
+        allowed_hosts=_items(args.allowed_hosts),
+        token_audiences=_items(args.token_audiences),
+        allow_apiserver_audience=args.allow_apiserver_audience,
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        auth=args.auth,
+        log_level=args.log_level,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
     try:
-        settings = Settings.from_env(
-            os.environ,
-            transport=args.transport,
-            host=args.host,
-            port=args.port,
-            allowed_hosts=_items(args.allowed_hosts),
-            token_audiences=_items(args.token_audiences),
-            allow_apiserver_audience=args.allow_apiserver_audience,
-            kubeconfig=args.kubeconfig,
-            context=args.context,
-            auth=args.auth,
-            log_level=args.log_level,
-        )
+        settings = load_settings(argv, os.environ)
     except ValueError as error:
         sys.exit(f"gpu-inventory-mcp: {error}")
     # stdout is the MCP channel under stdio: logs go to stderr.

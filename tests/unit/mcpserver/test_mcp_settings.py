@@ -83,7 +83,7 @@ def test_tokens_must_be_meant_for_this_server_by_default() -> None:
     assert settings.allow_apiserver_audience is False
 
 
-def test_the_audience_flags_and_variables_the_manifests_set() -> None:
+def test_audience_flags_and_variables_are_read() -> None:
     environ = {
         "GPU_INVENTORY_MCP_TOKEN_AUDIENCES": "gpu-inventory-mcp,other",
         "GPU_INVENTORY_MCP_ALLOW_APISERVER_AUDIENCE": "true",
