@@ -24,13 +24,16 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
+import pydantic
+import pydantic_core
 from mcp.server import MCPServer
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
-from mcp.types import ToolAnnotations
-from pydantic import AnyHttpUrl, Field
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -54,6 +57,10 @@ get_gpu_health lists unhealthy and degraded GPUs with the recommended action;
 find_gpu_capacity finds the nodes where a pod asking for N GPUs fits now. Read-only."""
 
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+_LIMIT = (
+    "{what}, 1 to 500. Omitted: as many as fit in about 30,000 characters (at least one), "
+    "so the answer fits a model's context; counts and truncated say what was left out."
+)
 _T = TypeVar("_T")
 
 
@@ -74,6 +81,50 @@ def server_version() -> str:
         return importlib.metadata.version("gpu-inventory")
     except importlib.metadata.PackageNotFoundError:
         return "0+unknown"
+
+
+def compact(answer: BaseModel) -> CallToolResult:
+    """The answer as a tool result: structured content, and as the text a model reads the same
+    JSON without indentation (the SDK would indent it by 2, a third more text for nothing)."""
+    text = answer.model_dump_json()
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content=pydantic_core.from_json(text),
+    )
+
+
+class _KnownArgumentsOnly(BaseModel):
+    """Mixed into a tool's argument model: an argument the tool does not take is an error that
+    names it and lists the ones it does (pydantic's own extra_forbidden error lists none)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _known_only(cls, data: Any) -> Any:
+        known = [field.alias or name for name, field in cls.model_fields.items()]
+        unknown = sorted(set(data) - set(known)) if isinstance(data, dict) else []
+        if unknown:
+            raise ValueError(
+                f"unknown argument {', '.join(map(repr, unknown))}; this tool takes: "
+                + ", ".join(known)
+            )
+        return data
+
+
+def strict_tool(fn: Callable[..., Any], *, title: str) -> Tool:
+    """A read-only tool from `fn` whose docstring is dedented (the SDK sends it as is) and that
+    refuses arguments it does not take: a misspelt filter silently ignored would answer
+    another question than the one asked. The input schema says so too
+    (`additionalProperties: false`)."""
+    fn.__doc__ = inspect.cleandoc(fn.__doc__ or "")
+    tool = Tool.from_function(fn, title=title, annotations=_READ_ONLY)
+    loose = tool.fn_metadata.arg_model
+    strict = pydantic.create_model(loose.__name__, __base__=(loose, _KnownArgumentsOnly))
+    metadata = tool.fn_metadata.model_copy(update={"arg_model": strict})
+    return tool.model_copy(
+        update={"fn_metadata": metadata, "parameters": strict.model_json_schema(by_alias=True)}
+    )
 
 
 def tune_gc() -> None:
@@ -151,17 +202,6 @@ def build_server(
             resource_server_url=None,
             required_scopes=[auth.REQUIRED_SCOPE],
         )
-    mcp = MCPServer[AppState](
-        "gpu-inventory",
-        title="GPU inventory",
-        version=server_version(),
-        instructions=INSTRUCTIONS,
-        lifespan=lifespan,
-        subscriptions=bus,
-        token_verifier=token_verifier,
-        auth=auth_settings,
-        log_level=settings.log_level.upper(),  # type: ignore[arg-type]
-    )
     max_staleness = settings.max_staleness_seconds
     memo = views.AnswerMemo()
 
@@ -172,30 +212,25 @@ def build_server(
         error: type[Exception] = ToolError,
         **arguments: Any,
     ) -> _T:
-        """`view` on the current snapshot. Expected failures become readable tool (or resource)
-        errors; anything else is a bug, logged with its traceback and reported with its cause
-        (the SDK would only say "Error executing tool <name>")."""
+        """`view` on the current snapshot. A bad argument or an inventory that cannot be trusted
+        becomes a readable tool (or resource) error; anything else, a ValueError included, is a
+        bug, logged with its traceback and reported with its cause (the SDK would only say
+        "Error executing tool <name>"; it names a tool, so only a resource's error names it)."""
         watched.wait_settled(FIRST_LIST_WAIT_SECONDS)
         try:
             return view(
                 watched.snapshot(), now=clock(), max_staleness_seconds=max_staleness, **arguments
             )
-        except (ValueError, views.InventoryUnavailableError) as failure:
+        except (views.ArgumentError, views.InventoryUnavailableError) as failure:
             raise error(str(failure)) from failure
         except Exception as bug:
             log.exception("%s failed", name)
+            where = f"{name}: " if error is not ToolError else ""
             raise error(
-                f"{name} failed inside gpu-inventory-mcp ({type(bug).__name__}: {bug}); this is "
-                "a bug: the server log has the details, please report it"
+                f"{where}internal error in gpu-inventory-mcp ({type(bug).__name__}: {bug}); this "
+                "is a bug: the server log has the details, please report it"
             ) from bug
 
-    def described(fn: Callable[..., _T]) -> Callable[..., _T]:
-        """The SDK sends a docstring as is; models should not read its source indentation."""
-        fn.__doc__ = inspect.cleandoc(fn.__doc__ or "")
-        return fn
-
-    @mcp.tool(title="GPU inventory", annotations=_READ_ONLY)
-    @described
     def get_gpu_inventory(
         *,
         include_k8s_metadata: Annotated[
@@ -221,13 +256,14 @@ def build_server(
             Field(description="Only nodes with unhealthy or degraded GPUs, and only those GPUs."),
         ] = False,
         limit: Annotated[
-            int,
+            int | None,
             Field(
-                description="Nodes per page (the summary always covers every node).",
+                description=_LIMIT.format(what="Nodes per page")
+                + " The summary always covers every node.",
                 ge=1,
                 le=views.MAX_LIMIT,
             ),
-        ] = views.DEFAULT_LIMIT,
+        ] = None,
         cursor: Annotated[
             str | None,
             Field(
@@ -239,7 +275,7 @@ def build_server(
             bool | None,
             Field(description="Renamed: use only_unhealthy_or_degraded."),
         ] = None,
-    ) -> shapes.InventoryAnswer:
+    ) -> Annotated[CallToolResult, shapes.InventoryAnswer]:
         """The cluster's GPUs: a whole-cluster summary, then per node its GPUs (model, memory,
         temperature, utilisation, health), agent pod and Kubernetes view (labels, every node
         condition, capacity/allocatable/allocated of the GPU resource).
@@ -254,20 +290,20 @@ def build_server(
                 "only_unhealthy was renamed only_unhealthy_or_degraded (it always listed "
                 "degraded GPUs too); pass that instead"
             )
-        return answer(
-            "get_gpu_inventory",
-            views.inventory_answer,
-            include_k8s_metadata=include_k8s_metadata,
-            node=node,
-            product=product,
-            only_unhealthy_or_degraded=only_unhealthy_or_degraded,
-            limit=limit,
-            cursor=cursor,
-            memo=memo,
+        return compact(
+            answer(
+                "get_gpu_inventory",
+                views.inventory_answer,
+                include_k8s_metadata=include_k8s_metadata,
+                node=node,
+                product=product,
+                only_unhealthy_or_degraded=only_unhealthy_or_degraded,
+                limit=limit,
+                cursor=cursor,
+                memo=memo,
+            )
         )
 
-    @mcp.tool(title="GPU health", annotations=_READ_ONLY)
-    @described
     def get_gpu_health(
         severity: Annotated[
             shapes.Severity,
@@ -276,17 +312,21 @@ def build_server(
                 "'unhealthy' lists only unhealthy ones."
             ),
         ] = "degraded",
-    ) -> shapes.HealthAnswer:
+        limit: Annotated[
+            int | None,
+            Field(description=_LIMIT.format(what="GPUs listed"), ge=1, le=views.MAX_LIMIT),
+        ] = None,
+    ) -> Annotated[CallToolResult, shapes.HealthAnswer]:
         """Unhealthy and degraded GPUs, newest event first, each with its health reasons, recent
         XID errors, the driver's recovery action and one recommended action (None,
         RestartApplication, Investigate, RecoverIMEXDomain, ResetGPU, DrainAndResetGPU,
-        RebootNode or ReplaceGPU). Also lists GPU nodes that are NotReady and nodes whose agent
-        stopped reporting. Nothing is changed: acting on the advice is up to the operator of
-        the cluster."""
-        return answer("get_gpu_health", views.health_answer, severity=severity)
+        RebootNode or ReplaceGPU), with counts over the whole cluster. Also lists GPU nodes
+        that are NotReady and nodes whose agent stopped reporting. Nothing is changed: acting
+        on the advice is up to the operator of the cluster."""
+        return compact(
+            answer("get_gpu_health", views.health_answer, severity=severity, limit=limit)
+        )
 
-    @mcp.tool(title="Find GPU capacity", annotations=_READ_ONLY)
-    @described
     def find_gpu_capacity(
         count: Annotated[
             int,
@@ -303,13 +343,43 @@ def build_server(
                 max_length=128,
             ),
         ] = None,
-    ) -> shapes.CapacityAnswer:
+        limit: Annotated[
+            int | None,
+            Field(description=_LIMIT.format(what="Nodes listed"), ge=1, le=views.MAX_LIMIT),
+        ] = None,
+    ) -> Annotated[CallToolResult, shapes.CapacityAnswer]:
         """Nodes where a pod asking for `count` GPUs could be placed now: Ready, with at least
         `count` units free (allocatable minus what bound pods request), and not reporting every
         GPU unhealthy. Best first means tightest fit first (least left over): placing a job in
         the smallest gap that holds it keeps whole nodes free for the large jobs that need
         them. Taints, affinity and other resources are not considered."""
-        return answer("find_gpu_capacity", views.capacity_answer, count=count, product=product)
+        return compact(
+            answer(
+                "find_gpu_capacity",
+                views.capacity_answer,
+                count=count,
+                product=product,
+                limit=limit,
+            )
+        )
+
+    tools = [
+        strict_tool(get_gpu_inventory, title="GPU inventory"),
+        strict_tool(get_gpu_health, title="GPU health"),
+        strict_tool(find_gpu_capacity, title="Find GPU capacity"),
+    ]
+    mcp = MCPServer[AppState](
+        "gpu-inventory",
+        title="GPU inventory",
+        version=server_version(),
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        subscriptions=bus,
+        token_verifier=token_verifier,
+        auth=auth_settings,
+        tools=tools,
+        log_level=settings.log_level.upper(),  # type: ignore[arg-type]
+    )
 
     @mcp.resource(
         RESOURCE_URI,

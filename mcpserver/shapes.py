@@ -204,11 +204,21 @@ class GPUHealthOut(_Out):
 
 class HealthAnswer(_Freshness):
     status: Literal["success"] = "success"
-    unhealthy_gpus: int
-    degraded_gpus: int
-    gpus: list[GPUHealthOut] = Field(description="Unhealthy and degraded GPUs, newest event first.")
-    nodes_not_ready: list[str]
-    stale_agents: list[str] = Field(description="Nodes whose agent stopped reporting.")
+    unhealthy_gpus: int = Field(description="In the whole cluster.")
+    degraded_gpus: int = Field(description="In the whole cluster.")
+    gpus: list[GPUHealthOut] = Field(
+        description="Sick GPUs of the asked severity, newest event first; the first of them "
+        "when truncated."
+    )
+    gpus_matched: int = Field(description="Sick GPUs of the asked severity, listed or not.")
+    truncated: bool = Field(
+        description="More GPUs matched than are listed: ask with a larger limit (at most 500), "
+        "or severity='unhealthy'."
+    )
+    nodes_not_ready: list[str] = Field(description="GPU nodes that are NotReady, by name.")
+    nodes_not_ready_count: int = Field(description="All of them, listed or not.")
+    stale_agents: list[str] = Field(description="Nodes whose agent stopped reporting, by name.")
+    stale_agents_count: int = Field(description="All of them, listed or not.")
 
 
 # --- find_gpu_capacity ---------------------------------------------------------------------------
@@ -230,7 +240,13 @@ class CapacityAnswer(_Freshness):
     count: int
     product: str | None
     primary_resource: str
-    nodes: list[CapacityNodeOut] = Field(description="Tightest fit first.")
+    nodes: list[CapacityNodeOut] = Field(
+        description="Tightest fit first; the best of them when truncated."
+    )
+    nodes_matched: int = Field(description="Nodes where the pod fits, listed or not.")
+    truncated: bool = Field(
+        description="More nodes fit than are listed: ask with a larger limit (at most 500)."
+    )
     largest_free_block: int = Field(description="Most free units on one eligible Ready node.")
     message: str
 

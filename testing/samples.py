@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from types import MappingProxyType
+from typing import Any, Literal
 
 from gpu_inventory.api import constants
 from gpu_inventory.api.models import (
@@ -37,6 +38,7 @@ from gpu_inventory.api.models import (
     ResourceTotals,
     XidEvent,
 )
+from gpu_inventory.mcpserver.snapshot import Snapshot
 
 EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 T4_MEMORY = 16_106_127_360
@@ -246,6 +248,105 @@ def inventory(
                 )
             ],
         ),
+    )
+
+
+NPD_CONDITIONS: dict[str, bool] = {
+    # kubelet's own
+    "MemoryPressure": False,
+    "DiskPressure": False,
+    "PIDPressure": False,
+    "NetworkUnavailable": False,
+    # Node Problem Detector's default monitors (config/kernel-monitor.json,
+    # systemd-monitor.json, docker-monitor.json in kubernetes/node-problem-detector)
+    "KernelDeadlock": False,
+    "ReadonlyFilesystem": False,
+    "FrequentKubeletRestart": False,
+    "FrequentDockerRestart": False,
+    "FrequentContainerdRestart": False,
+    "CorruptDockerOverlay2": False,
+    # a site's own NPD plugin for GPUs (names vary by site)
+    "GPUXidError": False,
+}
+"""The 11 conditions a production GPU node carries besides Ready (12 in all)."""
+
+
+def gfd_labels(product: str, *, gpus: int, memory_mib: int = 81_559) -> dict[str, str]:
+    """The 40 labels GPU Feature Discovery (NVIDIA/k8s-device-plugin docs/gfd_labels.md), the
+    GPU Operator (`nvidia.com/gpu.deploy.*`, upgrade state), Node Feature Discovery and the
+    cloud put on a GPU node, every one of which the operator keeps (its label prefixes)."""
+    gfd = {
+        "cuda.driver.major": "580",
+        "cuda.driver.minor": "65",
+        "cuda.driver.rev": "06",
+        "cuda.driver-version.full": "580.65.06",
+        "cuda.driver-version.major": "580",
+        "cuda.driver-version.minor": "65",
+        "cuda.driver-version.revision": "06",
+        "cuda.runtime.major": "13",
+        "cuda.runtime.minor": "0",
+        "cuda.runtime-version.full": "13.0",
+        "cuda.runtime-version.major": "13",
+        "cuda.runtime-version.minor": "0",
+        "gfd.timestamp": "1764300000",
+        "gpu.compute.major": "9",
+        "gpu.compute.minor": "0",
+        "gpu.count": str(gpus),
+        "gpu.family": "hopper",
+        "gpu.machine": "p5.48xlarge",
+        "gpu.memory": str(memory_mib),
+        "gpu.mode": "compute",
+        "gpu.product": product,
+        "gpu.replicas": "1",
+        "gpu.sharing-strategy": "none",
+        "gpu.present": "true",
+        "mig.capable": "true",
+        "mig.strategy": "single",
+        "mps.capable": "false",
+        "vgpu.present": "false",
+        "gpu.deploy.container-toolkit": "true",
+        "gpu.deploy.dcgm": "true",
+        "gpu.deploy.dcgm-exporter": "true",
+        "gpu.deploy.device-plugin": "true",
+        "gpu.deploy.driver": "true",
+        "gpu.deploy.gpu-feature-discovery": "true",
+        "gpu.deploy.node-status-exporter": "true",
+        "gpu.deploy.operator-validator": "true",
+        "gpu-driver-upgrade-state": "upgrade-done",
+    }
+    return {
+        **{f"nvidia.com/{key}": value for key, value in gfd.items()},
+        "node.kubernetes.io/instance-type": "p5.48xlarge",
+        "topology.kubernetes.io/zone": "us-east-1a",
+        "feature.node.kubernetes.io/pci-10de.present": "true",
+    }
+
+
+def production_node(
+    name: str, *, gpus: Sequence[GPU] | int = 8, allocated: int = 0, **options: Any
+) -> GPUNode:
+    """An 8 x H100 node shaped like a production one: GFD and GPU Operator labels, and
+    Node Problem Detector's conditions (about 3 KB of compact JSON before its GPUs)."""
+    product = "NVIDIA-H100-80GB-HBM3"
+    return gpunode(
+        name,
+        gpus=gpus,
+        product=product,
+        gpu_name="NVIDIA H100 80GB HBM3",
+        labels=gfd_labels(product, gpus=gpus if isinstance(gpus, int) else len(gpus)),
+        conditions=NPD_CONDITIONS,
+        allocated=allocated,
+        **options,
+    )
+
+
+def snapshot(nodes: Sequence[GPUNode], **inventory_args: Any) -> Snapshot:
+    """What the MCP server's cache holds once it has listed `nodes` and their inventory."""
+    return Snapshot(
+        inventory=inventory(nodes, **inventory_args),
+        nodes=MappingProxyType({n.metadata.name: n for n in nodes}),
+        synced=True,
+        connected=True,
     )
 
 

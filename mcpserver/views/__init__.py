@@ -1,7 +1,8 @@
 """The answers behind the MCP tools, computed from one cache snapshot.
 
-Pure: no I/O. Every answer takes the snapshot and `now`, checks its arguments (a `ValueError`
-whose message starts with the argument's name) and returns a model from `shapes`. When the data
+Pure: no I/O. Every answer takes the snapshot and `now`, checks its arguments (an
+`ArgumentError` whose message starts with the argument's name) and returns a model from
+`shapes`; without `limit`, its list holds what fits in `TEXT_BUDGET` characters. When the data
 cannot be trusted at all (cache not loaded, API server gone too long, no GPUInventory) it raises
 `InventoryUnavailableError` with a message a user can act on; when it can be trusted only with a
 caveat (an old status, a short outage) the answer says so in its fields and `warnings`.
@@ -10,7 +11,12 @@ Modules: `availability` (may we answer, and how fresh is it), `nodes` (one node'
 `arguments` (argument checks and the paging cursor), then one module per answer.
 """
 
-from gpu_inventory.mcpserver.views.arguments import DEFAULT_LIMIT, MAX_COUNT, MAX_LIMIT
+from gpu_inventory.mcpserver.views.arguments import (
+    MAX_COUNT,
+    MAX_LIMIT,
+    TEXT_BUDGET,
+    ArgumentError,
+)
 from gpu_inventory.mcpserver.views.availability import InventoryUnavailableError
 from gpu_inventory.mcpserver.views.capacity import capacity_answer
 from gpu_inventory.mcpserver.views.health import health_answer, recommend
@@ -21,10 +27,11 @@ from gpu_inventory.mcpserver.views.inventory import (
 )
 
 __all__ = [
-    "DEFAULT_LIMIT",
     "MAX_COUNT",
     "MAX_LIMIT",
+    "TEXT_BUDGET",
     "AnswerMemo",
+    "ArgumentError",
     "InventoryUnavailableError",
     "capacity_answer",
     "health_answer",

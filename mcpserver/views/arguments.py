@@ -1,7 +1,7 @@
-"""Argument checks and the paging cursor.
+"""Argument checks, page sizes and the paging cursor.
 
-Pure: no I/O. Every failure is a `ValueError` whose message starts with the argument's name and
-says what would be accepted. Unknown `node` or `product` values are errors that list valid
+Pure: no I/O. Every failure is an `ArgumentError` whose message starts with the argument's name
+and says what would be accepted. Unknown `node` or `product` values are errors that list valid
 values, never an empty answer: an assistant that typed a wrong name should learn that, not
 conclude the cluster has no such GPUs.
 """
@@ -12,24 +12,37 @@ import base64
 import binascii
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from gpu_inventory.api.models import MAX_NODES
+from pydantic import BaseModel
+
 from gpu_inventory.mcpserver.views.nodes import GPUNodes, tokens
 
-DEFAULT_LIMIT = 10
-"""Nodes per page by default. One node with 8 GPUs and its Kubernetes metadata is about 3.2 KB
-of compact JSON and 5 KB as the SDK's text content (indented), so a default page is about 55 KB
-of text (roughly 15,000 tokens): enough to see a cluster's shape, small enough for a model's
-context. `cluster_summary` always covers every node."""
+TEXT_BUDGET = 30_000
+"""Characters of text (the answer's compact JSON) an answer asked without `limit` stays within,
+about 10,000 tokens of JSON. Claude Code warns about MCP output from 10,000 tokens and refuses
+more than 25,000 by default (MAX_MCP_OUTPUT_TOKENS); at 30,000 characters a production node
+with 8 GPUs, ~40 GPU Feature Discovery labels and 12 conditions (about 6 KB) fits four or
+five to a page. The fixed part of an answer (the whole-cluster summary, counts, warnings,
+the cursor) is counted too."""
 
 MAX_LIMIT = 500
-"""Largest page: about 1.6 MB of JSON with 8 GPUs per node."""
+"""Largest page an explicit `limit` asks for: about 3 MB of JSON with 8 GPUs per node."""
 
 MAX_COUNT = 1024
 _SHOWN_VALUES = 10
 _CURSOR_VERSION = 1
+_RESERVE = 600
+"""Characters kept free for what is only known once the page is chosen (the cursor, counts)."""
+_T = TypeVar("_T")
+_Answer = TypeVar("_Answer", bound=BaseModel)
+
+
+class ArgumentError(ValueError):
+    """An argument the caller can correct; the message starts with the argument's name. Only
+    this becomes a "bad argument" tool error: any other ValueError is a bug in the server."""
 
 
 def product_matches(query: str, names: Iterable[str]) -> bool:
@@ -57,13 +70,52 @@ def check_text(argument: str, value: str | None) -> str | None:
         return None
     value = value.strip()
     if not value:
-        raise ValueError(f"{argument} must be a non-empty string or omitted")
+        raise ArgumentError(f"{argument} must be a non-empty string or omitted")
     return value
 
 
 def check_range(argument: str, value: int, low: int, high: int) -> None:
     if not low <= value <= high:
-        raise ValueError(f"{argument} must be between {low} and {high}, got {value}")
+        raise ArgumentError(f"{argument} must be between {low} and {high}, got {value}")
+
+
+def check_limit(limit: int | None) -> None:
+    if limit is not None:
+        check_range("limit", limit, 1, MAX_LIMIT)
+
+
+def room(budget: int, fixed: BaseModel) -> int:
+    """Characters left for a page's items in `budget`, once the answer around them (`fixed`,
+    the answer with no items) and what is only known later (the cursor, counts) are counted."""
+    return budget - len(fixed.model_dump_json()) - _RESERVE
+
+
+def fit(items: Sequence[_T], size: Callable[[_T], int], *, limit: int | None, room: int) -> int:
+    """How many of `items` go on a page.
+
+    With `limit`, at most `limit`. Without, as many as fit in `room` characters (each item's
+    `size`, plus a comma between items), and always at least one, so a page never comes back
+    empty while items remain. `size` is only called until the page is full.
+    """
+    if limit is not None:
+        return min(limit, len(items))
+    used = 0
+    for taken, item in enumerate(items):
+        used += size(item) + 1
+        if taken and used > room:
+            return taken
+    return len(items)
+
+
+def paged(
+    answer: _Answer, field: str, items: Sequence[BaseModel], *, limit: int | None, budget: int
+) -> _Answer:
+    """`answer` with its list `field` holding the first of `items` that `fit`, and `truncated`
+    saying whether any were left out."""
+    taken = fit(
+        items, lambda item: len(item.model_dump_json()), limit=limit, room=room(budget, answer)
+    )
+    return answer.model_copy(update={field: list(items[:taken]), "truncated": taken < len(items)})
 
 
 def check_node(node: str, nodes: GPUNodes) -> None:
@@ -71,8 +123,8 @@ def check_node(node: str, nodes: GPUNodes) -> None:
         return
     names = nodes.names()
     if not names:
-        raise ValueError(f"node {node!r} is not a GPU node: the inventory has no GPU nodes")
-    raise ValueError(
+        raise ArgumentError(f"node {node!r} is not a GPU node: the inventory has no GPU nodes")
+    raise ArgumentError(
         f"node {node!r} is not a GPU node in the inventory; GPU nodes are: " + listing(names)
     )
 
@@ -96,10 +148,12 @@ def filter_product(product: str, names: Iterable[str], nodes: GPUNodes) -> list[
     if product_matches(product, known):
         return kept  # a real product, just not among these nodes
     if not known:
-        raise ValueError(f"product {product!r} matches no GPU: the inventory has no GPU products")
-    raise ValueError(
+        raise ArgumentError(
+            f"product {product!r} matches no GPU: the inventory has no GPU products"
+        )
+    raise ArgumentError(
         f"product {product!r} matches no GPU product in the cluster; products are: "
-        + listing(known)
+        + listing(nodes.gpu_types())
     )
 
 
@@ -125,7 +179,7 @@ class Cursor:
 
     @classmethod
     def decode(cls, text: str, *, filters: str) -> Cursor:
-        """The cursor in `text`, or a `ValueError` naming the `cursor` argument."""
+        """The cursor in `text`, or an `ArgumentError` naming the `cursor` argument."""
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
             data = json.loads(raw)
@@ -135,12 +189,12 @@ class Cursor:
             if not isinstance(after, str) or not isinstance(fingerprint, str):
                 raise ValueError(data)
         except (binascii.Error, UnicodeDecodeError, ValueError, KeyError, TypeError):
-            raise ValueError(
+            raise ArgumentError(
                 "cursor is not a cursor this server returned: pass next_cursor from the "
                 "previous answer unchanged, or omit cursor to start from the first node"
             ) from None
         if fingerprint != filters:
-            raise ValueError(
+            raise ArgumentError(
                 "cursor belongs to a query with other filters (node, product or "
                 "only_unhealthy_or_degraded): repeat the filters of the call that returned it, "
                 "or omit cursor to start from the first node"
@@ -151,6 +205,3 @@ class Cursor:
 def filters_fingerprint(*values: object) -> str:
     """A short, stable digest of the filters a cursor is valid for."""
     return hashlib.sha256(json.dumps(values).encode()).hexdigest()[:16]
-
-
-assert MAX_LIMIT <= MAX_NODES

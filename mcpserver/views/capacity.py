@@ -21,15 +21,19 @@ def capacity_answer(
     max_staleness_seconds: float,
     count: int,
     product: str | None = None,
+    limit: int | None = None,
+    text_budget: int = arguments.TEXT_BUDGET,
 ) -> shapes.CapacityAnswer:
     """Nodes where a pod asking for `count` units of the primary resource fits now, tightest first.
 
     A node qualifies when it is Ready, has at least `count` units free (allocatable minus what
     bound pods request) and its agent does not report every GPU unhealthy. Tightest fit first
     (least left over, then by name) is best-fit bin packing: placing small jobs in the smallest
-    hole that takes them keeps whole free nodes for the big jobs that need them.
+    hole that takes them keeps whole free nodes for the big jobs that need them. The list holds
+    `limit` nodes, or without a limit as many as fit in `text_budget` characters.
     """
     arguments.check_range("count", count, 1, arguments.MAX_COUNT)
+    arguments.check_limit(limit)
     product = arguments.check_text("product", product)
     trusted = require_inventory(snapshot, now=now, max_staleness_seconds=max_staleness_seconds)
     primary = trusted.inventory.spec.primary_resource
@@ -57,24 +61,28 @@ def capacity_answer(
         )
     else:
         message = f"No Ready node has any free {primary}{of_product}."
-    return shapes.CapacityAnswer(
+    answer = shapes.CapacityAnswer(
         count=count,
         product=product,
         primary_resource=primary,
-        nodes=[
-            shapes.CapacityNodeOut(
-                node_name=f.name,
-                product=f.product,
-                available=f.available,
-                allocatable=f.allocatable,
-                allocated=f.allocated,
-                leftover=f.available - count,
-                gpu_count=f.gpu_count,
-                unhealthy_gpus=f.unhealthy,
-            )
-            for f in fits
-        ],
+        nodes=[],
+        nodes_matched=len(fits),
+        truncated=False,
         largest_free_block=largest_free,
         message=message,
         **trusted.freshness(),
     )
+    rows = [
+        shapes.CapacityNodeOut(
+            node_name=f.name,
+            product=f.product,
+            available=f.available,
+            allocatable=f.allocatable,
+            allocated=f.allocated,
+            leftover=f.available - count,
+            gpu_count=f.gpu_count,
+            unhealthy_gpus=f.unhealthy,
+        )
+        for f in fits
+    ]
+    return arguments.paged(answer, "nodes", rows, limit=limit, budget=text_budget)

@@ -11,6 +11,7 @@ from typing import Final
 from gpu_inventory.api.models import GPU, RecoveryAction, XidAction
 from gpu_inventory.mcpserver import shapes
 from gpu_inventory.mcpserver.snapshot import Snapshot
+from gpu_inventory.mcpserver.views import arguments
 from gpu_inventory.mcpserver.views.availability import require_inventory
 from gpu_inventory.mcpserver.views.nodes import GPUNodes, NodeFacts, is_sick, xid_events
 
@@ -52,6 +53,9 @@ XID_ACTIONS: Final[dict[XidAction, shapes.RecommendedAction]] = {
     "Investigate": "Investigate",
 }
 _SEVERITY: Final = {"Unhealthy": 0, "Degraded": 1}
+NAMES_SHOWN: Final = 50
+"""NotReady nodes and silent agents listed by name (all are counted): a fleet-wide outage
+must not turn the health answer into a list of every node."""
 
 
 def recommend(gpu: GPU) -> tuple[shapes.RecommendedAction, str]:
@@ -112,13 +116,17 @@ def health_answer(
     now: datetime,
     max_staleness_seconds: float,
     severity: shapes.Severity = "degraded",
+    limit: int | None = None,
+    text_budget: int = arguments.TEXT_BUDGET,
 ) -> shapes.HealthAnswer:
     """Sick GPUs, newest event first, with the action each one calls for.
 
     `severity` "degraded" lists unhealthy and degraded GPUs, "unhealthy" only unhealthy ones;
     the counts always cover both. GPUs with no timestamped event follow, worst health first,
-    then by node and index.
+    then by node and index. The list holds `limit` GPUs, or without a limit as many as fit in
+    `text_budget` characters; `gpus_matched` and `truncated` say what was left out.
     """
+    arguments.check_limit(limit)
     trusted = require_inventory(snapshot, now=now, max_staleness_seconds=max_staleness_seconds)
     stale_after = timedelta(seconds=trusted.inventory.spec.agent_stale_after_seconds)
     nodes = GPUNodes.of(snapshot.nodes, trusted.inventory, trusted.status)
@@ -140,11 +148,18 @@ def health_answer(
         (g for g in shown if g.last_event_time is None),
         key=lambda g: (_SEVERITY[g.health], g.node_name, g.index),
     )
-    return shapes.HealthAnswer(
+    ordered = dated + undated
+    not_ready = [f.name for f in facts if f.ready is False]
+    answer = shapes.HealthAnswer(
         unhealthy_gpus=sum(g.health == "Unhealthy" for g in sick),
         degraded_gpus=sum(g.health == "Degraded" for g in sick),
-        gpus=dated + undated,
-        nodes_not_ready=[f.name for f in facts if f.ready is False],
-        stale_agents=stale,
+        gpus=[],
+        gpus_matched=len(ordered),
+        truncated=False,
+        nodes_not_ready=not_ready[:NAMES_SHOWN],
+        nodes_not_ready_count=len(not_ready),
+        stale_agents=stale[:NAMES_SHOWN],
+        stale_agents_count=len(stale),
         **trusted.freshness(),
     )
+    return arguments.paged(answer, "gpus", ordered, limit=limit, budget=text_budget)

@@ -7,6 +7,7 @@ field names, types and meanings, plus additions.
 from __future__ import annotations
 
 import bisect
+import threading
 from datetime import datetime
 
 from gpu_inventory.api.models import GPU, GPUInventory, GPUInventoryStatus, GPUNode, NodeRow
@@ -125,40 +126,44 @@ def node_out(facts: NodeFacts, *, include_k8s_metadata: bool, only_sick: bool) -
 class AnswerMemo:
     """Remembers what does not change between calls on the same data.
 
-    - each node's output, until its GPUNode object, inventory row or the primary resource
-      (which picks the numbers) changes. The cache replaces a GPUNode object whenever the node
-      changes, so identity tells a stale entry; rows are compared by value because every
-      inventory write brings new row objects;
+    - each node's output and the length of its JSON, until its GPUNode object, inventory row or
+      the primary resource (which picks the numbers) changes. The cache replaces a GPUNode
+      object whenever the node changes, so identity tells a stale entry; rows are compared by
+      value because every inventory write brings new row objects;
     - the cluster summary, until the snapshot changes (the cache publishes a new snapshot
       object on every change).
 
     With it, a big answer costs dictionary lookups instead of rebuilding ~10 models per node.
-    Safe to share between threads: a race only builds an entry twice.
+    Shared by the worker threads that run tool calls: a race on a node entry only builds it
+    twice, and the GPU-name table, which is walked and pruned, is kept under a lock.
     """
 
     def __init__(self) -> None:
         self._nodes: dict[
-            tuple[str, str, bool, bool], tuple[object, NodeRow | None, shapes.NodeOut]
+            tuple[str, str, bool, bool], tuple[object, NodeRow | None, shapes.NodeOut, int]
         ]
         self._nodes = {}
         self._summary: tuple[object, shapes.ClusterSummary] | None = None
         self._gpu_names: dict[str, tuple[GPUNode, tuple[str, ...]]] = {}
+        self._names_lock = threading.Lock()
 
     def node(
         self, nodes: GPUNodes, name: str, *, include_k8s_metadata: bool, only_sick: bool
-    ) -> shapes.NodeOut:
+    ) -> tuple[shapes.NodeOut, int]:
+        """The node's output and the length of its compact JSON."""
         key = (name, nodes.primary, include_k8s_metadata, only_sick)
         gpunode, row = nodes.nodes.get(name), nodes.rows.get(name)
         entry = self._nodes.get(key)
         if entry is not None and entry[0] is gpunode and entry[1] == row:
-            return entry[2]
+            return entry[2], entry[3]
         out = node_out(
             nodes.facts(name), include_k8s_metadata=include_k8s_metadata, only_sick=only_sick
         )
-        self._nodes[key] = (gpunode, row, out)
+        size = len(out.model_dump_json())
+        self._nodes[key] = (gpunode, row, out, size)
         if len(self._nodes) > 8 * (len(nodes.nodes) + len(nodes.rows)) + 64:
             self._nodes.clear()  # deleted nodes pile up only this far
-        return out
+        return out, size
 
     def summary(
         self, snapshot: Snapshot, inventory: GPUInventory, nodes: GPUNodes
@@ -170,18 +175,19 @@ class AnswerMemo:
         self._summary = (snapshot, summary)
         return summary
 
-    def _names(self, nodes: GPUNodes) -> list[str]:
+    def _names(self, nodes: GPUNodes) -> dict[str, tuple[str, ...]]:
         """Every node's GPU names, recomputed only for GPUNodes that changed: the snapshot
         changes with every agent heartbeat, the names almost never."""
-        names: list[str] = []
-        for name, gpunode in nodes.nodes.items():
-            entry = self._gpu_names.get(name)
-            if entry is None or entry[0] is not gpunode:
-                entry = (gpunode, gpu_names(gpunode))
-                self._gpu_names[name] = entry
-            names.extend(entry[1])
-        if len(self._gpu_names) > 2 * len(nodes.nodes) + 64:
-            self._gpu_names = {n: e for n, e in self._gpu_names.items() if n in nodes.nodes}
+        names: dict[str, tuple[str, ...]] = {}
+        with self._names_lock:
+            for name, gpunode in nodes.nodes.items():
+                entry = self._gpu_names.get(name)
+                if entry is None or entry[0] is not gpunode:
+                    entry = (gpunode, gpu_names(gpunode))
+                    self._gpu_names[name] = entry
+                names[name] = entry[1]
+            if len(self._gpu_names) > 2 * len(nodes.nodes) + 64:
+                self._gpu_names = {n: e for n, e in self._gpu_names.items() if n in nodes.nodes}
         return names
 
 
@@ -194,18 +200,20 @@ def inventory_answer(
     node: str | None = None,
     product: str | None = None,
     only_unhealthy_or_degraded: bool = False,
-    limit: int = arguments.DEFAULT_LIMIT,
+    limit: int | None = None,
     cursor: str | None = None,
     memo: AnswerMemo | None = None,
+    text_budget: int = arguments.TEXT_BUDGET,
 ) -> shapes.InventoryAnswer:
     """The legacy-compatible inventory, filtered by node, product and health, one page at a time.
 
-    Nodes come sorted by name; a page holds at most `limit` of them and `next_cursor` continues
-    after the last. With `only_unhealthy_or_degraded`, only nodes with an unhealthy or degraded
-    GPU are listed, each with just those GPUs. `memo` makes repeated big answers cheap.
+    Nodes come sorted by name; a page holds `limit` of them, or without a limit as many as fit
+    in `text_budget` characters of JSON (at least one), and `next_cursor` continues after the
+    last. With `only_unhealthy_or_degraded`, only nodes with an unhealthy or degraded GPU are
+    listed, each with just those GPUs. `memo` makes repeated big answers cheap.
     """
     memo = memo or AnswerMemo()
-    arguments.check_range("limit", limit, 1, arguments.MAX_LIMIT)
+    arguments.check_limit(limit)
     node = arguments.check_text("node", node)
     product = arguments.check_text("product", product)
     cursor = arguments.check_text("cursor", cursor)
@@ -222,24 +230,41 @@ def inventory_answer(
         names = arguments.filter_product(product, names, nodes)
     if only_unhealthy_or_degraded:
         names = [n for n in names if nodes.is_sick(n)]
-    start = bisect.bisect_right(names, after) if after is not None else 0
-    page = names[start : start + limit]
-    more = start + limit < len(names)
-    return shapes.InventoryAnswer(
+    rest = names[bisect.bisect_right(names, after) if after is not None else 0 :]
+    answer = shapes.InventoryAnswer(
         cluster_summary=memo.summary(snapshot, trusted.inventory, nodes),
-        nodes=[
-            memo.node(
+        nodes=[],
+        nodes_matched=len(names),
+        truncated=False,
+        next_cursor=None,
+        **trusted.freshness(),
+    )
+    outs: dict[str, tuple[shapes.NodeOut, int]] = {}
+
+    def built(name: str) -> tuple[shapes.NodeOut, int]:
+        if name not in outs:
+            outs[name] = memo.node(
                 nodes,
                 name,
                 include_k8s_metadata=include_k8s_metadata,
                 only_sick=only_unhealthy_or_degraded,
             )
-            for name in page
-        ],
-        nodes_matched=len(names),
-        truncated=more,
-        next_cursor=arguments.Cursor(page[-1], filters).encode() if more else None,
-        **trusted.freshness(),
+        return outs[name]
+
+    taken = arguments.fit(
+        rest,
+        lambda name: built(name)[1],
+        limit=limit,
+        room=arguments.room(text_budget, answer),
+    )
+    page = rest[:taken]
+    more = taken < len(rest)
+    return answer.model_copy(
+        update={
+            "nodes": [built(name)[0] for name in page],
+            "truncated": more,
+            "next_cursor": arguments.Cursor(page[-1], filters).encode() if more else None,
+        }
     )
 
 

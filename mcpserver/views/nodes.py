@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -219,7 +219,8 @@ class GPUNodes:
         return product_names(self.nodes.get(name), self.rows.get(name))
 
     def known_products(self) -> list[str]:
-        """Every product name in the cluster, one spelling per product (the operator's first)."""
+        """Every spelling of every product in the cluster (labels, the operator's, NVML's), one
+        per set of words: what a `product` argument may match."""
         known: dict[tuple[str, ...], str] = {}
         for product in self.status.summary.products:
             known.setdefault(tokens(product), product)
@@ -228,21 +229,36 @@ class GPUNodes:
                 known.setdefault(tokens(product), product)
         return sorted(known.values())
 
-    def gpu_types(self, nvml_names: Iterable[str] | None = None) -> list[str]:
+    def gpu_types(self, reported: Mapping[str, Sequence[str]] | None = None) -> list[str]:
         """The cluster's GPU products as NVML names them (`gpus[].name`, e.g. "Tesla T4"), as
-        the legacy answer's `gpu_types` did. A product no agent reports (a node without an
-        agent) keeps the spelling of its label, unless an NVML name is the same words.
-        `nvml_names` saves walking every GPU when the caller already knows the names."""
-        if nvml_names is None:
-            nvml_names = (name for n in self.nodes.values() for name in gpu_names(n))
+        the legacy answer's `gpu_types` did.
+
+        GPU Feature Discovery's label is another vocabulary: it spells the MIG strategy
+        ("NVIDIA-A100-SXM4-80GB-MIG-1g.10gb") and time-slicing ("Tesla-T4-SHARED") into the
+        product. So a label's spelling is used only for a node whose agent reports no GPU names
+        (no agent yet, NVML unavailable), and for a product the summary lists that no node
+        reporting names carries. `reported` (node -> its GPU names) saves walking every GPU
+        when the caller already knows them.
+        """
+        if reported is None:
+            reported = {name: gpu_names(node) for name, node in self.nodes.items()}
         nvml: dict[tuple[str, ...], str] = {}
-        for name in nvml_names:
-            nvml.setdefault(tokens(name), name)
-        others: dict[tuple[str, ...], str] = {}
-        for product in (*self.status.summary.products, *(r.product for r in self.rows.values())):
-            if product and tokens(product) not in nvml:
-                others.setdefault(tokens(product), product)
-        return sorted({*nvml.values(), *others.values()})
+        for names in reported.values():
+            for gpu_name in names:
+                nvml.setdefault(tokens(gpu_name), gpu_name)
+        labelled: dict[tuple[str, ...], str] = {}
+        covered: set[tuple[str, ...]] = set(nvml)
+        for name in self.names():
+            spellings = self.product_names(name)
+            if reported.get(name):
+                covered.update(tokens(s) for s in spellings)
+            else:
+                for spelling in spellings:
+                    labelled.setdefault(tokens(spelling), spelling)
+        for product in self.status.summary.products:
+            labelled.setdefault(tokens(product), product)
+        others = (p for words, p in labelled.items() if words not in covered)
+        return sorted({*nvml.values(), *others})
 
     def is_sick(self, name: str) -> bool:
         """A GPU is unhealthy or degraded (by the agent), else the operator counts one."""

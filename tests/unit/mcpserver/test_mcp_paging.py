@@ -3,27 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from types import MappingProxyType
 from typing import Any
 
-import pydantic_core
 import pytest
 
-from gpu_inventory.api.models import GPUNode
+from gpu_inventory.api.models import MAX_NODES, GPUNode
 from gpu_inventory.mcpserver import shapes, views
 from gpu_inventory.mcpserver.snapshot import Snapshot
 from gpu_inventory.testing import samples
 
 NOW = samples.EPOCH + timedelta(minutes=1)
-
-
-def snapshot_of(nodes: list[GPUNode]) -> Snapshot:
-    return Snapshot(
-        inventory=samples.inventory(nodes),
-        nodes=MappingProxyType({n.metadata.name: n for n in nodes}),
-        synced=True,
-        connected=True,
-    )
 
 
 def page(snapshot: Snapshot, **args: Any) -> shapes.InventoryAnswer:
@@ -53,16 +42,16 @@ def names(pages: list[shapes.InventoryAnswer]) -> list[str]:
 
 
 def test_the_default_page_is_small_and_says_more_follow() -> None:
-    first = page(snapshot_of(cluster(50)))
+    first = page(samples.snapshot(cluster(200)))
 
-    assert len(first.nodes) == views.DEFAULT_LIMIT
-    assert (first.nodes_matched, first.truncated) == (50, True)
+    assert 1 < len(first.nodes) < 200
+    assert (first.nodes_matched, first.truncated) == (200, True)
     assert first.next_cursor is not None
-    assert first.cluster_summary.total_nodes == 50
+    assert first.cluster_summary.total_nodes == 200
 
 
 def test_walking_the_cursor_reaches_every_node_once_in_order() -> None:
-    pages = walk(snapshot_of(cluster(47)), limit=10)
+    pages = walk(samples.snapshot(cluster(47)), limit=10)
 
     assert [len(p.nodes) for p in pages] == [10, 10, 10, 10, 7]
     assert names(pages) == [f"n{i:03d}" for i in range(47)]
@@ -73,7 +62,7 @@ def test_walking_the_cursor_reaches_every_node_once_in_order() -> None:
 
 
 def test_filters_page_too() -> None:
-    pages = walk(snapshot_of(cluster(30)), limit=4, only_unhealthy_or_degraded=True)
+    pages = walk(samples.snapshot(cluster(30)), limit=4, only_unhealthy_or_degraded=True)
 
     assert names(pages) == [f"n{i:03d}" for i in range(0, 30, 3)]
     assert {p.nodes_matched for p in pages} == {10}
@@ -81,20 +70,24 @@ def test_filters_page_too() -> None:
 
 def test_a_node_added_or_removed_between_pages_neither_repeats_nor_skips_others() -> None:
     nodes = cluster(10)
-    first = page(snapshot_of(nodes), limit=5)
+    first = page(samples.snapshot(nodes), limit=5)
     assert names([first]) == [f"n{i:03d}" for i in range(5)]
 
     changed = [n for n in nodes if n.metadata.name != "n002"] + [samples.gpunode("n004a", gpus=1)]
-    rest = walk(snapshot_of(changed), limit=5, cursor=first.next_cursor)
+    rest = walk(samples.snapshot(changed), limit=5, cursor=first.next_cursor)
 
     assert names(rest) == ["n004a", "n005", "n006", "n007", "n008", "n009"]
 
 
+def test_the_largest_page_never_asks_for_more_rows_than_the_inventory_holds() -> None:
+    assert views.MAX_LIMIT <= MAX_NODES
+
+
 def test_a_cursor_with_other_filters_is_refused() -> None:
-    snapshot = snapshot_of(cluster(30))
+    snapshot = samples.snapshot(cluster(30))
     cursor = page(snapshot, limit=5).next_cursor
 
-    with pytest.raises(ValueError, match=r"^cursor belongs to a query with other filters"):
+    with pytest.raises(views.ArgumentError, match=r"^cursor belongs to a query with other filters"):
         page(snapshot, limit=5, cursor=cursor, only_unhealthy_or_degraded=True)
 
 
@@ -104,19 +97,10 @@ def test_a_cursor_with_other_filters_is_refused() -> None:
     ids=["garbage", "empty-object", "other-version", "not-base64", "wrong-types"],
 )
 def test_a_cursor_this_server_did_not_return_is_refused(cursor: str) -> None:
-    with pytest.raises(ValueError, match=r"^cursor is not a cursor this server returned"):
-        page(snapshot_of(cluster(3)), cursor=cursor)
+    with pytest.raises(views.ArgumentError, match=r"^cursor is not a cursor this server returned"):
+        page(samples.snapshot(cluster(3)), cursor=cursor)
 
 
 def test_a_blank_cursor_names_the_argument() -> None:
-    with pytest.raises(ValueError, match=r"^cursor must be a non-empty string"):
-        page(snapshot_of(cluster(3)), cursor="  ")
-
-
-def test_the_default_page_fits_a_models_context() -> None:
-    """8 GPUs per node with Kubernetes metadata: the default page stays under 64 KB of text as
-    the SDK writes it for the model (JSON indented by 2)."""
-    nodes = [samples.gpunode(f"gpu-node-{i:04d}", gpus=8) for i in range(100)]
-    text = pydantic_core.to_json(page(snapshot_of(nodes)), indent=2)
-
-    assert len(text) < 64_000, len(text)
+    with pytest.raises(views.ArgumentError, match=r"^cursor must be a non-empty string"):
+        page(samples.snapshot(cluster(3)), cursor="  ")

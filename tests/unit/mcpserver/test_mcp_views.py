@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from dataclasses import replace
 from datetime import timedelta
 from types import MappingProxyType
@@ -11,6 +13,7 @@ import pytest
 from gpu_inventory.api.models import Condition, GPUNode, NodeResource, RemappedRows
 from gpu_inventory.mcpserver import shapes, views
 from gpu_inventory.mcpserver.snapshot import Snapshot
+from gpu_inventory.mcpserver.views.nodes import GPUNodes
 from gpu_inventory.testing import samples
 from gpu_inventory.testing.legacy_shape import shape_problems, target
 
@@ -151,13 +154,13 @@ def test_node_filter_returns_that_node_only(small: Snapshot) -> None:
 
 
 def test_unknown_node_is_an_error_listing_the_gpu_nodes(small: Snapshot) -> None:
-    with pytest.raises(ValueError, match=r"^node 'nope' is not a GPU node") as error:
+    with pytest.raises(views.ArgumentError, match=r"^node 'nope' is not a GPU node") as error:
         answer(small, node="nope")
     assert "a100, t4-a, t4-b" in str(error.value)
 
 
 def test_unknown_node_in_an_empty_cluster_says_there_are_no_gpu_nodes() -> None:
-    with pytest.raises(ValueError, match="the inventory has no GPU nodes"):
+    with pytest.raises(views.ArgumentError, match="the inventory has no GPU nodes"):
         answer(snapshot_of(), node="nope")
 
 
@@ -179,9 +182,34 @@ def test_product_filter_matches_whole_words(
 
 @pytest.mark.parametrize("query", ["A10", "V100", "80gb a100"])
 def test_unknown_product_is_an_error_listing_each_product_once(small: Snapshot, query: str) -> None:
-    with pytest.raises(ValueError, match=rf"^product '{query}' matches no GPU product") as error:
+    """In the vocabulary of gpu_types (NVML's names), so the model sees one set of names."""
+    with pytest.raises(
+        views.ArgumentError, match=rf"^product '{query}' matches no GPU product"
+    ) as error:
         answer(small, product=query)
-    assert str(error.value).endswith("products are: NVIDIA-A100-SXM4-80GB, Tesla-T4")
+    assert str(error.value).endswith("products are: NVIDIA A100-SXM4-80GB, Tesla T4")
+    assert answer(small).cluster_summary.gpu_types == ["NVIDIA A100-SXM4-80GB", "Tesla T4"]
+
+
+def test_gpu_types_are_nvml_names_whatever_the_labels_say() -> None:
+    """GFD's label spells MIG ('-MIG-1g.10gb') and time-slicing ('-SHARED') into the product;
+    NVML names the GPU. Only a node that reports no GPU names falls back to its label."""
+    mig = samples.gpunode(
+        "mig",
+        gpus=2,
+        product="NVIDIA-A100-SXM4-80GB-MIG-1g.10gb",
+        gpu_name="NVIDIA A100-SXM4-80GB",
+    )
+    shared = samples.gpunode("shared", gpus=1, product="Tesla-T4-SHARED", gpu_name="Tesla T4")
+    unreported = samples.gpunode("new", gpus=0, product="NVIDIA-L4", agent=False, allocatable=1)
+
+    summary = answer(snapshot_of(mig, shared, unreported)).cluster_summary
+
+    assert summary.gpu_types == ["NVIDIA A100-SXM4-80GB", "NVIDIA-L4", "Tesla T4"]
+    resource = views.inventory_resource(
+        snapshot_of(mig, shared, unreported), now=NOW, max_staleness_seconds=300
+    )
+    assert resource.cluster_summary.gpu_types == summary.gpu_types
 
 
 def test_a_real_product_on_other_nodes_gives_an_empty_list_not_an_error(small: Snapshot) -> None:
@@ -207,14 +235,50 @@ def test_only_unhealthy_in_a_healthy_cluster_is_an_honest_empty_list() -> None:
 
 @pytest.mark.parametrize("limit", [0, -1, views.MAX_LIMIT + 1])
 def test_limit_out_of_range_names_the_argument(small: Snapshot, limit: int) -> None:
-    with pytest.raises(ValueError, match=rf"^limit must be between 1 and {views.MAX_LIMIT}"):
+    with pytest.raises(
+        views.ArgumentError, match=rf"^limit must be between 1 and {views.MAX_LIMIT}"
+    ):
         answer(small, limit=limit)
 
 
 @pytest.mark.parametrize("argument", ["node", "product"])
 def test_blank_text_arguments_name_the_argument(small: Snapshot, argument: str) -> None:
-    with pytest.raises(ValueError, match=rf"^{argument} must be a non-empty string"):
+    with pytest.raises(views.ArgumentError, match=rf"^{argument} must be a non-empty string"):
         answer(small, **{argument: "  "})
+
+
+def test_one_memo_serves_worker_threads_on_changing_snapshots() -> None:
+    """Tool calls run on several worker threads at once, each on the snapshot it took; every
+    new snapshot makes the summary walk (and prune) the memo's table of GPU names."""
+    snapshots = []
+    for prefix in "abcd":
+        snapshot = snapshot_of(*(samples.gpunode(f"{prefix}{i:03d}", gpus=1) for i in range(200)))
+        assert snapshot.inventory is not None
+        assert snapshot.inventory.status is not None
+        gpunodes = GPUNodes.of(snapshot.nodes, snapshot.inventory, snapshot.inventory.status)
+        snapshots.append((snapshot, snapshot.inventory, gpunodes))
+    memo = views.AnswerMemo()
+    failures: list[BaseException] = []
+
+    def calls(offset: int) -> None:
+        try:
+            for turn in range(100):
+                memo.summary(*snapshots[(turn + offset) % len(snapshots)])
+        except BaseException as error:  # reported by the test's own thread
+            failures.append(error)
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    try:
+        workers = [threading.Thread(target=calls, args=(k,)) for k in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(switching)
+
+    assert failures == []
 
 
 def test_memo_reuses_unchanged_nodes_and_rebuilds_changed_ones(small: Snapshot) -> None:
@@ -379,12 +443,12 @@ def test_no_free_gpu_at_all_says_so() -> None:
 
 @pytest.mark.parametrize("count", [0, -2, views.MAX_COUNT + 1])
 def test_count_out_of_range_names_the_argument(mixed: Snapshot, count: int) -> None:
-    with pytest.raises(ValueError, match=r"^count must be between 1 and"):
+    with pytest.raises(views.ArgumentError, match=r"^count must be between 1 and"):
         capacity(mixed, count)
 
 
 def test_capacity_with_an_unknown_product_is_an_error(mixed: Snapshot) -> None:
-    with pytest.raises(ValueError, match=r"^product 'H200' matches no GPU product"):
+    with pytest.raises(views.ArgumentError, match=r"^product 'H200' matches no GPU product"):
         capacity(mixed, 1, product="H200")
 
 
