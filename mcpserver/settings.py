@@ -5,6 +5,7 @@ Pure: no I/O (the environment is passed in).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any, Literal, get_args
@@ -111,6 +112,9 @@ class Settings:
             raise ValueError(
                 f"token_audiences must name at least one audience (default {DEFAULT_AUDIENCE!r})"
             )
+        for name in sorted(_FLOATS):
+            if not math.isfinite(getattr(self, name)):
+                raise ValueError(f"{name} must be a finite number, got {getattr(self, name)}")
         for name in ("auth_cache_seconds", "auth_refusal_cache_seconds", "max_staleness_seconds"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -138,13 +142,14 @@ _LISTS = {"allowed_hosts", "token_audiences"}
 
 
 def _convert(variable: str, field: str, raw: str) -> Any:
-    try:
-        if field in _INTS:
-            return int(raw)
-        if field in _FLOATS:
-            return float(raw)
-    except ValueError:
-        raise ValueError(f"{variable} must be a number, got {raw!r}") from None
+    if field in _INTS or field in _FLOATS:
+        try:
+            number = int(raw) if field in _INTS else float(raw)
+        except ValueError:
+            raise ValueError(f"{variable} must be a number, got {raw!r}") from None
+        if not math.isfinite(number):
+            raise ValueError(f"{variable} must be a finite number, got {raw!r}")
+        return number
     if field in _BOOLS:
         if raw.strip().lower() in _TRUE:
             return True

@@ -110,17 +110,21 @@ class NodeKubernetes(_Out):
     all_gpu_resources: list[ResourceUsage] = Field(description="Every GPU resource name.")
 
 
+_UNREPORTED = "; null when NVML does not report it on this device."
+
+
 class GPUOut(_Out):
-    # Legacy fields.
+    # The legacy answer's fields: index, name, uuid, memory_total, temperature, utilization.
+    # The three readings are null (never a made-up number) where NVML does not support them.
     index: int
     name: str
     uuid: str
-    memory_total: int | None = Field(description="Bytes.")
-    memory_used: int | None = Field(description="Bytes.")
-    temperature: int | None = Field(description="Degrees Celsius.")
-    utilization: int | None = Field(description="GPU utilisation, percent.")
-    health: HealthStatus
+    memory_total: int | None = Field(description="Bytes" + _UNREPORTED)
+    temperature: int | None = Field(description="Degrees Celsius" + _UNREPORTED)
+    utilization: int | None = Field(description="GPU utilisation, percent" + _UNREPORTED)
     # Additions.
+    memory_used: int | None = Field(description="Bytes" + _UNREPORTED)
+    health: HealthStatus
     health_reasons: list[str]
     utilization_memory: int | None
     power_draw_watts: float | None

@@ -12,7 +12,7 @@ from typing import Any
 
 from gpu_inventory.api import constants
 from gpu_inventory.api.models import GPUInventory, GPUNode, NodeResource
-from gpu_inventory.mcpserver import views
+from gpu_inventory.mcpserver import shapes, views
 from gpu_inventory.mcpserver.snapshot import Snapshot
 from gpu_inventory.testing import samples
 from gpu_inventory.testing.legacy_shape import (
@@ -137,3 +137,26 @@ def test_gpu_types_follow_a_node_whose_gpus_change_between_calls() -> None:
 
     assert first["cluster_summary"]["gpu_types"] == ["Tesla T4"]
     assert second["cluster_summary"]["gpu_types"] == ["NVIDIA L4", "Tesla T4"]
+
+
+def test_a_reading_nvml_does_not_support_is_null_and_the_schema_says_so() -> None:
+    """The one documented departure from the legacy types: NVML reports no memory total,
+    temperature or utilisation on some devices (and MIG-enabled GPUs), and a made-up number
+    would be a lie; the legacy tool had no such case. Everything else keeps its type."""
+    unsupported = samples.gpu(0, node="odd").model_copy(
+        update={"memory_total": None, "temperature": None, "utilization_gpu": None}
+    )
+    node = samples.gpunode("odd", gpus=[unsupported])
+    data = inventory_json(snapshot_of(samples.inventory([node]), [node]))
+
+    gpu = data["nodes"][0]["gpus"][0]
+    assert (gpu["memory_total"], gpu["temperature"], gpu["utilization"]) == (None, None, None)
+    problems = shape_problems(target(), data)
+    assert sorted(problems) == [
+        f"$.nodes[0].gpus[0].{field}: null where the legacy answer has integer"
+        for field in ("memory_total", "temperature", "utilization")
+    ]
+    schema = shapes.GPUOut.model_json_schema()["properties"]
+    for field in ("memory_total", "temperature", "utilization"):
+        assert {"type": "null"} in schema[field]["anyOf"]
+        assert "null when NVML does not report it" in schema[field]["description"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from gpu_inventory.mcpserver.__main__ import parse_args
@@ -56,11 +58,31 @@ def test_environment_then_flags() -> None:
             "auth_refusal_cache_seconds must be >= 0",
         ),
         ({"GPU_INVENTORY_MCP_LOG_LEVEL": "chatty"}, "log_level must be one of"),
+        # float("inf") and float("nan") parse; a timeout of inf never fires, and nan compares
+        # false with everything, so "nan < 0" would let it through as well.
+        (
+            {"GPU_INVENTORY_MCP_AUTH_TIMEOUT_SECONDS": "inf"},
+            "GPU_INVENTORY_MCP_AUTH_TIMEOUT_SECONDS must be a finite number",
+        ),
+        (
+            {"GPU_INVENTORY_MCP_MAX_STALENESS_SECONDS": "nan"},
+            "GPU_INVENTORY_MCP_MAX_STALENESS_SECONDS must be a finite number",
+        ),
+        (
+            {"GPU_INVENTORY_MCP_AUTH_CACHE_SECONDS": "-Infinity"},
+            "GPU_INVENTORY_MCP_AUTH_CACHE_SECONDS must be a finite number",
+        ),
     ],
 )
 def test_bad_values_name_the_setting(environ: dict[str, str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Settings.from_env(environ)
+
+
+@pytest.mark.parametrize("value", [math.inf, math.nan])
+def test_settings_built_in_code_refuse_non_finite_durations(value: float) -> None:
+    with pytest.raises(ValueError, match="auth_timeout_seconds must be a finite number"):
+        Settings(auth_timeout_seconds=value).check()
 
 
 def test_command_line_flags() -> None:
