@@ -398,10 +398,12 @@ def build_server(
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        """Readiness: the cache has loaded the inventory once. Open, no auth."""
+        """Readiness: this replica can answer from its cache (listed once, and not cut off from
+        the API server for longer than max_staleness_seconds). Open, no auth."""
         snapshot = watched.snapshot()
-        body = {"synced": snapshot.synced, "connected": snapshot.connected}
-        return JSONResponse(body, status_code=200 if snapshot.synced else 503)
+        reason = views.not_ready(snapshot, now=clock(), max_staleness_seconds=max_staleness)
+        body = {"synced": snapshot.synced, "connected": snapshot.connected, "reason": reason}
+        return JSONResponse(body, status_code=200 if reason is None else 503)
 
     # The SDK's custom_route decorator is untyped; the routes it adds are served without auth.
     mcp.custom_route("/healthz", methods=["GET"], include_in_schema=False)(healthz)

@@ -17,7 +17,7 @@ from gpu_inventory.mcpserver.views.arguments import (
     TEXT_BUDGET,
     ArgumentError,
 )
-from gpu_inventory.mcpserver.views.availability import InventoryUnavailableError
+from gpu_inventory.mcpserver.views.availability import InventoryUnavailableError, not_ready
 from gpu_inventory.mcpserver.views.capacity import capacity_answer
 from gpu_inventory.mcpserver.views.health import health_answer, recommend
 from gpu_inventory.mcpserver.views.inventory import (
@@ -37,5 +37,6 @@ __all__ = [
     "health_answer",
     "inventory_answer",
     "inventory_resource",
+    "not_ready",
     "recommend",
 ]

@@ -6,6 +6,7 @@ and what `kubectl get gpuinventory` readers and the operator's own gauges say ne
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,6 +15,8 @@ from gpu_inventory.api import constants, freshness
 from gpu_inventory.api.conditions import find_condition
 from gpu_inventory.api.models import GPUInventory, GPUInventoryStatus
 from gpu_inventory.mcpserver.snapshot import Snapshot
+
+_INVALID_SHOWN = 3
 
 
 class InventoryUnavailableError(Exception):
@@ -41,30 +44,46 @@ class Trusted:
         }
 
 
-def require_inventory(
-    snapshot: Snapshot, *, now: datetime, max_staleness_seconds: float
-) -> Trusted:
-    """The inventory and what to warn about, or `InventoryUnavailableError` saying why not."""
+def not_ready(snapshot: Snapshot, *, now: datetime, max_staleness_seconds: float) -> str | None:
+    """Why this server cannot answer from its cache right now, or None when it can.
+
+    Only the reasons that belong to this process (its cache has not listed yet, or has lost the
+    API server for longer than it may serve cached data): readiness is judged on them, so a
+    Service sends callers to a replica that can answer. A missing or old GPUInventory is the
+    cluster's state, the same for every replica, and every answer says it.
+    """
     where = f" at {snapshot.server}" if snapshot.server else ""
     if not snapshot.synced:
         if snapshot.last_error:
-            raise InventoryUnavailableError(
+            return (
                 f"The Kubernetes API server{where} cannot be reached, so the GPU inventory is "
                 f"unavailable: {snapshot.last_error}. The MCP server keeps retrying."
             )
-        raise InventoryUnavailableError(
+        return (
             "The GPU inventory is still loading from the Kubernetes API server; "
             "try again in a few seconds."
         )
-    warnings: list[str] = []
     if snapshot.disconnected_since is not None:
         away = max((now - snapshot.disconnected_since).total_seconds(), 0.0)
         if away > max_staleness_seconds:
-            raise InventoryUnavailableError(
+            return (
                 f"Lost contact with the Kubernetes API server{where} {away:.0f}s ago "
                 f"({snapshot.last_error or 'no detail'}); the cached GPU inventory is too old "
                 "to trust. The MCP server keeps retrying."
             )
+    return None
+
+
+def require_inventory(
+    snapshot: Snapshot, *, now: datetime, max_staleness_seconds: float
+) -> Trusted:
+    """The inventory and what to warn about, or `InventoryUnavailableError` saying why not."""
+    reason = not_ready(snapshot, now=now, max_staleness_seconds=max_staleness_seconds)
+    if reason is not None:
+        raise InventoryUnavailableError(reason)
+    warnings: list[str] = []
+    if snapshot.disconnected_since is not None:
+        away = max((now - snapshot.disconnected_since).total_seconds(), 0.0)
         warnings.append(
             f"Serving cached data: lost contact with the Kubernetes API server {away:.0f}s ago "
             f"({snapshot.last_error or 'no detail'}); the answer may be out of date."
@@ -98,12 +117,29 @@ def require_inventory(
             f"The operator is stalled ({stalled.reason})"
             + (f": {stalled.message}" if stalled.message else ".")
         )
+    if snapshot.invalid_nodes:
+        warnings.append(_unreadable_warning(snapshot.invalid_nodes))
     return Trusted(
         inventory=inventory,
         status=status,
         current=current,
         age_seconds=None if age is None else round(age.total_seconds(), 1),
         warnings=tuple(warnings),
+    )
+
+
+def _unreadable_warning(invalid: Mapping[str, str]) -> str:
+    count = len(invalid)
+    shown = "; ".join(invalid[name] for name in sorted(invalid)[:_INVALID_SHOWN])
+    more = f"; and {count - _INVALID_SHOWN} more" if count > _INVALID_SHOWN else ""
+    nodes = (
+        f"{count} GPUNode could not be read, so its node's"
+        if count == 1
+        else (f"{count} GPUNodes could not be read, so their nodes'")
+    )
+    return (
+        f"{nodes} GPUs are missing from this answer (an agent of another version, or a hand "
+        f"edit?): {shown}{more}."
     )
 
 
