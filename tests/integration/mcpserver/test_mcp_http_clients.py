@@ -10,8 +10,12 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+import anyio
 import httpx2
 import pytest
+from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.shared.subscriptions import ResourceUpdated
 
 from gpu_inventory.mcpserver.app import MCP_PATH, build_http_app
 from gpu_inventory.mcpserver.server import RESOURCE_URI
@@ -126,6 +130,33 @@ def test_the_inspector_cli_reads_a_bad_argument_as_a_tool_error(
 
     assert result["isError"] is True
     assert "node 'gpu-99' is not a GPU node in the inventory" in result["content"][0]["text"]
+
+
+async def test_a_current_client_hears_of_inventory_changes_over_http(
+    url: str, reader_token: str, objects: Any
+) -> None:
+    """A 2026-07-28 client (the SDK v2 Client) over the stateless HTTP endpoint: its
+    subscriptions/listen stream carries the update when the GPUInventory changes."""
+    http = httpx2.AsyncClient(headers={"Authorization": f"Bearer {reader_token}"}, timeout=30)
+    async with (
+        http,
+        Client(streamable_http_client(url, http_client=http)) as client,
+        client.listen(resource_subscriptions=[RESOURCE_URI]) as subscription,
+    ):
+        inventory, _ = target_cluster(datetime.now(UTC))
+        assert inventory.status is not None
+        busier = inventory.status.summary.model_copy(update={"allocated": 3, "available": 1})
+        objects.put_inventory(
+            inventory.model_copy(
+                update={"status": inventory.status.model_copy(update={"summary": busier})}
+            )
+        )
+        with anyio.fail_after(15):
+            event = await anext(subscription)
+        assert event == ResourceUpdated(uri=RESOURCE_URI)
+        read = await client.read_resource(RESOURCE_URI)
+    summary = json.loads(read.contents[0].text)["cluster_summary"]  # type: ignore[union-attr]
+    assert summary["gpus_allocated"] == 3
 
 
 def test_older_http_clients_are_told_subscriptions_are_not_served_here(
