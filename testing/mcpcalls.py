@@ -14,9 +14,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import anyio
 from mcp import Client
-from mcp.types import CallToolResult, TextContent
+from mcp.client.subscriptions import Subscription
+from mcp.shared.subscriptions import ResourceUpdated
+from mcp.types import CallToolResult, TextContent, TextResourceContents
 
+from gpu_inventory.mcpserver.server import RESOURCE_URI
 from gpu_inventory.testing.binaries import REPO_ROOT
 from gpu_inventory.testing.wait import eventually_async
 
@@ -59,6 +63,20 @@ async def answer_when(
         return data
 
     return await eventually_async(probe, timeout=timeout, what=f"{tool} {dict(args)}")
+
+
+async def summary_after_update(
+    client: Client, subscription: Subscription, *, timeout: float = 15.0
+) -> Answer:
+    """Wait for the next update on `subscription` (a `client.listen(...)` stream), check that it
+    is the inventory resource's, then read that resource: its `cluster_summary`."""
+    with anyio.fail_after(timeout):
+        event = await anext(subscription)
+    assert event == ResourceUpdated(uri=RESOURCE_URI)
+    read = await client.read_resource(RESOURCE_URI)
+    (content,) = read.contents
+    assert isinstance(content, TextResourceContents)
+    return dict(json.loads(content.text)["cluster_summary"])
 
 
 # --- real clients outside Python: the MCP Inspector CLI, curl and jq ----------------------------

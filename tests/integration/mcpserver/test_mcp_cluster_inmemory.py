@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -15,7 +14,6 @@ import kubernetes.client
 import pytest
 import urllib3
 from mcp import Client
-from mcp.shared.subscriptions import ResourceUpdated
 
 from gpu_inventory.api import constants
 from gpu_inventory.api.models import GPUNode
@@ -26,7 +24,7 @@ from gpu_inventory.mcpserver.settings import Settings
 from gpu_inventory.testing import samples
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.legacy_shape import assert_is_the_seed_answer, target_cluster
-from gpu_inventory.testing.mcpcalls import answer, answer_when, error_text
+from gpu_inventory.testing.mcpcalls import answer, answer_when, error_text, summary_after_update
 from gpu_inventory.testing.wait import eventually_async
 
 pytestmark = pytest.mark.cluster
@@ -181,12 +179,7 @@ async def test_resource_update_is_published_when_the_cr_changes(
                 *cluster_nodes()[1:],
             )
             objects.put_inventory(samples.inventory(busier, now=now()))
-            with anyio.fail_after(15):
-                event = await anext(subscription)
-            assert event == ResourceUpdated(uri=RESOURCE_URI)
-
-        read = await client.read_resource(RESOURCE_URI)
-        summary = json.loads(read.contents[0].text)["cluster_summary"]  # type: ignore[union-attr]
+            summary = await summary_after_update(client, subscription)
         assert summary["gpus_allocated"] == 6
 
 

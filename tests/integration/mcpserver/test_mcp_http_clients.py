@@ -10,12 +10,10 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-import anyio
 import httpx2
 import pytest
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
-from mcp.shared.subscriptions import ResourceUpdated
 
 from gpu_inventory.mcpserver.app import MCP_PATH, build_http_app
 from gpu_inventory.mcpserver.server import RESOURCE_URI
@@ -23,7 +21,7 @@ from gpu_inventory.mcpserver.settings import Settings
 from gpu_inventory.mcpserver.subscriptions import STATELESS_HTTP_REFUSAL
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.legacy_shape import assert_is_the_seed_answer, target_cluster
-from gpu_inventory.testing.mcpcalls import inspector, mcp_clients
+from gpu_inventory.testing.mcpcalls import inspector, mcp_clients, summary_after_update
 from gpu_inventory.testing.wait import eventually
 
 from .conftest import serving
@@ -151,11 +149,7 @@ async def test_a_current_client_hears_of_inventory_changes_over_http(
                 update={"status": inventory.status.model_copy(update={"summary": busier})}
             )
         )
-        with anyio.fail_after(15):
-            event = await anext(subscription)
-        assert event == ResourceUpdated(uri=RESOURCE_URI)
-        read = await client.read_resource(RESOURCE_URI)
-    summary = json.loads(read.contents[0].text)["cluster_summary"]  # type: ignore[union-attr]
+        summary = await summary_after_update(client, subscription)
     assert summary["gpus_allocated"] == 3
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -12,14 +11,13 @@ import anyio
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPDeprecationWarning
-from mcp.shared.subscriptions import ResourceUpdated
 from mcp.types import ResourceUpdatedNotification
 
 from gpu_inventory.mcpserver.server import RESOURCE_URI
 from gpu_inventory.testing import samples
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.legacy_shape import shape_problems, target, target_cluster
-from gpu_inventory.testing.mcpcalls import answer_when, error_text, inspector
+from gpu_inventory.testing.mcpcalls import answer_when, error_text, inspector, summary_after_update
 from gpu_inventory.testing.wait import eventually_async
 
 pytestmark = pytest.mark.cluster
@@ -94,11 +92,7 @@ async def test_resource_updates_reach_a_stdio_subscriber(
         async with client.listen(resource_subscriptions=[RESOURCE_URI]) as subscription:
             busy = (samples.gpunode("t4-a", gpus=4, allocated=2, heartbeat=now()),)
             objects.put_inventory(samples.inventory(busy, now=now()))
-            with anyio.fail_after(20):
-                event = await anext(subscription)
-            assert event == ResourceUpdated(uri=RESOURCE_URI)
-        read = await client.read_resource(RESOURCE_URI)
-        summary = json.loads(read.contents[0].text)["cluster_summary"]  # type: ignore[union-attr]
+            summary = await summary_after_update(client, subscription, timeout=20)
         assert summary["gpus_allocated"] == 2
 
 
