@@ -8,7 +8,11 @@ import base64
 import contextlib
 import http.server
 import json
+import os
+import signal
 import ssl
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -285,3 +289,45 @@ def proxy(
 ) -> Iterator[ReviewProxy]:
     with ReviewProxy(k8s, tmp_path / "pki") as running:
         yield running
+
+
+# --- the real operator ---------------------------------------------------------------------------
+
+OPERATOR = str(Path(sys.executable).with_name("gpu-inventory-operator"))
+
+
+@pytest.fixture
+def operator(cluster: ControlPlane, tmp_path: Path) -> Iterator[Path]:
+    """`gpu-inventory-operator --standalone` on the admin kubeconfig, with short timings, as
+    the operator's own tests run it; stopped by its pid. Yields its log file (printed when the
+    test fails, by pytest's captured output)."""
+    log = tmp_path / "operator.log"
+    environ = cluster.env(
+        GPU_INVENTORY_WRITE_WINDOW="0.2",
+        GPU_INVENTORY_LIST_SETTLE="0.5",
+        GPU_INVENTORY_RESYNC_INTERVAL="2",
+    )
+    environ.pop("POD_NAMESPACE", None)
+    with log.open("w") as output:
+        process = subprocess.Popen(
+            [
+                OPERATOR,
+                "--standalone",
+                f"--metrics-port={free_port()}",
+                f"--liveness=http://127.0.0.1:{free_port()}/healthz",
+            ],
+            env=environ,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            yield log
+        finally:
+            if process.poll() is None:
+                os.kill(process.pid, signal.SIGTERM)
+                try:
+                    process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(timeout=5)
+            sys.stderr.write(f"----- operator log (tail) -----\n{log.read_text()[-5000:]}\n")

@@ -22,9 +22,11 @@ from gpu_inventory.mcpserver.cache import InventoryCache, WatchTiming
 from gpu_inventory.mcpserver.server import RESOURCE_URI, build_server
 from gpu_inventory.mcpserver.settings import Settings
 from gpu_inventory.testing import samples
+from gpu_inventory.testing.builders import make_node
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.legacy_shape import assert_is_the_seed_answer, target_cluster
 from gpu_inventory.testing.mcpcalls import answer, answer_when, error_text, summary_after_update
+from gpu_inventory.testing.nodes import create_node
 from gpu_inventory.testing.wait import eventually_async
 
 pytestmark = pytest.mark.cluster
@@ -274,3 +276,64 @@ async def test_a_tool_call_sends_no_api_request(
         await client.read_resource(RESOURCE_URI)
 
     assert [name for name in senders if not name.startswith("watch-")] == []
+
+
+NPD_CONDITIONS = [
+    # kubelet's
+    ("MemoryPressure", "False", "KubeletHasSufficientMemory"),
+    ("DiskPressure", "False", "KubeletHasNoDiskPressure"),
+    ("PIDPressure", "False", "KubeletHasSufficientPID"),
+    # Node Problem Detector's default monitors (kernel-monitor.json, systemd-monitor.json)
+    ("KernelDeadlock", "False", "KernelHasNoDeadlock"),
+    ("ReadonlyFilesystem", "False", "FilesystemIsNotReadOnly"),
+    ("FrequentKubeletRestart", "False", "NoFrequentKubeletRestart"),
+    # a site's own NPD plugin for GPUs
+    ("GPUXidError", "True", "XidError79"),
+]
+
+
+def conditions(*triples: tuple[str, str, str]) -> list[dict[str, str]]:
+    return [
+        {"type": kind, "status": status, "reason": reason, "message": "set by a test"}
+        for kind, status, reason in triples
+    ]
+
+
+async def test_node_problem_detector_conditions_flow_from_the_node_to_the_answer(
+    cluster: ControlPlane, k8s: Any, operator: Path
+) -> None:
+    """Node -> the real operator -> GPUNode status.kubernetes.conditions -> the watch cache ->
+    get_gpu_inventory: every condition on the Node, as a bool, and a change follows."""
+    core = kubernetes.client.CoreV1Api(k8s)
+    body = make_node("gpu-npd", gpus=4, product="Tesla-T4")
+    body["status"]["conditions"] += conditions(*NPD_CONDITIONS)
+    create_node(core, body)
+
+    def node_conditions(data: dict[str, Any]) -> dict[str, bool]:
+        nodes = data["nodes"]
+        return dict(nodes[0]["kubernetes"]["conditions"]) if nodes else {}
+
+    async with connect(cluster.kubeconfig) as client:
+        data = await answer_when(
+            client,
+            "get_gpu_inventory",
+            {},
+            lambda d: "GPUXidError" in node_conditions(d),
+            timeout=60,
+        )
+        assert node_conditions(data) == {
+            "Ready": True,
+            **{kind: status == "True" for kind, status, _ in NPD_CONDITIONS},
+        }
+
+        core.patch_node_status(
+            "gpu-npd",
+            {"status": {"conditions": conditions(("KernelDeadlock", "True", "DockerHung"))}},
+        )
+        await answer_when(
+            client,
+            "get_gpu_inventory",
+            {"node": "gpu-npd"},
+            lambda d: node_conditions(d).get("KernelDeadlock") is True,
+            timeout=30,
+        )
