@@ -37,7 +37,7 @@ from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gpu_inventory.mcpserver import auth, kube, shapes, views
+from gpu_inventory.mcpserver import auth, kube, schemas, shapes, views
 from gpu_inventory.mcpserver.cache import InventoryCache, WatchTiming
 from gpu_inventory.mcpserver.settings import Settings
 from gpu_inventory.mcpserver.subscriptions import LegacySubscribers
@@ -113,15 +113,18 @@ class _KnownArgumentsOnly(BaseModel):
 
 
 def strict_tool(fn: Callable[..., Any], *, title: str) -> Tool:
-    """A read-only tool from `fn` whose docstring is dedented (the SDK sends it as is) and that
-    refuses arguments it does not take: a misspelt filter silently ignored would answer
-    another question than the one asked. The input schema says so too
-    (`additionalProperties: false`)."""
+    """A read-only tool from `fn` whose docstring is dedented (the SDK sends it as is), that
+    refuses arguments it does not take (a misspelt filter silently ignored would answer
+    another question than the one asked; the input schema says `additionalProperties: false`),
+    and whose output schema is spelled flat so clients validate answers quickly (`schemas`)."""
     fn.__doc__ = inspect.cleandoc(fn.__doc__ or "")
     tool = Tool.from_function(fn, title=title, annotations=_READ_ONLY)
     loose = tool.fn_metadata.arg_model
     strict = pydantic.create_model(loose.__name__, __base__=(loose, _KnownArgumentsOnly))
-    metadata = tool.fn_metadata.model_copy(update={"arg_model": strict})
+    output = tool.fn_metadata.output_schema
+    metadata = tool.fn_metadata.model_copy(
+        update={"arg_model": strict, "output_schema": schemas.flat(output) if output else None}
+    )
     return tool.model_copy(
         update={"fn_metadata": metadata, "parameters": strict.model_json_schema(by_alias=True)}
     )
