@@ -20,7 +20,7 @@ PY := $(VENV)/bin/python
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane tools cluster-up cluster-down crds manifests lock image lint typecheck test test-unit demo bench bench-operator bench-mcp bench-agent clean
+.PHONY: help venv controlplane tools mcp-clients cluster-up cluster-down crds manifests lock image lint typecheck test test-unit demo bench bench-operator bench-mcp bench-agent clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -39,6 +39,10 @@ controlplane:
 # Built once into ~/.cache/gpu-inventory (versioned, stamped); then a version check each.
 tools:
 	for t in helm promtool kstatus-check; do bash hack/build-tool.sh $$t >/dev/null || exit 1; done
+
+# The real MCP clients the MCP server's tests run: the pinned MCP Inspector CLI, curl and jq.
+mcp-clients:
+	bash hack/install-mcp-clients.sh >/dev/null
 
 cluster-up: venv controlplane
 	$(PY) -m gpu_inventory.testing up --dir $(CLUSTER_DIR)
@@ -81,7 +85,7 @@ lint: venv typecheck
 test-unit: venv
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-test: venv controlplane tools lint
+test: venv controlplane tools mcp-clients lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: venv controlplane
