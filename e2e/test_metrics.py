@@ -97,7 +97,7 @@ def the_metrics_are_the_status(samples: Samples, status: dict[str, Any]) -> None
             )
             == 1
         )
-    assert samples[(LAST_WRITE, ())] > 0
+    assert value(samples, LAST_WRITE) > 0
 
 
 def recorded(samples: Samples) -> list[dict[str, str]]:
