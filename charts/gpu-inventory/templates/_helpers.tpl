@@ -51,11 +51,6 @@ helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace 
 {{- end -}}
 {{- end -}}
 
-{{/* The agent's ServiceAccount as the API server names its user. */}}
-{{- define "gpu-inventory.agentUser" -}}
-{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "gpu-inventory.component" (list . "agent")) -}}
-{{- end -}}
-
 {{- define "gpu-inventory.agentPriorityClass" -}}
 {{- if .Values.agent.priorityClass.create -}}
 {{- include "gpu-inventory.component" (list . "agent") -}}

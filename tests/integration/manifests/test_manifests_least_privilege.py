@@ -1,8 +1,8 @@
 """The install on a real API server: each identity can do its job and no more, and the admission
 policy confines the agent in whatever namespace it is installed.
 
-Every test runs on both installs users make: the kustomize base (namespace `gpu-inventory`) and
-`helm install` into another namespace (`gpu-fleet`).
+Every test runs on the installs users make: the kustomize base (namespace `gpu-inventory`), an
+overlay of it with `namespace: team-gpu`, and `helm install` into another namespace (`gpu-fleet`).
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ G, V = constants.GROUP, constants.VERSION
 
 
 @pytest.fixture(
-    params=[("kustomize", None), ("helm", "gpu-fleet")], ids=["kustomize", "helm-gpu-fleet"]
+    params=[("kustomize", None), ("kustomize", "team-gpu"), ("helm", "gpu-fleet")],
+    ids=["kustomize", "kustomize-overlay-team-gpu", "helm-gpu-fleet"],
 )
 def installed(
     request: pytest.FixtureRequest, cluster: ControlPlane
