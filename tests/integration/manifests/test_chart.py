@@ -141,22 +141,11 @@ def test_the_image_is_pinned_by_digest_when_one_is_given() -> None:
         assert image == f"ghcr.io/gpu-inventory/gpu-inventory@{digest}"
 
 
-def test_mcp_is_wired_to_its_audience_readiness_and_service_names() -> None:
-    objects = _render(**{"mcp.allowedHosts": "{mcp.example.com:*}"})
-    container = _pod_templates(objects)["gpu-inventory-mcp"]["spec"]["containers"][0]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["GPU_INVENTORY_MCP_TOKEN_AUDIENCES"] == "gpu-inventory-mcp"
+def test_mcp_is_ready_only_once_its_cache_is() -> None:
+    """Args and env reach the server's own parser in tests/unit/test_chart_commands.py."""
+    container = _pod_templates(_render())["gpu-inventory-mcp"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    (hosts,) = [a for a in container["args"] if a.startswith("--allowed-hosts=")]
-    assert hosts.split("=", 1)[1].split(",") == [
-        "gpu-inventory-mcp:*",
-        "gpu-inventory-mcp.gpu-fleet:*",
-        "gpu-inventory-mcp.gpu-fleet.svc:*",
-        "gpu-inventory-mcp.gpu-fleet.svc.cluster.local:*",
-        "mcp.example.com:*",
-    ]
-    assert "--allow-apiserver-audience" not in container["args"]
 
 
 # --- against the API server -----------------------------------------------------------------
