@@ -131,22 +131,12 @@ def install(plane: ControlPlane, method: Method, namespace: str | None = None) -
 
 def agent_pod(api: client.ApiClient, installation: Installation, *, node: str, name: str) -> Any:
     """Create the agent Pod its DaemonSet would create on `node`, from the installed pod
-    template, so the namespace's Pod Security level judges the real spec. A GPU cluster has the
-    template's RuntimeClass (the GPU Operator makes it), and a pod naming a missing one is
-    refused, so it is created when missing."""
+    template, so the API server's admission (Pod Security, RuntimeClass, priority) judges the
+    real spec."""
     daemonset = client.AppsV1Api(api).read_namespaced_daemon_set(
         installation.name("agent"), installation.namespace, _preload_content=False
     )
     template = json.loads(daemonset.data)["spec"]["template"]
-    runtime_class = template["spec"].get("runtimeClassName")
-    if runtime_class:
-        try:
-            client.NodeV1Api(api).create_runtime_class(
-                {"metadata": {"name": runtime_class}, "handler": runtime_class}
-            )
-        except client.ApiException as error:
-            if error.status != 409:
-                raise
     body = {
         "apiVersion": "v1",
         "kind": "Pod",

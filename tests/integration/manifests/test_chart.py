@@ -53,7 +53,7 @@ def test_helm_lint_passes_with_the_defaults_and_every_option() -> None:
         **EVERYTHING,
         "agent.migMonitoring": "true",
         "agent.gpuAccess": "cdi",
-        "agent.runtimeClassName": "",
+        "agent.runtimeClassName": "nvidia",
         "agent.priorityClass.create": "false",
         "networkPolicy.enabled": "false",
         "image.digest": "sha256:" + "a" * 64,
@@ -124,8 +124,9 @@ def test_gpu_access_modes_and_an_optional_runtime_class() -> None:
     envvar = agent()
     env = {e["name"]: e.get("value") for e in envvar["spec"]["containers"][0]["env"]}
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all"
-    assert envvar["spec"]["runtimeClassName"] == "nvidia"
-    cdi = agent(**{"agent.gpuAccess": "cdi", "agent.runtimeClassName": ""})
+    assert "runtimeClassName" not in envvar["spec"]  # a missing RuntimeClass refuses the pod
+    assert agent(**{"agent.runtimeClassName": "nvidia"})["spec"]["runtimeClassName"] == "nvidia"
+    cdi = agent(**{"agent.gpuAccess": "cdi"})
     names = {e["name"] for e in cdi["spec"]["containers"][0]["env"]}
     assert "NVIDIA_VISIBLE_DEVICES" not in names
     assert cdi["metadata"]["annotations"] == {
@@ -208,7 +209,6 @@ def test_every_pod_meets_pod_security_restricted_which_the_namespace_enforces(
     core = client.CoreV1Api(k8s)
     for name, template in templates.items():
         pod = {"metadata": {"name": name}, "spec": {**template["spec"], "nodeName": "n"}}
-        pod["spec"].pop("runtimeClassName", None)  # the RuntimeClass is the GPU cluster's
         pod["spec"].pop("priorityClassName", None)  # not installed by a dry run
         core.create_namespaced_pod(fresh_namespace, pod, dry_run="All")
 
@@ -233,7 +233,6 @@ def test_mig_monitoring_needs_a_privileged_namespace(k8s: client.ApiClient, leve
     )
     try:
         spec = {**template["spec"], "nodeName": "n"}
-        spec.pop("runtimeClassName")
         spec.pop("priorityClassName")
         pod = {"metadata": {"name": "agent"}, "spec": spec}
         if level == "privileged":
@@ -257,7 +256,6 @@ def test_the_kind_overlay_runs_the_simulated_agent_from_the_kind_image() -> None
     )
     templates = _pod_templates(helm.objects(built.stdout))
     agent = templates["gpu-inventory-agent"]["spec"]
-    assert "runtimeClassName" not in agent
     assert agent["containers"][0]["command"] == ["python", "-m", "gpu_inventory.testing.simagent"]
     for template in templates.values():
         container = template["spec"]["containers"][0]
