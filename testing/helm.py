@@ -50,11 +50,15 @@ def _sets(values: Mapping[str, str]) -> list[str]:
 
 
 def template(
-    namespace: str, values: Mapping[str, str] | None = None, *, extra: Sequence[str] = ()
+    namespace: str,
+    values: Mapping[str, str] | None = None,
+    *,
+    extra: Sequence[str] = (),
+    release: str = RELEASE,
 ) -> str:
-    """`helm template` of the chart as release `gpu-inventory` in `namespace`."""
+    """`helm template` of the chart as `release` (default `gpu-inventory`) in `namespace`."""
     return helm(
-        "template", RELEASE, str(CHART), f"--namespace={namespace}", *_sets(values or {}), *extra
+        "template", release, str(CHART), f"--namespace={namespace}", *_sets(values or {}), *extra
     )
 
 

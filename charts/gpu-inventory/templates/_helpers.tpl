@@ -1,13 +1,17 @@
-{{/* Names: "<release>" when it contains the chart name, else "<release>-gpu-inventory". */}}
+{{/*
+Names: "<release>" when it contains the chart name, else "<release>-gpu-inventory", cut to 46
+characters: the longest name composed from it, the Service "<fullname>-operator-metrics", must
+stay a DNS-1035 label (at most 63).
+*/}}
 {{- define "gpu-inventory.fullname" -}}
 {{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- .Values.fullnameOverride | trunc 46 | trimSuffix "-" -}}
 {{- else -}}
 {{- $name := default .Chart.Name .Values.nameOverride -}}
 {{- if contains $name .Release.Name -}}
-{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- .Release.Name | trunc 46 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 46 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -186,6 +186,19 @@ def test_every_object_validates_against_the_api_server_in_another_namespace(
 
 
 @pytest.mark.cluster
+def test_the_longest_release_names_give_valid_object_names(
+    control_plane: ControlPlane, fresh_namespace: str
+) -> None:
+    """Helm allows 53 characters; a Service name is a DNS-1035 label of at most 63, and the
+    longest suffix the chart adds is `-operator-metrics`."""
+    for release in ("team-a-production-cluster-east-accelerator-fleet", "x" * 53):
+        rendered = helm.template(fresh_namespace, release=release)
+        names = [o["metadata"]["name"] for o in helm.objects(rendered) if o["kind"] == "Service"]
+        assert all(len(name) <= 63 for name in names), names
+        _dry_run_apply(control_plane, rendered)
+
+
+@pytest.mark.cluster
 def test_cluster_scoped_objects_of_the_kustomize_base_carry_no_namespace(
     control_plane: ControlPlane, k8s: client.ApiClient
 ) -> None:
