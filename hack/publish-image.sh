@@ -3,8 +3,9 @@
 # with Docker buildx, push it, and pin the chart to the pushed digest.
 #
 #   hack/publish-image.sh                  build both platforms and push $IMAGE:$VERSION; then
-#                                          write the index digest to charts/gpu-inventory/values.yaml
-#                                          (image.digest) and re-render manifests/ (make manifests)
+#                                          write $IMAGE and the index digest into
+#                                          charts/gpu-inventory/values.yaml (image.repository,
+#                                          image.digest) and re-render manifests/ (make manifests)
 #   hack/publish-image.sh --load           build for this machine's platform only, load it into the
 #                                          local Docker as $IMAGE:$VERSION (no push)
 #   hack/publish-image.sh --refresh-base   resolve the current digest of the base image's tag
@@ -52,6 +53,7 @@ docker buildx build "${args[@]}" --platform "$platforms" --provenance=false \
   --metadata-file "$metadata" --push .
 digest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["containerimage.digest"])' "$metadata")
 echo "pushed $image:$version@$digest ($platforms)"
-sed -i "s|^  digest: \".*\"|  digest: \"$digest\"|" "$chart/values.yaml"
+sed -i -e "s|^  repository: .*|  repository: $image|" \
+  -e "s|^  digest: \".*\"|  digest: \"$digest\"|" "$chart/values.yaml"
 make manifests
 echo "chart and manifests now pin $image@$digest"

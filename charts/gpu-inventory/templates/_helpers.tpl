@@ -46,12 +46,15 @@ app.kubernetes.io/managed-by: {{ default $root.Release.Service $root.Values.mana
 helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace "+" "_" }}
 {{- end -}}
 
+{{/* No default image: none is published yet, and a made-up one would only fail later, as
+ErrImagePull on every node. */}}
 {{- define "gpu-inventory.image" -}}
 {{- $image := .Values.image -}}
+{{- $repository := required "image.repository is required: no gpu-inventory image is published for you; build and push one with hack/publish-image.sh and set image.repository and image.digest (README, Deploy to a real cluster)" $image.repository -}}
 {{- if $image.digest -}}
-{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- printf "%s@%s" $repository $image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion $image.tag) -}}
 {{- end -}}
 {{- end -}}
 

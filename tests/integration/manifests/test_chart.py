@@ -46,9 +46,17 @@ def _pod_templates(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o["spec"]["template"] for o in objects if o["kind"] in WORKLOADS}
 
 
-def test_helm_lint_passes_with_the_defaults_and_every_option() -> None:
+def test_without_an_image_the_chart_refuses_to_render_and_says_what_to_do() -> None:
+    """No image is published for users: a default would only fail later, as ErrImagePull.
+    (`helm lint` runs in lint mode, where `required` only warns.)"""
+    with pytest.raises(helm.HelmError, match=r"image\.repository is required.*publish-image"):
+        helm.helm("template", "gpu-inventory", str(helm.CHART))
+
+
+def test_helm_lint_passes_with_an_image_and_every_option() -> None:
     chart = str(helm.CHART)
-    helm.helm("lint", "--strict", chart)
+    image = f"--set=image.repository={helm.IMAGE_REPOSITORY}"
+    helm.helm("lint", "--strict", chart, image)
     options = {
         **EVERYTHING,
         "agent.migMonitoring": "true",
@@ -58,8 +66,8 @@ def test_helm_lint_passes_with_the_defaults_and_every_option() -> None:
         "networkPolicy.enabled": "false",
         "image.digest": "sha256:" + "a" * 64,
     }
-    helm.helm("lint", "--strict", chart, *(f"--set={k}={v}" for k, v in options.items()))
-    helm.helm("lint", "--strict", chart, "--set=mcp.enabled=false")
+    helm.helm("lint", "--strict", chart, image, *(f"--set={k}={v}" for k, v in options.items()))
+    helm.helm("lint", "--strict", chart, image, "--set=mcp.enabled=false")
 
 
 def test_bad_values_are_refused_by_the_schema_with_their_path() -> None:
