@@ -70,11 +70,28 @@ def test_helm_lint_passes_with_an_image_and_every_option() -> None:
     helm.helm("lint", "--strict", chart, image, "--set=mcp.enabled=false")
 
 
-def test_bad_values_are_refused_by_the_schema_with_their_path() -> None:
-    with pytest.raises(helm.HelmError, match=r"/agent/gpuAccess.*'envvar', 'cdi'"):
-        helm.template("gpu-fleet", {"agent.gpuAccess": "all"})
-    with pytest.raises(helm.HelmError, match=r"/image/digest"):
-        helm.template("gpu-fleet", {"image.digest": "latest"})
+@pytest.mark.parametrize(
+    ("values", "refusal"),
+    [
+        ({"agent.gpuAccess": "all"}, r"/agent/gpuAccess.*'envvar', 'cdi'"),
+        ({"image.digest": "latest"}, r"/image/digest"),
+        ({"agent.runtimeClass": "nvidia"}, r"additional properties 'runtimeClass' not allowed"),
+        ({"metrics.prometheusRule.statusStale": "5"}, r"additional properties 'statusStale'"),
+        ({"agent.maxUnavailable": "0"}, r"/agent/maxUnavailable"),
+        ({"agent.maxUnavailable": "0%"}, r"/agent/maxUnavailable"),
+        ({"operator.podDisruptionBudget.maxUnavailable": "0"}, r"/operator/podDisruptionBudget"),
+        ({"metrics.prometheusRule.nearlyFullFor": "30 minutes"}, r"/nearlyFullFor"),
+        ({"metrics.serviceMonitor.interval": "30"}, r"/serviceMonitor/interval"),
+        ({"metrics.prometheusRule.statusStaleMinutes": "100000"}, r"/statusStaleMinutes"),
+        ({"mcp.tokenAudiences": "{}"}, r"/mcp/tokenAudiences"),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, dict) else None,
+)
+def test_bad_values_are_refused_by_the_schema_with_their_path(
+    values: dict[str, str], refusal: str
+) -> None:
+    with pytest.raises(helm.HelmError, match=refusal):
+        helm.template("gpu-fleet", values)
 
 
 def test_the_kustomize_base_is_the_chart_rendered() -> None:
