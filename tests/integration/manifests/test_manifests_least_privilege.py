@@ -117,6 +117,12 @@ def test_an_agent_writes_only_the_gpunode_of_its_own_node(
         )
     )
     assert "status.kubernetes belongs to the operator" in message
+    # It reads its GPUNode (not the status subresource) and lists nothing.
+    agent.get_cluster_custom_object(G, V, constants.NODE_PLURAL, "node-a")
+    _forbidden(
+        lambda: agent.get_cluster_custom_object_status(G, V, constants.NODE_PLURAL, "node-a")
+    )
+    _forbidden(lambda: agent.list_cluster_custom_object(G, V, constants.NODE_PLURAL))
 
 
 def test_an_agent_creates_its_gpunode_with_no_finalizer_and_no_owner_but_its_node(
