@@ -110,7 +110,7 @@ def the_metrics_are_the_status(samples: Samples, status: dict[str, Any]) -> None
             )
             == 1
         )
-    assert samples[(LAST_WRITE, ())] > 0
+    assert value(samples, LAST_WRITE) > 0
 
 
 @dataclass(frozen=True)
@@ -201,6 +201,7 @@ def test_the_real_operators_metrics_drive_the_charts_alerts(
                     "severity": "warning",
                     "node": node_b.name,
                     "product": node_b.product,
+                    "source": "DevicePlugin",
                 },
                 "exp_annotations": {
                     "summary": f"{unhealthy:g} unhealthy GPU(s) on {node_b.name}.",
@@ -212,7 +213,12 @@ def test_the_real_operators_metrics_drive_the_charts_alerts(
         ],
         "GPUNodeOvercommitted": [
             {
-                "exp_labels": {"severity": "warning", "node": "gpu-t4-a"},
+                "exp_labels": {
+                    "severity": "warning",
+                    "node": "gpu-t4-a",
+                    "product": "Tesla-T4",
+                    "source": "DevicePlugin",
+                },
                 "exp_annotations": {
                     "summary": "Node gpu-t4-a has more GPUs allocated than allocatable.",
                     "description": "Pods bound to gpu-t4-a hold more GPUs than the device plugin "
