@@ -54,12 +54,15 @@ manifests: venv
 	$(PY) -m gpu_inventory.testing.helm
 
 # The image's dependencies, pinned with hashes of every file PyPI serves (amd64 and arm64
-# wheels alike), resolved for every platform (uv's universal resolution) on Python 3.11.
+# wheels alike), resolved for every platform (uv's universal resolution) on Python 3.11; and
+# the build backend (pyproject's build-system.requires) the image builds our wheel with.
 UV_VERSION := 0.13.8
+UV_COMPILE = $(VENV)/bin/uv pip compile --universal --python-version 3.11 --generate-hashes --quiet
 lock: venv
 	$(PY) -m pip install -q 'uv==$(UV_VERSION)'
-	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
-	  --generate-hashes --quiet -o requirements.lock
+	$(UV_COMPILE) pyproject.toml -o requirements.lock
+	$(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+	  | $(UV_COMPILE) - -o requirements-build.lock
 
 image:
 	bash hack/publish-image.sh --load

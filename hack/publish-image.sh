@@ -13,8 +13,11 @@
 #
 # Environment: IMAGE (default ghcr.io/gpu-inventory/gpu-inventory), VERSION (default the chart's
 # appVersion), PLATFORMS (default linux/amd64,linux/arm64). Needs docker with buildx, logged in
-# to the registry for a push; building arm64 on an amd64 machine needs QEMU binfmt
-# (docker run --privileged --rm tonistiigi/binfmt --install arm64) or an arm64 builder node.
+# to the registry for a push, and a builder that can build several platforms: Docker's default
+# `docker` driver cannot (unless the containerd image store is on), so create one once with
+# `docker buildx create --name multiarch --driver docker-container --use`. Building arm64 on an
+# amd64 machine needs QEMU binfmt (docker run --privileged --rm tonistiigi/binfmt --install arm64)
+# or an arm64 builder node. A push ends with `make manifests`, which needs Go (for Helm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 chart=charts/gpu-inventory
@@ -34,11 +37,15 @@ if [ "$mode" = --refresh-base ]; then
   exit 0
 fi
 
+# Times come from the commit, never the clock: the OCI `created` label, and SOURCE_DATE_EPOCH,
+# from which BuildKit (>= 0.11) sets the image's own creation times.
+epoch=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 args=(
   --file Dockerfile --target runtime
   --build-arg "VERSION=$version"
   --build-arg "REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-  --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  --build-arg "CREATED=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)"
+  --build-arg "SOURCE_DATE_EPOCH=$epoch"
   --tag "$image:$version"
 )
 if [ "$mode" = --load ]; then
