@@ -66,12 +66,19 @@ ErrImagePull on every node. */}}
 {{- end -}}
 {{- end -}}
 
-{{/* The container securityContext every component shares (Pod Security "restricted"). */}}
+{{/*
+The container securityContext every component shares (Pod Security "restricted"). Call with a
+list of capabilities to add back, empty but for the agent's MIG mode (see agent.yaml).
+*/}}
 {{- define "gpu-inventory.containerSecurityContext" -}}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
+  {{- with . }}
+  # Pod Security "privileged" only: see README, "MIG monitoring".
+  add: {{ toJson . }}
+  {{- end }}
 {{- end -}}
 
 {{- define "gpu-inventory.podSecurityContext" -}}
@@ -82,14 +89,59 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* Topology spread constraints of a component, selecting its own pods. */}}
-{{- define "gpu-inventory.topologySpread" -}}
+{{/*
+Where a Deployment's pods may run: topology spread over its own pods, node selector,
+tolerations, affinity, as its values say. Call with (list . "operator" .Values.operator).
+*/}}
+{{- define "gpu-inventory.placement" -}}
 {{- $root := index . 0 -}}
 {{- $component := index . 1 -}}
-{{- range (index . 2) }}
-- {{ toYaml . | nindent 2 | trim }}
-  labelSelector:
+{{- $values := index . 2 -}}
+{{- with $values.topologySpreadConstraints }}
+topologySpreadConstraints:
+{{- range . }}
+  - {{ toYaml . | nindent 4 | trim }}
+    labelSelector:
+      matchLabels:
+        {{- include "gpu-inventory.selectorLabels" (list $root $component) | nindent 8 }}
+{{- end }}
+{{- end }}
+{{- with $values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A component's PodDisruptionBudget, if its values enable one. Call with
+(list . "operator" .Values.operator).
+*/}}
+{{- define "gpu-inventory.podDisruptionBudget" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- with (index . 2).podDisruptionBudget }}
+{{- if .enabled }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "gpu-inventory.component" (list $root $component) }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "gpu-inventory.labels" (list $root $component) | nindent 4 }}
+spec:
+  maxUnavailable: {{ .maxUnavailable }}
+  selector:
     matchLabels:
       {{- include "gpu-inventory.selectorLabels" (list $root $component) | nindent 6 }}
+{{- end }}
 {{- end }}
 {{- end -}}
