@@ -4,7 +4,7 @@
 #   make demo         the whole system on a local control plane, for a person to watch
 #   make cluster-up   a local control plane in the background; KUBECONFIG=.cluster/kubeconfig
 #   make cluster-down stop it
-#   make tools        build/reuse the pinned Go tools the tests run (helm, promtool, kstatus-check)
+#   make tools        build/reuse the pinned Go tools the tests run (hack/tools: helm, promtool, ...)
 #   make manifests    render the kustomize base (manifests/) from the Helm chart
 #   make image        build the multi-arch image (needs Docker buildx; see hack/publish-image.sh)
 
@@ -38,7 +38,7 @@ controlplane:
 
 # Built once into ~/.cache/gpu-inventory (versioned, stamped); then a version check each.
 tools:
-	for t in helm promtool kstatus-check; do bash hack/build-tool.sh $$t >/dev/null || exit 1; done
+	bash hack/build-tool.sh >/dev/null
 
 cluster-up: venv controlplane
 	$(PY) -m gpu_inventory.testing up --dir $(CLUSTER_DIR)

@@ -4,7 +4,7 @@ Every row runs through `manifests/argocd/health.lua` (Lua 5.1 as Argo CD runs cu
 checks: no string or math library, only os.time/os.date; util/lua/lua.go, oslib_safe.go), the
 real kstatus library (`sigs.k8s.io/cli-utils` v0.37.2) and Flux's own evaluator of the shipped
 `manifests/flux/health-check.yaml` (`github.com/fluxcd/pkg/runtime/cel`), both through
-hack/kstatus-check. Where the verdicts differ, the row says why; nothing else may differ.
+hack/tools/kstatus-check. Where the verdicts differ, the row says why; nothing else may differ.
 """
 
 from __future__ import annotations

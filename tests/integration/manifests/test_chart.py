@@ -7,6 +7,7 @@ the API server's Pod Security admission judges every pod template.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from kubernetes import client, dynamic
 
 from gpu_inventory.testing import helm
 from gpu_inventory.testing import install as installing
-from gpu_inventory.testing.binaries import REPO_ROOT
+from gpu_inventory.testing.binaries import REPO_ROOT, ensure_tool
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.kubectl import kubectl_path, run_kubectl
 
@@ -197,17 +198,59 @@ def _dry_run_apply(plane: ControlPlane, rendered: str) -> str:
     return result.stdout
 
 
+MONITORING_CRDS = ("servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
+
+
+@pytest.fixture
+def monitoring_crds(control_plane: ControlPlane) -> Iterator[None]:
+    """prometheus-operator's ServiceMonitor and PrometheusRule CRDs (pinned in hack/tools,
+    generated from its Go types), so the API server validates those two objects too."""
+    crds = str(ensure_tool("monitoring-crds"))
+    applied = run_kubectl(control_plane.kubeconfig, "apply", "--server-side", "-f", crds)
+    assert applied.returncode == 0, applied.stderr
+    try:
+        waited = run_kubectl(
+            control_plane.kubeconfig,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            *(f"crd/{name}" for name in MONITORING_CRDS),
+        )
+        assert waited.returncode == 0, waited.stderr
+        yield
+    finally:
+        run_kubectl(control_plane.kubeconfig, "delete", "--ignore-not-found", "-f", crds)
+
+
 @pytest.mark.cluster
+@pytest.mark.usefixtures("monitoring_crds")
 def test_every_object_validates_against_the_api_server_in_another_namespace(
     control_plane: ControlPlane, fresh_namespace: str
 ) -> None:
-    # The prometheus-operator CRDs are not installed here: their two objects are checked by
-    # promtool (test_alerts.py), the rest by the API server's own schema and admission.
-    rendered = helm.template(fresh_namespace)
-    out = _dry_run_apply(control_plane, rendered)
+    values = {k: v for k, v in EVERYTHING.items() if k != "namespace.create"}
+    out = _dry_run_apply(control_plane, helm.template(fresh_namespace, values))
     assert "daemonset.apps/gpu-inventory-agent created (server dry run)" in out
     assert "validatingadmissionpolicy.admissionregistration.k8s.io/" in out
     assert "poddisruptionbudget.policy/gpu-inventory-operator created" in out
+    assert "servicemonitor.monitoring.coreos.com/gpu-inventory-operator created" in out
+    assert "prometheusrule.monitoring.coreos.com/gpu-inventory created" in out
+    # The CRDs validate for real: an interval that is not a Prometheus duration is refused.
+    (monitor,) = [
+        o
+        for o in helm.objects(helm.template(fresh_namespace, values))
+        if o["kind"] == "ServiceMonitor"
+    ]
+    monitor["spec"]["endpoints"][0]["interval"] = "30"
+    refused = run_kubectl(
+        control_plane.kubeconfig,
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        stdin=json.dumps(monitor),
+    )
+    assert refused.returncode != 0
+    assert "spec.endpoints[0].interval" in refused.stderr, refused.stderr
 
 
 @pytest.mark.cluster
