@@ -84,7 +84,10 @@ lint: venv typecheck
 test-unit: venv
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-test: venv controlplane tools lint
+# The Go builds, pip and lint are independent: run at once, downloads, links and pip's waits
+# overlap with compiles (go build already uses every core). Then every test.
+test:
+	$(MAKE) --no-print-directory -j3 controlplane tools lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: venv controlplane
