@@ -20,7 +20,7 @@ import pytest
 
 from gpu_inventory.mcpserver import __main__ as mcp_main
 from gpu_inventory.mcpserver.settings import ENV_PREFIX as MCP_ENV_PREFIX
-from gpu_inventory.mcpserver.settings import Settings
+from gpu_inventory.mcpserver.settings import LOCALHOST, Settings
 from gpu_inventory.nodeagent.config import AgentConfig
 from gpu_inventory.nodeagent.main import agent_config
 from gpu_inventory.nodeagent.main import parser as agent_parser
@@ -134,9 +134,10 @@ def test_the_operator_gets_its_ports_lease_and_identity(values: dict[str, str]) 
 @pytest.mark.parametrize("values", [{}, TUNED], ids=["defaults", "tuned"])
 def test_the_agent_gets_its_node_pod_and_health_port(values: dict[str, str]) -> None:
     container, args, env = started(values)["gpu-inventory-agent"]
-    config: AgentConfig = agent_config(agent_parser().parse_args(args), env)
+    parsed = agent_parser().parse_args(args)
+    config: AgentConfig = agent_config(parsed, env)
     assert (config.node_name, config.pod_name) == (POD.node_name, POD.name)
-    assert config.backend == "nvml"
+    assert not parsed.once  # keeps the GPUNode current, not one reading printed
     assert (config.health_host, config.health_port) == ("0.0.0.0", port(container, "health"))
     assert container["livenessProbe"]["httpGet"]["port"] == "health"
 
@@ -154,24 +155,18 @@ def test_the_mcp_server_serves_http_for_its_service_names_and_audiences(
         f"{service}.{NAMESPACE}{suffix}:*" for suffix in ("", ".svc", ".svc.cluster.local")
     ]
     extra = ["mcp.example.com:*"] if values else []
-    assert list(settings.allowed_hosts) == names + extra
+    assert list(settings.allowed_hosts) == [*LOCALHOST, *names, *extra]  # port-forward too
     audiences = ("gpu-inventory-mcp", "assistants") if values else ("gpu-inventory-mcp",)
     assert settings.token_audiences == audiences
     assert settings.auth == "kubernetes"
 
 
-def test_the_apiserver_audience_switch_waits_for_the_mcp_branch(
+def test_the_apiserver_audience_switch_reaches_the_mcp_server(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """`mcp.allowApiserverAudience=true` passes `--allow-apiserver-audience`, which the MCP
-    server of branch `mcp` adds. main's parser does not know it yet and exits 2.
-
-    When `mcp` is merged this test fails on purpose: replace its body with
-        settings = mcp_settings(args, env, monkeypatch)
-        assert settings.allow_apiserver_audience is True
-    """
+    """`mcp.allowApiserverAudience=true` passes `--allow-apiserver-audience`, and the server
+    takes it."""
     _, args, env = started({"mcp.allowApiserverAudience": "true"})["gpu-inventory-mcp"]
     assert "--allow-apiserver-audience" in args
-    with pytest.raises(SystemExit) as exited:
-        mcp_settings(args, env, monkeypatch)
-    assert exited.value.code == 2
+    settings = mcp_settings(args, env, monkeypatch)
+    assert settings.allow_apiserver_audience is True

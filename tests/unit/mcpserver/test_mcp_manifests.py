@@ -13,6 +13,7 @@ from gpu_inventory.mcpserver.__main__ import load_settings
 from gpu_inventory.mcpserver.app import with_portless_forms
 from gpu_inventory.mcpserver.server import HEALTH_PATHS
 from gpu_inventory.mcpserver.settings import DEFAULT_AUDIENCE, Settings
+from gpu_inventory.testing import containers
 from gpu_inventory.testing.helm import BASE_NAMESPACE, RENDERED_BASE
 
 NAME = "gpu-inventory-mcp"
@@ -36,8 +37,10 @@ def container() -> dict[str, Any]:
 def settings(container: dict[str, Any]) -> Settings:
     """What `gpu-inventory-mcp` makes of the container's arguments and environment."""
     assert container["command"] == ["gpu-inventory-mcp"]
-    environ = {e["name"]: e["value"] for e in container.get("env", [])}
-    return load_settings(container["args"], environ)
+    pod = containers.Pod(name=f"{NAME}-0", namespace=BASE_NAMESPACE, node_name="node-a")
+    environ = containers.environment(container, pod)
+    _command, *args = containers.argv(container, environ)
+    return load_settings(args, environ)
 
 
 def test_it_serves_http_on_the_container_port(
