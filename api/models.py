@@ -7,10 +7,10 @@ that approaches etcd's 1.5 MiB request limit; `tests/unit/api/test_crd_size.py` 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from gpu_inventory.api import constants
@@ -225,10 +225,20 @@ UTC_SECONDS: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
 """RFC 3339 in UTC to the second, as the API server writes its own timestamps."""
 
 
+def _utc_seconds(value: datetime | None) -> datetime | None:
+    """In UTC, to the second (naive means UTC): the only form the CRD admits."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).replace(microsecond=0)
+
+
 class GPUInventoryStatus(WireModel):
     observed_generation: Annotated[int, Field(ge=0)] | None = None
     last_sync_time: Annotated[
         datetime | None,
+        AfterValidator(_utc_seconds),
         Field(
             description=(
                 "When the operator last confirmed this status reflects the cluster; refreshed at"
