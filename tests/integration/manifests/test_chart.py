@@ -168,11 +168,32 @@ def test_the_image_is_pinned_by_digest_when_one_is_given() -> None:
         assert image == f"ghcr.io/gpu-inventory/gpu-inventory@{digest}"
 
 
-def test_mcp_is_ready_only_once_its_cache_is() -> None:
-    """Args and env reach the server's own parser in tests/unit/test_chart_commands.py."""
-    container = _pod_templates(_render())["gpu-inventory-mcp"]["spec"]["containers"][0]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+def _probe_target(container: dict[str, Any], probe: str) -> tuple[str, int]:
+    """The path and container port number a probe reaches; its named port must exist."""
+    target = container[probe]["httpGet"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert target["port"] in ports, (probe, target, ports)
+    return target["path"], ports[target["port"]]
+
+
+def test_mcp_and_operator_are_ready_only_once_their_caches_are() -> None:
+    """Args and env reach the servers' own parsers in tests/unit/test_chart_commands.py; the
+    operator's /readyz answers 503 until its first listings are complete
+    (tests/integration/operator/test_op_proxied.py runs the real process)."""
+    templates = _pod_templates(_render())
+    mcp = templates["gpu-inventory-mcp"]["spec"]["containers"][0]
+    assert _probe_target(mcp, "readinessProbe")[0] == "/readyz"
+    assert _probe_target(mcp, "livenessProbe")[0] == "/healthz"
+    operator = templates["gpu-inventory-operator"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in operator["env"]}
+    # /readyz is served next to /metrics, on GPU_INVENTORY_METRICS_PORT; kopf's liveness
+    # endpoint, on --liveness, knows only whether the process is up.
+    assert _probe_target(operator, "readinessProbe") == (
+        "/readyz",
+        int(env["GPU_INVENTORY_METRICS_PORT"]),
+    )
+    liveness = _probe_target(operator, "livenessProbe")
+    assert operator["args"] == [f"--liveness=http://0.0.0.0:{liveness[1]}{liveness[0]}"]
 
 
 # --- against the API server -----------------------------------------------------------------
