@@ -117,12 +117,28 @@ def test_an_agent_writes_only_the_gpunode_of_its_own_node(
         )
     )
     assert "status.kubernetes belongs to the operator" in message
-    # It reads its GPUNode (not the status subresource) and lists nothing.
+    # It reads its GPUNode (not the status subresource) and lists no GPUNodes.
     agent.get_cluster_custom_object(G, V, constants.NODE_PLURAL, "node-a")
     _forbidden(
         lambda: agent.get_cluster_custom_object_status(G, V, constants.NODE_PLURAL, "node-a")
     )
     _forbidden(lambda: agent.list_cluster_custom_object(G, V, constants.NODE_PLURAL))
+    # It watches its Node as the kubelet does (list + watch, fieldSelector metadata.name): the
+    # GPU Operator's driver-upgrade labels reach it at once. It writes no Node and reads no pod.
+    core = client.CoreV1Api(agent.api_client)
+    own = core.list_node(field_selector="metadata.name=node-a")
+    assert [n.metadata.name for n in own.items] == ["node-a"]
+    core.list_node(
+        field_selector="metadata.name=node-a",
+        resource_version=own.metadata.resource_version,
+        watch=True,
+        timeout_seconds=1,
+        _preload_content=False,
+    ).read()
+    _forbidden(lambda: core.patch_node("node-a", {"metadata": {"labels": {"x": "y"}}}))
+    _forbidden(lambda: core.patch_node_status("node-a", {"status": {"phase": "Running"}}))
+    _forbidden(lambda: core.delete_node("node-b"))
+    _forbidden(lambda: core.list_pod_for_all_namespaces())
 
 
 def test_an_agent_creates_its_gpunode_with_no_finalizer_and_no_owner_but_its_node(
