@@ -138,7 +138,7 @@ def test_an_agent_writes_only_the_gpunode_of_its_own_node(
     _forbidden(lambda: core.patch_node("node-a", {"metadata": {"labels": {"x": "y"}}}))
     _forbidden(lambda: core.patch_node_status("node-a", {"status": {"phase": "Running"}}))
     _forbidden(lambda: core.delete_node("node-b"))
-    _forbidden(lambda: core.list_pod_for_all_namespaces())
+    _forbidden(core.list_pod_for_all_namespaces)
 
 
 def test_an_agent_creates_its_gpunode_with_no_finalizer_and_no_owner_but_its_node(

@@ -40,6 +40,7 @@ from gpu_inventory.testing.builders import make_node
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.install import agent_pod, install
 from gpu_inventory.testing.nodes import create_node, reboot
+from gpu_inventory.testing.rbac import bind_cluster_role
 from gpu_inventory.testing.scenario import load_scenario, simulate
 from gpu_inventory.testing.simnvml import SimulatedNVML
 from gpu_inventory.testing.wait import eventually, holds
@@ -520,23 +521,7 @@ def trimmed_agent_rbac(
     ]
     assert any(rule.resources == ["nodes"] for rule in installed.rules), installed.rules
     name = f"gpu-inventory-agent-get-only-{namespace}"
-    client.CoreV1Api(k8s).create_namespaced_service_account(
-        namespace, {"metadata": {"name": "gpu-inventory-agent"}}
-    )
-    rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": name},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [
-                {"kind": "ServiceAccount", "name": "gpu-inventory-agent", "namespace": namespace}
-            ],
-        }
-    )
+    bind_cluster_role(k8s, namespace, "gpu-inventory-agent", name, rules)
     try:
         yield namespace
     finally:

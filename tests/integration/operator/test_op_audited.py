@@ -20,6 +20,7 @@ from kubernetes import client
 
 from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane
+from gpu_inventory.testing.rbac import bind_cluster_role
 from gpu_inventory.testing.wait import equals, eventually
 
 pytestmark = pytest.mark.cluster
@@ -69,21 +70,7 @@ def account(plane: ControlPlane, api: client.ApiClient, namespace: str, name: st
             "verbs": ["get", "create", "update"],
         },
     ]
-    role = f"{namespace}-{name}"
-    rbac = client.RbacAuthorizationV1Api(api)
-    client.CoreV1Api(api).create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    rbac.create_cluster_role({"metadata": {"name": role}, "rules": rules})
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": role},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": role,
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        }
-    )
+    bind_cluster_role(api, namespace, name, f"{namespace}-{name}", rules)
     return plane.serviceaccount_kubeconfig(namespace, name)
 
 
