@@ -64,6 +64,7 @@ def test_helm_lint_passes_with_an_image_and_every_option() -> None:
         "agent.gpuAccess": "cdi",
         "agent.runtimeClassName": "nvidia",
         "agent.priorityClass.create": "false",
+        "agent.gpuOperatorClient": "true",
         "networkPolicy.enabled": "false",
         "image.digest": "sha256:" + "a" * 64,
     }
@@ -141,6 +142,30 @@ def test_the_agent_tolerates_every_taint_never_preempts_and_finds_cloud_gpu_node
         "cloud.google.com/gke-accelerator",
         "kubernetes.azure.com/accelerator",
     }
+
+
+def test_the_gpu_operators_opt_out_joins_every_affinity_term_a_user_gives() -> None:
+    """Terms are ORed: an opt-out in one term only would leave the others open. Which nodes the
+    default terms select, the DaemonSet controller decides in test_agent_placement.py."""
+    expression = {"key": "example.com/accelerator", "operator": "Exists"}
+    field = {"key": "metadata.name", "operator": "In", "values": ["gpu-7"]}
+    terms = [{"matchExpressions": [expression]}, {"matchFields": [field]}]
+    (agent,) = [
+        o
+        for o in helm.objects(
+            helm.template(
+                "gpu-fleet", extra=(f"--set-json=agent.nodeAffinityTerms={json.dumps(terms)}",)
+            )
+        )
+        if o["kind"] == "DaemonSet"
+    ]
+    affinity = agent["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    rendered = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    opt_out = {"key": "nvidia.com/gpu.deploy.client", "operator": "NotIn", "values": ["false"]}
+    assert rendered == [
+        {"matchExpressions": [expression, opt_out]},
+        {"matchFields": [field], "matchExpressions": [opt_out]},
+    ]
 
 
 def test_gpu_access_modes_and_an_optional_runtime_class() -> None:
