@@ -58,6 +58,12 @@ ErrImagePull on every node. */}}
 {{- end -}}
 {{- end -}}
 
+{{/* The agent's namespace: its own for MIG monitoring (README, "MIG monitoring"), else the
+release's. */}}
+{{- define "gpu-inventory.agentNamespace" -}}
+{{- default .Release.Namespace .Values.agent.namespace -}}
+{{- end -}}
+
 {{- define "gpu-inventory.agentPriorityClass" -}}
 {{- if .Values.agent.priorityClass.create -}}
 {{- include "gpu-inventory.component" (list . "agent") -}}

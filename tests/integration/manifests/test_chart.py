@@ -61,7 +61,7 @@ def test_helm_lint_passes_with_an_image_and_every_option() -> None:
     options = {
         **EVERYTHING,
         "agent.migMonitoring": "true",
-        "agent.gpuAccess": "cdi",
+        "agent.namespace": "gpu-inventory-mig",
         "agent.runtimeClassName": "nvidia",
         "agent.priorityClass.create": "false",
         "agent.gpuOperatorClient": "true",
@@ -70,6 +70,7 @@ def test_helm_lint_passes_with_an_image_and_every_option() -> None:
     }
     helm.helm("lint", "--strict", chart, image, *(f"--set={k}={v}" for k, v in options.items()))
     helm.helm("lint", "--strict", chart, image, "--set=mcp.enabled=false")
+    helm.helm("lint", "--strict", chart, image, "--set=agent.gpuAccess=cdi")
 
 
 @pytest.mark.parametrize(
@@ -86,6 +87,12 @@ def test_helm_lint_passes_with_an_image_and_every_option() -> None:
         ({"metrics.serviceMonitor.interval": "30"}, r"/serviceMonitor/interval"),
         ({"metrics.prometheusRule.statusStaleMinutes": "100000"}, r"/statusStaleMinutes"),
         ({"mcp.tokenAudiences": "{}"}, r"/mcp/tokenAudiences"),
+        ({"agent.namespace": "GPU_Agents"}, r"/agent/namespace"),
+        (
+            {"agent.migMonitoring": "true", "agent.gpuAccess": "cdi"},
+            r"agent.migMonitoring needs agent.gpuAccess=envvar: only the NVIDIA container "
+            r"toolkit's legacy hook reads NVIDIA_MIG_MONITOR_DEVICES",
+        ),
     ],
     ids=lambda v: "-".join(v) if isinstance(v, dict) else None,
 )
@@ -353,6 +360,9 @@ def test_mig_monitoring_needs_a_privileged_namespace(k8s: client.ApiClient, leve
     container = template["spec"]["containers"][0]
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
     assert {"name": "NVIDIA_MIG_MONITOR_DEVICES", "value": "all"} in container["env"]
+    # Not root: the MIG monitor device is readable by every user (see agent.yaml for sources).
+    assert template["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert template["spec"]["securityContext"]["runAsUser"] == 65532
     name = f"psa-{level}-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(k8s)
     core.create_namespace(
@@ -371,6 +381,39 @@ def test_mig_monitoring_needs_a_privileged_namespace(k8s: client.ApiClient, leve
             assert "SYS_ADMIN" in refused.value.body
     finally:
         core.delete_namespace(name)
+
+
+def test_in_mig_mode_an_agent_namespace_of_its_own_alone_is_privileged() -> None:
+    """The namespaces the chart renders (namespace.create) and where each object goes."""
+    objects = _render(
+        **{
+            "agent.migMonitoring": "true",
+            "agent.namespace": "gpu-agents",
+            "namespace.create": "true",
+        }
+    )
+    levels = {
+        o["metadata"]["name"]: o["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        for o in objects
+        if o["kind"] == "Namespace"
+    }
+    assert levels == {"gpu-fleet": "restricted", "gpu-agents": "privileged"}
+    placed = {
+        (o["kind"], o["metadata"]["name"]): o["metadata"].get("namespace")
+        for o in objects
+        if o["metadata"]["labels"]["app.kubernetes.io/component"] == "agent"
+    }
+    assert placed[("DaemonSet", "gpu-inventory-agent")] == "gpu-agents"
+    assert placed[("ServiceAccount", "gpu-inventory-agent")] == "gpu-agents"
+    assert placed[("NetworkPolicy", "gpu-inventory-agent")] == "gpu-agents"
+    (binding,) = [
+        o for o in objects if o["kind"] == "ClusterRoleBinding" and "agent" in o["metadata"]["name"]
+    ]
+    assert binding["subjects"][0]["namespace"] == "gpu-agents"
+    others = {
+        o["metadata"].get("namespace") for o in objects if o["kind"] in WORKLOADS - {"DaemonSet"}
+    }
+    assert others == {"gpu-fleet"}
 
 
 def test_the_kind_overlay_runs_the_simulated_agent_from_the_kind_image() -> None:
