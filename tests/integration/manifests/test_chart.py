@@ -21,6 +21,7 @@ from gpu_inventory.testing import install as installing
 from gpu_inventory.testing.binaries import REPO_ROOT, ensure_tool
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.kubectl import kubectl_path, run_kubectl
+from gpu_inventory.testing.wait import eventually
 
 RECOMMENDED = (
     "app.kubernetes.io/name",
@@ -255,21 +256,24 @@ MONITORING_CRDS = ("servicemonitors.monitoring.coreos.com", "prometheusrules.mon
 
 
 @pytest.fixture
-def monitoring_crds(control_plane: ControlPlane) -> Iterator[None]:
+def monitoring_crds(control_plane: ControlPlane, k8s: client.ApiClient) -> Iterator[None]:
     """prometheus-operator's ServiceMonitor and PrometheusRule CRDs (pinned in hack/tools,
     generated from its Go types), so the API server validates those two objects too."""
     crds = str(ensure_tool("monitoring-crds"))
     applied = run_kubectl(control_plane.kubeconfig, "apply", "--server-side", "-f", crds)
     assert applied.returncode == 0, applied.stderr
+    extensions = client.ApiextensionsV1Api(k8s)
+
+    def established() -> None:
+        # Read from the API, not `kubectl wait`: that fails outright ("accessor error") on a CRD
+        # whose status has no conditions yet, which a busy API server shows for a moment.
+        for name in MONITORING_CRDS:
+            crd = extensions.read_custom_resource_definition(name)
+            conditions = (crd.status and crd.status.conditions) or []
+            assert any(c.type == "Established" and c.status == "True" for c in conditions), name
+
     try:
-        waited = run_kubectl(
-            control_plane.kubeconfig,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            *(f"crd/{name}" for name in MONITORING_CRDS),
-        )
-        assert waited.returncode == 0, waited.stderr
+        eventually(established, timeout=60, what="the monitoring CRDs to be Established")
         yield
     finally:
         run_kubectl(control_plane.kubeconfig, "delete", "--ignore-not-found", "-f", crds)
