@@ -7,29 +7,20 @@ it errors with the component's log tail, and the run fails.
 from __future__ import annotations
 
 import contextlib
-import shutil
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from kubernetes import client
 
 from gpu_inventory.api import constants
-from gpu_inventory.testing.controlplane import ControlPlane
+from gpu_inventory.testing.controlplane import ControlPlane, running
 
 
 @pytest.fixture(scope="session")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
-    workdir: Path = tmp_path_factory.mktemp("controlplane")
-    plane = ControlPlane(workdir)
-    plane.start()
-    try:
-        plane.install_crds()
+    with running(tmp_path_factory.mktemp("controlplane")) as plane:
         yield plane
-    finally:
-        plane.stop()
-        shutil.rmtree(workdir / "etcd", ignore_errors=True)
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -20,7 +21,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,9 @@ class ControlPlane:
     """Extra etcd flags, e.g. `--max-request-bytes=65536` to make etcd refuse large objects."""
     apiserver_args: tuple[str, ...] = ()
     """Extra kube-apiserver flags, e.g. `--feature-gates=...`."""
+    controllers: tuple[str, ...] = CONTROLLERS
+    """kube-controller-manager's controllers; e.g. `CONTROLLERS + ("daemonset-controller",)`
+    for a test that needs the DaemonSet controller's own verdict on which nodes get a pod."""
     audit: bool = False
     """Record every write request in `audit_log` (JSON lines): who wrote what, when, answered
     how. The API server's own account of what a client did, for tests that must prove a
@@ -257,7 +261,7 @@ class ControlPlane:
                 "--leader-elect=false",
                 "--bind-address=127.0.0.1",
                 f"--secure-port={kcm_port}",
-                f"--controllers={','.join(CONTROLLERS)}",
+                f"--controllers={','.join(self.controllers)}",
                 f"--service-account-private-key-file={self._sa_key.key}",
                 f"--root-ca-file={pki.ca.cert}",
                 "--authorization-always-allow-paths=/healthz,/readyz,/livez",
@@ -473,6 +477,22 @@ class ControlPlane:
             "pids": {name: c.pid for name, c in self.components.items()},
         }
         (self.workdir / STATE_FILE).write_text(json.dumps(state, indent=2))
+
+
+@contextlib.contextmanager
+def running(workdir: Path, *, crds: bool = True, **options: Any) -> Iterator[ControlPlane]:
+    """A control plane for a test session or module: started in `workdir` with `options` (the
+    ControlPlane fields) and, unless `crds=False`, our CRDs; stopped at the end, its etcd data
+    removed (the logs stay for a post-mortem)."""
+    plane = ControlPlane(workdir, **options)
+    plane.start()
+    try:
+        if crds:
+            plane.install_crds()
+        yield plane
+    finally:
+        plane.stop()
+        shutil.rmtree(plane.workdir / "etcd", ignore_errors=True)
 
 
 def _install_crds(extensions: client.ApiextensionsV1Api, directory: Path) -> list[str]:

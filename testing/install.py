@@ -41,6 +41,8 @@ _MANAGER = {"kustomize": "kustomize", "helm": "Helm"}
 class Installation:
     method: Method
     namespace: str
+    agent_namespace: str
+    """Where the agent runs: `namespace`, unless the chart's agent.namespace says otherwise."""
 
     def name(self, component: str) -> str:
         """An object of the install: `gpu-inventory-<component>` (release `gpu-inventory`)."""
@@ -102,14 +104,21 @@ def kustomization(plane: ControlPlane, namespace: str) -> Path:
     return overlay
 
 
-def install(plane: ControlPlane, method: Method, namespace: str | None = None) -> Installation:
-    """Install as an admin would; returns where it went."""
+def install(
+    plane: ControlPlane,
+    method: Method,
+    namespace: str | None = None,
+    values: dict[str, str] | None = None,
+) -> Installation:
+    """Install as an admin would (Helm with `values`, if any); returns where it went."""
     if method == "kustomize":
+        if values:
+            raise ValueError("the kustomize base is the chart with its defaults; values need helm")
         target = namespace or KUSTOMIZE_NAMESPACE
         uninstall_helm(plane)
         _remove_cluster_objects(plane, _MANAGER["helm"])
         _kubectl(plane, "apply", "--server-side", "-k", str(kustomization(plane, target)))
-        return Installation("kustomize", target)
+        return Installation("kustomize", target, target)
     target = namespace or "gpu-inventory-helm"
     uninstall_helm(plane)
     _remove_cluster_objects(plane, _MANAGER["kustomize"])
@@ -125,16 +134,17 @@ def install(plane: ControlPlane, method: Method, namespace: str | None = None) -
             core.patch_namespace(target, {"metadata": {"labels": body["metadata"]["labels"]}})
     finally:
         api.close()
-    helm.install(plane.kubeconfig, target)
-    return Installation("helm", target)
+    helm.install(plane.kubeconfig, target, values)
+    return Installation("helm", target, (values or {}).get("agent.namespace") or target)
 
 
 def agent_pod(api: client.ApiClient, installation: Installation, *, node: str, name: str) -> Any:
     """Create the agent Pod its DaemonSet would create on `node`, from the installed pod
     template, so the API server's admission (Pod Security, RuntimeClass, priority) judges the
     real spec."""
+    namespace = installation.agent_namespace
     daemonset = client.AppsV1Api(api).read_namespaced_daemon_set(
-        installation.name("agent"), installation.namespace, _preload_content=False
+        installation.name("agent"), namespace, _preload_content=False
     )
     template = json.loads(daemonset.data)["spec"]["template"]
     body = {
@@ -147,4 +157,4 @@ def agent_pod(api: client.ApiClient, installation: Installation, *, node: str, n
         },
         "spec": {**template["spec"], "nodeName": node},
     }
-    return client.CoreV1Api(api).create_namespaced_pod(installation.namespace, body)
+    return client.CoreV1Api(api).create_namespaced_pod(namespace, body)

@@ -58,6 +58,12 @@ ErrImagePull on every node. */}}
 {{- end -}}
 {{- end -}}
 
+{{/* The agent's namespace: its own for MIG monitoring (README, "Pod Security and MIG
+monitoring"), else the release's. */}}
+{{- define "gpu-inventory.agentNamespace" -}}
+{{- default .Release.Namespace .Values.agent.namespace -}}
+{{- end -}}
+
 {{- define "gpu-inventory.agentPriorityClass" -}}
 {{- if .Values.agent.priorityClass.create -}}
 {{- include "gpu-inventory.component" (list . "agent") -}}
@@ -76,7 +82,7 @@ readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
   {{- with . }}
-  # Pod Security "privileged" only: see README, "MIG monitoring".
+  # Pod Security "privileged" only: see README, "Pod Security and MIG monitoring".
   add: {{ toJson . }}
   {{- end }}
 {{- end -}}

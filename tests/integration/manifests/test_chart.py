@@ -21,6 +21,7 @@ from gpu_inventory.testing import install as installing
 from gpu_inventory.testing.binaries import REPO_ROOT, ensure_tool
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.kubectl import kubectl_path, run_kubectl
+from gpu_inventory.testing.wait import eventually
 
 RECOMMENDED = (
     "app.kubernetes.io/name",
@@ -61,14 +62,16 @@ def test_helm_lint_passes_with_an_image_and_every_option() -> None:
     options = {
         **EVERYTHING,
         "agent.migMonitoring": "true",
-        "agent.gpuAccess": "cdi",
+        "agent.namespace": "gpu-inventory-mig",
         "agent.runtimeClassName": "nvidia",
         "agent.priorityClass.create": "false",
+        "agent.gpuOperatorClient": "true",
         "networkPolicy.enabled": "false",
         "image.digest": "sha256:" + "a" * 64,
     }
     helm.helm("lint", "--strict", chart, image, *(f"--set={k}={v}" for k, v in options.items()))
     helm.helm("lint", "--strict", chart, image, "--set=mcp.enabled=false")
+    helm.helm("lint", "--strict", chart, image, "--set=agent.gpuAccess=cdi")
 
 
 @pytest.mark.parametrize(
@@ -85,6 +88,12 @@ def test_helm_lint_passes_with_an_image_and_every_option() -> None:
         ({"metrics.serviceMonitor.interval": "30"}, r"/serviceMonitor/interval"),
         ({"metrics.prometheusRule.statusStaleMinutes": "100000"}, r"/statusStaleMinutes"),
         ({"mcp.tokenAudiences": "{}"}, r"/mcp/tokenAudiences"),
+        ({"agent.namespace": "GPU_Agents"}, r"/agent/namespace"),
+        (
+            {"agent.migMonitoring": "true", "agent.gpuAccess": "cdi"},
+            r"agent.migMonitoring needs agent.gpuAccess=envvar: only the NVIDIA container "
+            r"toolkit's legacy hook reads NVIDIA_MIG_MONITOR_DEVICES",
+        ),
     ],
     ids=lambda v: "-".join(v) if isinstance(v, dict) else None,
 )
@@ -143,6 +152,30 @@ def test_the_agent_tolerates_every_taint_never_preempts_and_finds_cloud_gpu_node
     }
 
 
+def test_the_gpu_operators_opt_out_joins_every_affinity_term_a_user_gives() -> None:
+    """Terms are ORed: an opt-out in one term only would leave the others open. Which nodes the
+    default terms select, the DaemonSet controller decides in test_agent_placement.py."""
+    expression = {"key": "example.com/accelerator", "operator": "Exists"}
+    field = {"key": "metadata.name", "operator": "In", "values": ["gpu-7"]}
+    terms = [{"matchExpressions": [expression]}, {"matchFields": [field]}]
+    (agent,) = [
+        o
+        for o in helm.objects(
+            helm.template(
+                "gpu-fleet", extra=(f"--set-json=agent.nodeAffinityTerms={json.dumps(terms)}",)
+            )
+        )
+        if o["kind"] == "DaemonSet"
+    ]
+    affinity = agent["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]
+    rendered = affinity["requiredDuringSchedulingIgnoredDuringExecution"]["nodeSelectorTerms"]
+    opt_out = {"key": "nvidia.com/gpu.deploy.client", "operator": "NotIn", "values": ["false"]}
+    assert rendered == [
+        {"matchExpressions": [expression, opt_out]},
+        {"matchFields": [field], "matchExpressions": [opt_out]},
+    ]
+
+
 def test_gpu_access_modes_and_an_optional_runtime_class() -> None:
     def agent(**values: str) -> dict[str, Any]:
         return _pod_templates(_render(**values))["gpu-inventory-agent"]
@@ -168,11 +201,32 @@ def test_the_image_is_pinned_by_digest_when_one_is_given() -> None:
         assert image == f"ghcr.io/gpu-inventory/gpu-inventory@{digest}"
 
 
-def test_mcp_is_ready_only_once_its_cache_is() -> None:
-    """Args and env reach the server's own parser in tests/unit/test_chart_commands.py."""
-    container = _pod_templates(_render())["gpu-inventory-mcp"]["spec"]["containers"][0]
-    assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
-    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+def _probe_target(container: dict[str, Any], probe: str) -> tuple[str, int]:
+    """The path and container port number a probe reaches; its named port must exist."""
+    target = container[probe]["httpGet"]
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert target["port"] in ports, (probe, target, ports)
+    return target["path"], ports[target["port"]]
+
+
+def test_mcp_and_operator_are_ready_only_once_their_caches_are() -> None:
+    """Args and env reach the servers' own parsers in tests/unit/test_chart_commands.py; the
+    operator's /readyz answers 503 until its first listings are complete
+    (tests/integration/operator/test_op_proxied.py runs the real process)."""
+    templates = _pod_templates(_render())
+    mcp = templates["gpu-inventory-mcp"]["spec"]["containers"][0]
+    assert _probe_target(mcp, "readinessProbe")[0] == "/readyz"
+    assert _probe_target(mcp, "livenessProbe")[0] == "/healthz"
+    operator = templates["gpu-inventory-operator"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in operator["env"]}
+    # /readyz is served next to /metrics, on GPU_INVENTORY_METRICS_PORT; kopf's liveness
+    # endpoint, on --liveness, knows only whether the process is up.
+    assert _probe_target(operator, "readinessProbe") == (
+        "/readyz",
+        int(env["GPU_INVENTORY_METRICS_PORT"]),
+    )
+    liveness = _probe_target(operator, "livenessProbe")
+    assert operator["args"] == [f"--liveness=http://0.0.0.0:{liveness[1]}{liveness[0]}"]
 
 
 # --- against the API server -----------------------------------------------------------------
@@ -202,21 +256,24 @@ MONITORING_CRDS = ("servicemonitors.monitoring.coreos.com", "prometheusrules.mon
 
 
 @pytest.fixture
-def monitoring_crds(control_plane: ControlPlane) -> Iterator[None]:
+def monitoring_crds(control_plane: ControlPlane, k8s: client.ApiClient) -> Iterator[None]:
     """prometheus-operator's ServiceMonitor and PrometheusRule CRDs (pinned in hack/tools,
     generated from its Go types), so the API server validates those two objects too."""
     crds = str(ensure_tool("monitoring-crds"))
     applied = run_kubectl(control_plane.kubeconfig, "apply", "--server-side", "-f", crds)
     assert applied.returncode == 0, applied.stderr
+    extensions = client.ApiextensionsV1Api(k8s)
+
+    def established() -> None:
+        # Read from the API, not `kubectl wait`: that fails outright ("accessor error") on a CRD
+        # whose status has no conditions yet, which a busy API server shows for a moment.
+        for name in MONITORING_CRDS:
+            crd = extensions.read_custom_resource_definition(name)
+            conditions = (crd.status and crd.status.conditions) or []
+            assert any(c.type == "Established" and c.status == "True" for c in conditions), name
+
     try:
-        waited = run_kubectl(
-            control_plane.kubeconfig,
-            "wait",
-            "--for=condition=Established",
-            "--timeout=60s",
-            *(f"crd/{name}" for name in MONITORING_CRDS),
-        )
-        assert waited.returncode == 0, waited.stderr
+        eventually(established, timeout=60, what="the monitoring CRDs to be Established")
         yield
     finally:
         run_kubectl(control_plane.kubeconfig, "delete", "--ignore-not-found", "-f", crds)
@@ -307,6 +364,9 @@ def test_mig_monitoring_needs_a_privileged_namespace(k8s: client.ApiClient, leve
     container = template["spec"]["containers"][0]
     assert container["securityContext"]["capabilities"] == {"drop": ["ALL"], "add": ["SYS_ADMIN"]}
     assert {"name": "NVIDIA_MIG_MONITOR_DEVICES", "value": "all"} in container["env"]
+    # Not root: the MIG monitor device is readable by every user (see agent.yaml for sources).
+    assert template["spec"]["securityContext"]["runAsNonRoot"] is True
+    assert template["spec"]["securityContext"]["runAsUser"] == 65532
     name = f"psa-{level}-{uuid.uuid4().hex[:6]}"
     core = client.CoreV1Api(k8s)
     core.create_namespace(
@@ -325,6 +385,39 @@ def test_mig_monitoring_needs_a_privileged_namespace(k8s: client.ApiClient, leve
             assert "SYS_ADMIN" in refused.value.body
     finally:
         core.delete_namespace(name)
+
+
+def test_in_mig_mode_an_agent_namespace_of_its_own_alone_is_privileged() -> None:
+    """The namespaces the chart renders (namespace.create) and where each object goes."""
+    objects = _render(
+        **{
+            "agent.migMonitoring": "true",
+            "agent.namespace": "gpu-agents",
+            "namespace.create": "true",
+        }
+    )
+    levels = {
+        o["metadata"]["name"]: o["metadata"]["labels"]["pod-security.kubernetes.io/enforce"]
+        for o in objects
+        if o["kind"] == "Namespace"
+    }
+    assert levels == {"gpu-fleet": "restricted", "gpu-agents": "privileged"}
+    placed = {
+        (o["kind"], o["metadata"]["name"]): o["metadata"].get("namespace")
+        for o in objects
+        if o["metadata"]["labels"]["app.kubernetes.io/component"] == "agent"
+    }
+    assert placed[("DaemonSet", "gpu-inventory-agent")] == "gpu-agents"
+    assert placed[("ServiceAccount", "gpu-inventory-agent")] == "gpu-agents"
+    assert placed[("NetworkPolicy", "gpu-inventory-agent")] == "gpu-agents"
+    (binding,) = [
+        o for o in objects if o["kind"] == "ClusterRoleBinding" and "agent" in o["metadata"]["name"]
+    ]
+    assert binding["subjects"][0]["namespace"] == "gpu-agents"
+    others = {
+        o["metadata"].get("namespace") for o in objects if o["kind"] in WORKLOADS - {"DaemonSet"}
+    }
+    assert others == {"gpu-fleet"}
 
 
 def test_the_kind_overlay_runs_the_simulated_agent_from_the_kind_image() -> None:

@@ -8,6 +8,7 @@ overlay of it with `namespace: team-gpu`, and `helm install` into another namesp
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -67,7 +68,7 @@ def _agent_api(
     """The agent's identity as the kubelet mounts it into its DaemonSet's pod on `node`."""
     installing.agent_pod(k8s, installation, node=node, name=f"agent-{node}")
     kubeconfig = plane.serviceaccount_kubeconfig(
-        installation.namespace, installation.name("agent"), bound_pod=f"agent-{node}"
+        installation.agent_namespace, installation.name("agent"), bound_pod=f"agent-{node}"
     )
     return client.CustomObjectsApi(plane.api_client(kubeconfig))
 
@@ -86,19 +87,24 @@ def _policy_loaded(agent: client.CustomObjectsApi, body: dict[str, Any], message
     eventually(refused, timeout=20, what="the admission policy to load")
 
 
+def _creates_only_its_own_gpunode(
+    agent: client.CustomObjectsApi, uids: dict[str, str], own: str, other: str
+) -> None:
+    """The agent on `own` is refused GPUNode/`other` and creates GPUNode/`own`."""
+    _policy_loaded(
+        agent,
+        gpunode_object(other, uids[other]),
+        f"may write only GPUNode/{own}, not GPUNode/{other}",
+    )
+    agent.create_cluster_custom_object(G, V, constants.NODE_PLURAL, gpunode_object(own, uids[own]))
+
+
 def test_an_agent_writes_only_the_gpunode_of_its_own_node(
     cluster: ControlPlane, installed: installing.Installation, k8s: client.ApiClient
 ) -> None:
     uids = _create_nodes(k8s, "node-a", "node-b")
     agent = _agent_api(cluster, k8s, installed, "node-a")
-    _policy_loaded(
-        agent,
-        gpunode_object("node-b", uids["node-b"]),
-        "may write only GPUNode/node-a, not GPUNode/node-b",
-    )
-    agent.create_cluster_custom_object(
-        G, V, constants.NODE_PLURAL, gpunode_object("node-a", uids["node-a"])
-    )
+    _creates_only_its_own_gpunode(agent, uids, "node-a", "node-b")
     agent.patch_cluster_custom_object_status(
         G, V, constants.NODE_PLURAL, "node-a", {"status": {"summary": {"gpus": 0}}}
     )
@@ -117,12 +123,28 @@ def test_an_agent_writes_only_the_gpunode_of_its_own_node(
         )
     )
     assert "status.kubernetes belongs to the operator" in message
-    # It reads its GPUNode (not the status subresource) and lists nothing.
+    # It reads its GPUNode (not the status subresource) and lists no GPUNodes.
     agent.get_cluster_custom_object(G, V, constants.NODE_PLURAL, "node-a")
     _forbidden(
         lambda: agent.get_cluster_custom_object_status(G, V, constants.NODE_PLURAL, "node-a")
     )
     _forbidden(lambda: agent.list_cluster_custom_object(G, V, constants.NODE_PLURAL))
+    # It watches its Node as the kubelet does (list + watch, fieldSelector metadata.name): the
+    # GPU Operator's driver-upgrade labels reach it at once. It writes no Node and reads no pod.
+    core = client.CoreV1Api(agent.api_client)
+    own = core.list_node(field_selector="metadata.name=node-a")
+    assert [n.metadata.name for n in own.items] == ["node-a"]
+    core.list_node(
+        field_selector="metadata.name=node-a",
+        resource_version=own.metadata.resource_version,
+        watch=True,
+        timeout_seconds=1,
+        _preload_content=False,
+    ).read()
+    _forbidden(lambda: core.patch_node("node-a", {"metadata": {"labels": {"x": "y"}}}))
+    _forbidden(lambda: core.patch_node_status("node-a", {"status": {"phase": "Running"}}))
+    _forbidden(lambda: core.delete_node("node-b"))
+    _forbidden(core.list_pod_for_all_namespaces)
 
 
 def test_an_agent_creates_its_gpunode_with_no_finalizer_and_no_owner_but_its_node(
@@ -282,3 +304,43 @@ def test_the_operator_identity_has_nothing_it_does_not_use(
     )
     _forbidden(lambda: leases.list_namespaced_lease(ns))
     _forbidden(lambda: leases.delete_namespaced_lease(installed.name("operator"), ns))
+
+
+def test_mig_mode_runs_the_agent_alone_in_a_privileged_namespace(
+    cluster: ControlPlane, k8s: client.ApiClient
+) -> None:
+    """agent.migMonitoring adds CAP_SYS_ADMIN, which only Pod Security `privileged` admits.
+    With agent.namespace the agent gets that level alone: its pod is admitted there, the same
+    pod would be refused in the release's `restricted` namespace, and the admission policy
+    confines the agent's token from its own namespace as from any other."""
+    core = client.CoreV1Api(k8s)
+    agents = f"gpu-agents-{uuid.uuid4().hex[:6]}"
+    core.create_namespace(
+        {
+            "metadata": {
+                "name": agents,
+                "labels": {"pod-security.kubernetes.io/enforce": "privileged"},
+            }
+        }
+    )
+    values = {"agent.migMonitoring": "true", "agent.namespace": agents}
+    try:
+        installed = installing.install(cluster, "helm", "gpu-fleet", values)
+        assert installed.agent_namespace == agents
+        release = core.read_namespace("gpu-fleet").metadata.labels
+        assert release["pod-security.kubernetes.io/enforce"] == "restricted"
+        uids = _create_nodes(k8s, "node-m", "node-n")
+        agent = _agent_api(cluster, k8s, installed, "node-m")  # admitted in its namespace
+        container = core.read_namespaced_pod("agent-node-m", agents).spec.containers[0]
+        assert container.security_context.capabilities.add == ["SYS_ADMIN"]
+        _creates_only_its_own_gpunode(agent, uids, "node-m", "node-n")
+        pod = core.read_namespaced_pod("agent-node-m", agents, _preload_content=False)
+        body = json.loads(pod.data)
+        moved = {"metadata": {"name": "agent-node-m"}, "spec": body["spec"]}
+        with pytest.raises(client.ApiException) as refused:
+            core.create_namespaced_pod("gpu-fleet", moved, dry_run="All")
+        assert refused.value.status == 403
+        assert "SYS_ADMIN" in refused.value.body
+    finally:
+        installing.uninstall_helm(cluster)
+        core.delete_namespace(agents)

@@ -40,6 +40,7 @@ from gpu_inventory.testing.builders import make_node
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.install import agent_pod, install
 from gpu_inventory.testing.nodes import create_node, reboot
+from gpu_inventory.testing.rbac import bind_cluster_role
 from gpu_inventory.testing.scenario import load_scenario, simulate
 from gpu_inventory.testing.simnvml import SimulatedNVML
 from gpu_inventory.testing.wait import eventually, holds
@@ -441,6 +442,10 @@ def test_the_agent_rides_out_an_api_server_restart(
 # --- the console script, as the agent's own ServiceAccount ------------------------------------
 
 NAMESPACE = "gpu-inventory"
+NEVER_POLLED = 600
+"""--node-poll for tests that prove a watch: a GET-polling agent would not see a change before
+the test times out."""
+CLIENTS, PAUSED = "nvidia.com/gpu.deploy.client", "paused-for-mig-change"
 
 
 def test_the_agent_runs_as_its_serviceaccount_and_exits_0_on_sigterm(
@@ -462,7 +467,7 @@ def test_the_agent_runs_as_its_serviceaccount_and_exits_0_on_sigterm(
         log_path,
         kubeconfig=kubeconfig,
         pod="gpu-inventory-agent-cli",
-        extra=("--write-floor=1", "--heartbeat=2", "--node-poll=1"),
+        extra=("--write-floor=1", "--heartbeat=2", f"--node-poll={NEVER_POLLED}"),
     ):
         status = eventually(
             lambda: status_of(k8s, "gpu-cli"), timeout=30, what=f"GPUNode: {log_path}"
@@ -479,15 +484,93 @@ def test_the_agent_runs_as_its_serviceaccount_and_exits_0_on_sigterm(
 
         with urllib.request.urlopen(f"http://127.0.0.1:{eventually(port)}/healthz") as answer:
             assert answer.status == 200
-        # Its own RBAC lets it read its Node (upgrade labels) and its GPUNode (XIDs to restore).
-        # With `get` only on nodes it may not watch its Node: it says so once and GETs it.
+        # Its own RBAC lets it read its GPUNode (XIDs to restore) and watch its Node: a label
+        # change is seen at once, though the next poll would be NEVER_POLLED seconds away.
+        client.CoreV1Api(k8s).patch_node("gpu-cli", {"metadata": {"labels": {CLIENTS: PAUSED}}})
+        eventually(
+            lambda: holds(status_of(k8s, "gpu-cli")["agent"]["nvmlAvailable"] is False),
+            timeout=20,
+            what=f"NVML released on the label change: {log_path}",
+        )
         text = log_path.read_text()
         assert "cannot read it" not in text, text
         assert "not allowed to read it back" not in text, text
-        assert text.count("not allowed to watch it") == 1, text
+        assert "not allowed to watch it" not in text, text
     output = log_path.read_text()
     assert "received SIGTERM; stopping" in output
     assert "agent stopped" in output
+
+
+@pytest.fixture
+def trimmed_agent_rbac(
+    cluster: ControlPlane, k8s: client.ApiClient, namespace: str
+) -> Iterator[str]:
+    """The installed agent's ClusterRole as a user who trims it keeps it: `get` only on nodes,
+    bound to a ServiceAccount named like the agent's in another namespace (so the admission
+    policy confines it all the same). Yields that namespace."""
+    install(cluster, "kustomize")
+    rbac = client.RbacAuthorizationV1Api(k8s)
+    installed = rbac.read_cluster_role("gpu-inventory-agent")
+    rules = [
+        {
+            "apiGroups": rule.api_groups,
+            "resources": rule.resources,
+            "verbs": ["get"] if rule.resources == ["nodes"] else rule.verbs,
+        }
+        for rule in installed.rules
+    ]
+    assert any(rule.resources == ["nodes"] for rule in installed.rules), installed.rules
+    name = f"gpu-inventory-agent-get-only-{namespace}"
+    bind_cluster_role(k8s, namespace, "gpu-inventory-agent", name, rules)
+    try:
+        yield namespace
+    finally:
+        rbac.delete_cluster_role_binding(name)
+        rbac.delete_cluster_role(name)
+
+
+def test_with_get_only_on_nodes_the_agent_says_so_once_and_polls_its_node(
+    cluster: ControlPlane, k8s: client.ApiClient, tmp_path: Path, trimmed_agent_rbac: str
+) -> None:
+    """Users who trim RBAC to `get` on nodes keep a working agent: it cannot watch its Node,
+    says so once, and reads it every --node-poll seconds instead."""
+    namespace = trimmed_agent_rbac
+    add_node(k8s, "gpu-get-only")
+    pod = "gpu-inventory-agent-get-only"
+    client.CoreV1Api(k8s).create_namespaced_pod(
+        namespace,
+        {
+            "metadata": {"name": pod},
+            "spec": {
+                "serviceAccountName": "gpu-inventory-agent",
+                "nodeName": "gpu-get-only",
+                "containers": [{"name": "agent", "image": "gpu-inventory:test"}],
+            },
+        },
+    )
+    kubeconfig = cluster.serviceaccount_kubeconfig(namespace, "gpu-inventory-agent", bound_pod=pod)
+    log_path = tmp_path / "agent.log"
+    with simagent(
+        cluster,
+        "gpu-get-only",
+        "t4-single",
+        log_path,
+        kubeconfig=kubeconfig,
+        pod=pod,
+        extra=("--write-floor=1", "--heartbeat=2", "--node-poll=1"),
+    ):
+        eventually(lambda: status_of(k8s, "gpu-get-only"), timeout=30, what=f"GPUNode: {log_path}")
+        client.CoreV1Api(k8s).patch_node(
+            "gpu-get-only", {"metadata": {"labels": {CLIENTS: PAUSED}}}
+        )
+        eventually(
+            lambda: holds(status_of(k8s, "gpu-get-only")["agent"]["nvmlAvailable"] is False),
+            timeout=20,
+            what=f"NVML released on the polled label: {log_path}",
+        )
+        text = log_path.read_text()
+        assert text.count("not allowed to watch it") == 1, text
+        assert "cannot read it" not in text, text
 
 
 # --- restarts, reboots and driver upgrades ----------------------------------------------------

@@ -7,7 +7,6 @@ who sent it, when, and the answer), so no other test's writes are in the log.
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +18,8 @@ import pytest
 from kubernetes import client
 
 from gpu_inventory.testing.builders import make_node, make_pod
-from gpu_inventory.testing.controlplane import ControlPlane
+from gpu_inventory.testing.controlplane import ControlPlane, running
+from gpu_inventory.testing.rbac import bind_cluster_role
 from gpu_inventory.testing.wait import equals, eventually
 
 pytestmark = pytest.mark.cluster
@@ -36,15 +36,8 @@ OURS = frozenset({"gpunodes", "gpuinventories"})
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """Overrides the session's control plane for this module: one with an audit log."""
-    workdir = tmp_path_factory.mktemp("audited")
-    plane = ControlPlane(workdir, audit=True)
-    plane.start()
-    try:
-        plane.install_crds()
+    with running(tmp_path_factory.mktemp("audited"), audit=True) as plane:
         yield plane
-    finally:
-        plane.stop()
-        shutil.rmtree(workdir / "etcd", ignore_errors=True)
 
 
 def account(plane: ControlPlane, api: client.ApiClient, namespace: str, name: str) -> Path:
@@ -69,21 +62,7 @@ def account(plane: ControlPlane, api: client.ApiClient, namespace: str, name: st
             "verbs": ["get", "create", "update"],
         },
     ]
-    role = f"{namespace}-{name}"
-    rbac = client.RbacAuthorizationV1Api(api)
-    client.CoreV1Api(api).create_namespaced_service_account(namespace, {"metadata": {"name": name}})
-    rbac.create_cluster_role({"metadata": {"name": role}, "rules": rules})
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": role},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": role,
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": namespace}],
-        }
-    )
+    bind_cluster_role(api, namespace, name, f"{namespace}-{name}", rules)
     return plane.serviceaccount_kubeconfig(namespace, name)
 
 

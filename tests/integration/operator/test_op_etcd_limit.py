@@ -4,7 +4,6 @@ request (the real refusal, "etcdserver: request is too large"; etcd's default is
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -12,7 +11,7 @@ from typing import Any
 import pytest
 
 from gpu_inventory.testing.builders import make_node
-from gpu_inventory.testing.controlplane import ControlPlane
+from gpu_inventory.testing.controlplane import ControlPlane, running
 
 pytestmark = pytest.mark.cluster
 
@@ -23,14 +22,8 @@ LIMIT = 128 * 1024
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """Overrides the session's control plane for this module: a small etcd request limit."""
     workdir = tmp_path_factory.mktemp("small-etcd")
-    plane = ControlPlane(workdir, etcd_args=(f"--max-request-bytes={LIMIT}",))
-    plane.start()
-    try:
-        plane.install_crds()
+    with running(workdir, etcd_args=(f"--max-request-bytes={LIMIT}",)) as plane:
         yield plane
-    finally:
-        plane.stop()
-        shutil.rmtree(workdir / "etcd", ignore_errors=True)
 
 
 def test_a_status_etcd_refuses_is_stalled_with_the_remedy(operator: Any, kube: Any) -> None:

@@ -4,7 +4,6 @@ watches once, at start, and scanning is off."""
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -12,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gpu_inventory.testing.controlplane import ControlPlane, free_port
+from gpu_inventory.testing.controlplane import ControlPlane, free_port, running
 
 pytestmark = pytest.mark.cluster
 
@@ -22,14 +21,8 @@ OPERATOR = str(Path(sys.executable).with_name("gpu-inventory-operator"))
 @pytest.fixture(scope="module")
 def bare_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A control plane with no gpu-inventory CRDs."""
-    workdir = tmp_path_factory.mktemp("no-crds")
-    plane = ControlPlane(workdir)
-    plane.start()
-    try:
+    with running(tmp_path_factory.mktemp("no-crds"), crds=False) as plane:
         yield plane
-    finally:
-        plane.stop()
-        shutil.rmtree(workdir / "etcd", ignore_errors=True)
 
 
 def test_without_its_crds_the_operator_exits_and_says_why(bare_plane: ControlPlane) -> None:

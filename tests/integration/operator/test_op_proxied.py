@@ -1,12 +1,13 @@
 """Faults between the operator and a real API server, injected by a proxy in front of it: slow
-LIST pages only delay `Ready`, a relist after an outage is applied whole, and an inventory that
-cannot be written does not hold back the GPUNodes."""
+LIST pages only delay `Ready`, a relist after an outage is applied whole, an inventory that
+cannot be written does not hold back the GPUNodes, and `/readyz` waits for the first listing."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -171,3 +172,34 @@ def test_gpunode_writes_go_on_while_the_inventory_cannot_be_written(
         what="the inventory to catch up once the API server answers",
     )
     assert operator.alive()
+
+
+def _readyz(port: int) -> int:
+    """The answer code of the operator's GET /readyz; AssertionError while nothing listens."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as answer:
+            return int(answer.status)
+    except urllib.error.HTTPError as error:
+        return error.code
+    except OSError as error:
+        raise AssertionError(f"/readyz not served yet: {error}") from error
+
+
+def test_readyz_answers_503_until_the_first_listing_is_complete_then_200(
+    start_operator: Any, kube: Any, namespace: str, proxied: Proxied
+) -> None:
+    """What the chart's readinessProbe (GET /readyz on the metrics port) asks the real
+    process: a replica whose first listing of pods has not arrived is not ready, so a rollout
+    keeps the old one; once it has, it is."""
+    kube.create_node(make_node("n1", gpus=8))
+    kube.create_pod(make_pod("p1", namespace=namespace, node="n1", gpus=1))
+    slow = Rule(lambda r: r.is_list("pods"), delay=5.0)
+    proxied.proxy.rules.append(slow)
+    began = time.monotonic()
+    operator = start_operator(kubeconfig=proxied.kubeconfig)
+    assert eventually(lambda: _readyz(operator.metrics_port), timeout=30) == 503
+    eventually(lambda: holds(_readyz(operator.metrics_port) == 200), timeout=60, what="ready")
+    took = time.monotonic() - began
+    assert slow.hits >= 1, "the pod listing was not slowed; the test proved nothing"
+    assert took >= 5, f"ready after {took:.1f}s, before the slowed pod listing could arrive"
+    assert _readyz(operator.metrics_port) == 200

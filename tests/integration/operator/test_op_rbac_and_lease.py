@@ -20,6 +20,7 @@ from kubernetes import client
 from gpu_inventory.testing.binaries import REPO_ROOT
 from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane
+from gpu_inventory.testing.rbac import bind_cluster_role
 from gpu_inventory.testing.wait import equals, eventually
 
 pytestmark = pytest.mark.cluster
@@ -51,22 +52,8 @@ def operator_account(
 ) -> Iterator[tuple[str, Any]]:
     """A ServiceAccount bound to a ClusterRole the test can edit; yields (role name, kubeconfig)."""
     rbac = client.RbacAuthorizationV1Api(k8s)
-    client.CoreV1Api(k8s).create_namespaced_service_account(
-        namespace, {"metadata": {"name": "operator"}}
-    )
     name = f"gpu-inventory-operator-test-{uuid.uuid4().hex[:6]}"
-    rbac.create_cluster_role({"metadata": {"name": name}, "rules": shipped_rules()})
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": name},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "operator", "namespace": namespace}],
-        }
-    )
+    bind_cluster_role(k8s, namespace, "operator", name, shipped_rules())
     try:
         yield name, cluster.serviceaccount_kubeconfig(namespace, "operator")
     finally:
