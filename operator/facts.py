@@ -1,5 +1,10 @@
 """One GPU node's facts: what its row, its GPUNode view and the cluster totals are made of.
 
+A node's GPUs come from its device plugin (Node `status.allocatable`, pods' requests) or from
+DRA (`dra.accounting.NodeCounts`: ResourceSlices and ResourceClaims), and a node's `source`
+says which: DRA as soon as a GPU driver publishes devices on it. Both add up per resource name
+(upstream forbids a node to offer one name both ways: extendeddynamicresources.go).
+
 Pure: no I/O; `now` is passed in. A node's facts change only when its Node, its GPUNode or the
 pods bound to it change, or when time alone moves its agent's state (a heartbeat going stale).
 So the inventory writer keeps them in a `FactsCache` and recomputes only the nodes the store
@@ -9,13 +14,14 @@ marked, plus those whose `expires` has passed: at 5,000 nodes a write never reco
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Final
 
 from gpu_inventory.api import freshness
-from gpu_inventory.api.models import AgentState, GPUInventorySpec
+from gpu_inventory.api.models import AgentState, GPUInventorySpec, Source
 from gpu_inventory.operator import accounting
+from gpu_inventory.operator.dra.accounting import NodeCounts
 from gpu_inventory.operator.projections import GPUNodeProjection, Malformed, NodeProjection
 
 UNKNOWN_PRODUCT: Final = "Unknown"
@@ -24,6 +30,10 @@ UNKNOWN_PRODUCT: Final = "Unknown"
 _NONE: Final = accounting.ResourceCounts()
 _NO_SUMS: Final[Mapping[str, int]] = {}
 _USABLE_AGENT: Final = frozenset({"Reporting", "Stale", "NVMLUnavailable"})
+
+
+def _no_dra(_: str) -> NodeCounts | None:
+    return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -48,6 +58,7 @@ class NodeFacts:
     malformed: Malformed
     expires: datetime | None
     """When time alone would change these facts (an agent turning stale); None: never."""
+    source: Source = "DevicePlugin"
 
     @property
     def over_allocated(self) -> bool:
@@ -73,12 +84,15 @@ def node_facts(
     spec: GPUInventorySpec,
     *,
     now: datetime,
+    dra: NodeCounts | None = None,
 ) -> NodeFacts:
     """The facts of one node (any node; callers decide which ones are GPU nodes)."""
     resources = accounting.node_totals(
         accounting.NodeResources(capacity=dict(node.capacity), allocatable=dict(node.allocatable)),
         allocated,
     )
+    if dra is not None:
+        resources = accounting.sum_totals((resources, dra.resources))
     stale_after = timedelta(seconds=spec.agent_stale_after_seconds)
     report = gpunode.agent if gpunode is not None else None
     state = freshness.agent_state(
@@ -91,7 +105,7 @@ def node_facts(
     )
     usable = report if report is not None and state in _USABLE_AGENT else None
     note = ""
-    bound = plausible_gpus(node)
+    bound = max(plausible_gpus(node), dra.gpus if dra is not None else 0)
     if usable is not None and usable.gpus > bound:
         # A hostile or broken agent must not inflate the cluster's count (design: "the
         # operator cross-checks an agent's GPU count against the Node's capacity").
@@ -100,8 +114,17 @@ def node_facts(
             " (GFD nvidia.com/gpu.count, else its GPU capacity)"
         )
         state, usable = "Invalid", None
-    gpus = usable.gpus if usable is not None and usable.gpus else (node.gpu_count or 0)
-    product = node.product or (usable.product if usable is not None else "") or UNKNOWN_PRODUCT
+    listed = dra.gpus if dra is not None and dra.gpus else (node.gpu_count or 0)
+    gpus = usable.gpus if usable is not None and usable.gpus else listed
+    product = (
+        node.product
+        or (dra.product if dra is not None else "")
+        or (usable.product if usable is not None else "")
+        or UNKNOWN_PRODUCT
+    )
+    unhealthy = max(
+        usable.unhealthy if usable is not None else 0, dra.unhealthy if dra is not None else 0
+    )
     return NodeFacts(
         name=node.name,
         product=product,
@@ -109,7 +132,7 @@ def node_facts(
         resources=resources,
         primary=resources.get(spec.primary_resource, _NONE),
         gpus=gpus,
-        unhealthy=min(usable.unhealthy, gpus) if usable is not None else 0,
+        unhealthy=min(unhealthy, gpus),
         agent=state,
         agent_problem=freshness.agent_problem(
             state, node_created=node.created, stale_after=stale_after, now=now
@@ -117,6 +140,7 @@ def node_facts(
         agent_note=note,
         malformed=node.malformed,
         expires=_expires(node, report, state, stale_after),
+        source="DRA" if dra is not None else "DevicePlugin",
     )
 
 
@@ -163,6 +187,7 @@ class FactsCache:
         dirty: Iterable[str],
         spec: GPUInventorySpec,
         now: datetime,
+        dra: Callable[[str], NodeCounts | None] = _no_dra,
     ) -> set[str]:
         """Recompute the `dirty` nodes, the expired ones, or all of them after a spec change;
         return the names whose facts changed."""
@@ -180,9 +205,15 @@ class FactsCache:
         for name in names:
             old = self.facts.pop(name, None)
             node = nodes.get(name)
-            if node is not None and node.has_gpus:
+            counts = dra(name) if node is not None else None
+            if node is not None and (node.has_gpus or counts is not None):
                 self.facts[name] = node_facts(
-                    node, gpunodes.get(name), allocated.get(name, _NO_SUMS), spec, now=now
+                    node,
+                    gpunodes.get(name),
+                    allocated.get(name, _NO_SUMS),
+                    spec,
+                    now=now,
+                    dra=counts,
                 )
             if self.facts.get(name) != old:
                 changed.add(name)

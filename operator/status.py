@@ -5,7 +5,8 @@ can compare and skip.
 
 Rules that a reader of the CR relies on:
 - a *GPU node* has capacity of some resource in `spec.resourceNames`; only those get facts;
-- headline numbers count `spec.primaryResource`; every resource name gets its own totals;
+- headline numbers count `spec.primaryResource`; every resource name gets its own totals, one
+  row per source (DevicePlugin nodes, DRA nodes), and the headline adds both;
 - `available = allocatable - allocated`, floored at 0 per node (`accounting.ResourceCounts`);
 - `status.nodes` lists every GPU node up to `spec.maxNodeRows`; beyond it, only the nodes that
   need attention (up to the same number), and `nodesOmitted` counts the rest, so the object
@@ -55,8 +56,15 @@ def desired_status(
 ) -> GPUInventoryStatus:
     """The whole status, from complete listings only (the caller checks the phase)."""
     ordered = [facts[name] for name in sorted(facts)]
-    cluster = accounting.sum_totals(f.resources for f in ordered)
-    headline = cluster.get(spec.primary_resource, accounting.ResourceCounts())
+    by_source = {
+        source: accounting.sum_totals(f.resources for f in ordered if f.source == source)
+        for source in ("DevicePlugin", "DRA")
+    }
+    headline = accounting.sum_totals(
+        {spec.primary_resource: totals[spec.primary_resource]}
+        for totals in by_source.values()
+        if spec.primary_resource in totals
+    ).get(spec.primary_resource, accounting.ResourceCounts())
     problems = _problems(ordered, malformed_pods)
     rows, omitted = _rows(ordered, spec.max_node_rows)
     products = _products(ordered)
@@ -75,16 +83,21 @@ def desired_status(
             stale_agents=len(problems.stale),
             products=[p.product for p in products],
         ),
-        resources=[
-            ResourceTotals(
-                name=name,
-                capacity=t.capacity,
-                allocatable=t.allocatable,
-                allocated=t.allocated,
-                available=t.available,
-            )
-            for name, t in list(cluster.items())[:_MAX_RESOURCE_ROWS]
-        ],
+        resources=sorted(
+            (
+                ResourceTotals(
+                    name=name,
+                    source=source,
+                    capacity=t.capacity,
+                    allocatable=t.allocatable,
+                    allocated=t.allocated,
+                    available=t.available,
+                )
+                for source, totals in by_source.items()
+                for name, t in totals.items()
+            ),
+            key=lambda row: (row.name, row.source),
+        )[:_MAX_RESOURCE_ROWS],
         products=products,
         nodes=rows,
         nodes_omitted=omitted,
@@ -167,6 +180,7 @@ def _row(f: NodeFacts) -> NodeRow:
         gpus=f.gpus,
         unhealthy=f.unhealthy,
         agent=f.agent,
+        source=f.source,
     )
 
 
@@ -206,4 +220,5 @@ def node_view(
         ],
         allocated=f.primary.allocated,
         agent_state=f.agent,
+        source=f.source,
     )

@@ -10,11 +10,11 @@ import pytest
 
 from gpu_inventory.api.models import GPUInventorySpec, GPUInventoryStatus, KubernetesView
 from gpu_inventory.operator import status
-from gpu_inventory.operator.facts import FactsCache, node_facts
+from gpu_inventory.operator.facts import node_facts
 from gpu_inventory.operator.store import Phase, Store
 from gpu_inventory.operator.verdicts import OperatorHealth, Refusal
 from gpu_inventory.testing.builders import make_gpunode, make_node, make_pod
-from gpu_inventory.testing.streams import synced_store, with_uid
+from gpu_inventory.testing.streams import node_facts_of, synced_store, with_uid
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 GPU = "nvidia.com/gpu"
@@ -44,17 +44,8 @@ def compute(
     now: datetime = NOW,
 ) -> GPUInventoryStatus:
     spec = spec or GPUInventorySpec()
-    cache = FactsCache()
-    cache.update(
-        nodes=store.nodes.live,
-        gpunodes=store.gpunodes.live,
-        allocated=store.allocated,
-        dirty=(),
-        spec=spec,
-        now=now,
-    )
     return status.desired_status(
-        cache.facts,
+        node_facts_of(store, spec=spec, now=now),
         spec,
         generation=3,
         existing=existing,
@@ -98,9 +89,17 @@ def test_totals_rows_and_products_of_a_small_cluster() -> None:
         "products": ["NVIDIA-H100", "Tesla-T4"],
     }
     assert got["resources"] == [
-        {"name": GPU, "capacity": 12, "allocatable": 12, "allocated": 5, "available": 7},
+        {
+            "name": GPU,
+            "source": "DevicePlugin",
+            "capacity": 12,
+            "allocatable": 12,
+            "allocated": 5,
+            "available": 7,
+        },
         {
             "name": "nvidia.com/mig-1g.10gb",
+            "source": "DevicePlugin",
             "capacity": 7,
             "allocatable": 7,
             "allocated": 1,
