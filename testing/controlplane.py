@@ -13,6 +13,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -20,7 +21,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -498,6 +499,21 @@ def _install_crds(extensions: client.ApiextensionsV1Api, directory: Path) -> lis
                 raise ControlPlaneError(f"CRD {name} was not Established in time")
             time.sleep(0.05)
     return names
+
+
+@contextlib.contextmanager
+def with_crds(workdir: Path, **options: Any) -> Iterator[ControlPlane]:
+    """A control plane of its own (`options` as for `ControlPlane`) with our CRDs installed,
+    stopped and its etcd data removed afterwards: what a test module that needs other flags
+    than the session's yields from its `control_plane` fixture."""
+    plane = ControlPlane(workdir, **options)
+    plane.start()
+    try:
+        plane.install_crds()
+        yield plane
+    finally:
+        plane.stop()
+        shutil.rmtree(workdir / "etcd", ignore_errors=True)
 
 
 def stop_detached(workdir: Path) -> list[str]:

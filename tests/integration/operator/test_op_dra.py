@@ -12,14 +12,13 @@ DRAAdminAccess and DRAPrioritizedList are beta and on in 1.34.
 from __future__ import annotations
 
 import contextlib
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from kubernetes import client
 
-from gpu_inventory.testing import dra
+from gpu_inventory.testing import controlplane, dra
 from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.wait import eventually
@@ -35,15 +34,8 @@ FATAL_XID = {"key": "gpu.nvidia.com/xid", "value": "79", "effect": "NoSchedule"}
 @pytest.fixture(scope="module")
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """Overrides the session's control plane for this module: DRA's alpha gates on."""
-    workdir = tmp_path_factory.mktemp("dra")
-    plane = ControlPlane(workdir, apiserver_args=(GATES,))
-    plane.start()
-    try:
-        plane.install_crds()
+    with controlplane.with_crds(tmp_path_factory.mktemp("dra"), apiserver_args=(GATES,)) as plane:
         yield plane
-    finally:
-        plane.stop()
-        shutil.rmtree(workdir / "etcd", ignore_errors=True)
 
 
 class Dra:

@@ -4,12 +4,12 @@ counted, nothing waits for DRA's kinds, and nothing is logged as an error."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from gpu_inventory.testing import controlplane
 from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane
 
@@ -20,21 +20,12 @@ pytestmark = pytest.mark.cluster
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """Overrides the session's control plane for this module: no resource.k8s.io/v1. (Without
     the gate off too, the API server's node authorizer waits forever for ResourceSlices.)"""
-    workdir = tmp_path_factory.mktemp("no-dra")
-    plane = ControlPlane(
-        workdir,
-        apiserver_args=(
-            "--runtime-config=resource.k8s.io/v1=false",
-            "--feature-gates=DynamicResourceAllocation=false",
-        ),
+    off = (
+        "--runtime-config=resource.k8s.io/v1=false",
+        "--feature-gates=DynamicResourceAllocation=false",
     )
-    plane.start()
-    try:
-        plane.install_crds()
+    with controlplane.with_crds(tmp_path_factory.mktemp("no-dra"), apiserver_args=off) as plane:
         yield plane
-    finally:
-        plane.stop()
-        shutil.rmtree(workdir / "etcd", ignore_errors=True)
 
 
 def test_without_dra_the_inventory_is_current_and_says_why_once(
