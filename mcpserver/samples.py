@@ -34,6 +34,7 @@ from gpu_inventory.api.models import (
     RecoveryAction,
     RemappedRows,
     ResourceTotals,
+    Source,
     XidEvent,
 )
 
@@ -88,6 +89,7 @@ def gpunode(
     agent: bool = True,
     agent_state: AgentState = "Reporting",
     heartbeat: datetime = EPOCH,
+    source: Source = "DevicePlugin",
 ) -> GPUNode:
     """A GPUNode as agent and operator write it; `gpus` may be a count of healthy GPUs."""
     devices = (
@@ -135,6 +137,7 @@ def gpunode(
                 ],
                 allocated=allocated,
                 agent_state=agent_state if agent else "Missing",
+                source=source,
             ),
         ),
     )
@@ -150,7 +153,7 @@ def inventory(
     """The `cluster` GPUInventory whose status totals `nodes`."""
     rows: list[NodeRow] = []
     products: dict[str, ProductTotals] = {}
-    resources: dict[str, ResourceTotals] = {}
+    resources: dict[tuple[str, str], ResourceTotals] = {}
     for node in nodes:
         status = node.status or GPUNodeStatus()
         view = status.kubernetes or KubernetesView()
@@ -170,6 +173,7 @@ def inventory(
                 gpus=gpus,
                 unhealthy=unhealthy,
                 agent=view.agent_state,
+                source=view.source,
             )
         )
         totals = products.setdefault(product, ProductTotals(product=product))
@@ -183,8 +187,9 @@ def inventory(
             }
         )
         for r in view.gpu_resources:
-            t = resources.setdefault(r.name, ResourceTotals(name=r.name))
-            resources[r.name] = t.model_copy(
+            key = (r.name, view.source)
+            t = resources.setdefault(key, ResourceTotals(name=r.name, source=view.source))
+            resources[key] = t.model_copy(
                 update={
                     "capacity": t.capacity + r.capacity,
                     "allocatable": t.allocatable + r.allocatable,
@@ -194,7 +199,9 @@ def inventory(
             )
     allocatable = sum(r.allocatable for r in rows)
     allocated = sum(r.allocated for r in rows)
-    primary_totals = resources.get(constants.PRIMARY_RESOURCE)
+    capacity = sum(
+        t.capacity for (name, _), t in resources.items() if name == constants.PRIMARY_RESOURCE
+    )
     return GPUInventory(
         metadata=ObjectMeta(name=constants.INVENTORY_NAME, generation=1),
         spec=spec or GPUInventorySpec(),
@@ -204,7 +211,7 @@ def inventory(
                 nodes=len(rows),
                 ready_nodes=sum(r.ready for r in rows),
                 gpus=sum(r.gpus for r in rows),
-                capacity=primary_totals.capacity if primary_totals else 0,
+                capacity=capacity,
                 allocatable=allocatable,
                 allocated=allocated,
                 available=sum(max(r.allocatable - r.allocated, 0) for r in rows),
@@ -212,7 +219,7 @@ def inventory(
                 stale_agents=sum(r.agent == "Stale" for r in rows),
                 products=sorted(p for p in products if p),
             ),
-            resources=sorted(resources.values(), key=lambda r: r.name),
+            resources=[resources[key] for key in sorted(resources)],
             products=sorted((p for p in products.values() if p.product), key=lambda p: p.product),
             nodes=rows,
             conditions=[

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gpu_inventory.api.models import AgentState, HealthStatus
+from gpu_inventory.api.models import AgentState, HealthStatus, Source
 
 NodeStatus = Literal["ready", "not_ready", "unknown"]
 Severity = Literal["degraded", "unhealthy"]
@@ -39,9 +39,13 @@ class _Out(BaseModel):
 
 
 class ResourceUsage(_Out):
-    """Scheduler numbers for one extended resource name."""
+    """Scheduler numbers for one extended resource name (of one source in the cluster's rows)."""
 
     name: str
+    source: Source = Field(
+        default="DevicePlugin",
+        description="DevicePlugin: Node allocatable; DRA: a DRA driver's ResourceSlices.",
+    )
     capacity: int | None = Field(default=None, description="None when only the totals are known.")
     allocatable: int
     allocated: int
@@ -148,6 +152,7 @@ class NodeOut(_Out):
     last_heartbeat: datetime | None
     driver_version: str | None
     cuda_version: str | None
+    source: Source = Field(default="DevicePlugin", description="Who advertises the node's GPUs.")
 
 
 class InventoryAnswer(_Out):
@@ -206,6 +211,7 @@ class CapacityNodeOut(_Out):
     leftover: int = Field(description="Units still free after placing the pod.")
     gpu_count: int
     unhealthy_gpus: int
+    source: Source = Field(default="DevicePlugin", description="Who advertises the node's GPUs.")
 
 
 class CapacityAnswer(_Out):

@@ -28,6 +28,7 @@ from gpu_inventory.api.models import (
     GPUNode,
     KubernetesView,
     NodeRow,
+    Source,
 )
 from gpu_inventory.mcpserver import shapes
 from gpu_inventory.mcpserver.snapshot import Snapshot
@@ -145,6 +146,7 @@ class NodeFacts:
     gpu_count: int
     unhealthy: int
     agent_state: AgentState
+    source: Source = "DevicePlugin"
 
     @property
     def available(self) -> int:
@@ -213,6 +215,7 @@ def node_facts(name: str, gpunode: GPUNode | None, row: NodeRow | None, primary:
         agent_state: AgentState = view.agent_state
     else:
         agent_state = row.agent if row else "Missing"
+    source: Source = view.source if view is not None else (row.source if row else "DevicePlugin")
     return NodeFacts(
         name=name,
         gpunode=gpunode,
@@ -225,6 +228,7 @@ def node_facts(name: str, gpunode: GPUNode | None, row: NodeRow | None, primary:
         gpu_count=gpu_count,
         unhealthy=unhealthy,
         agent_state=agent_state,
+        source=source,
     )
 
 
@@ -424,6 +428,7 @@ def _kubernetes_out(facts: NodeFacts) -> shapes.NodeKubernetes:
         all_gpu_resources=[
             shapes.ResourceUsage(
                 name=r.name,
+                source=facts.source,
                 capacity=r.capacity,
                 allocatable=r.allocatable,
                 allocated=r.allocated,
@@ -461,6 +466,7 @@ def node_out(
         last_heartbeat=agent.heartbeat_time if agent else None,
         driver_version=driver.driver_version if driver else None,
         cuda_version=driver.cuda_version if driver else None,
+        source=facts.source,
     )
 
 
@@ -736,6 +742,7 @@ def capacity_answer(
                 leftover=f.available - count,
                 gpu_count=f.gpu_count,
                 unhealthy_gpus=f.unhealthy,
+                source=f.source,
             )
             for f in fits
         ],
