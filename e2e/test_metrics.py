@@ -127,7 +127,7 @@ def test_the_real_operators_metrics_drive_the_charts_alerts(
     create_workload(k8s)
 
     def healthy(samples: Samples, status: dict[str, Any]) -> None:
-        assert value(samples, "gpu_inventory_gpus", state="allocated") == 7
+        assert value(samples, "gpu_inventory_gpus", state="allocated") == 9
         assert value(samples, "gpu_inventory_stale_agents") == 0
         assert value(samples, "gpu_inventory_condition", type="Ready", status="True") == 1
         the_metrics_are_the_status(samples, status)
@@ -143,7 +143,9 @@ def test_the_real_operators_metrics_drive_the_charts_alerts(
         )
         == 3
     )
-    assert value(quiet, "gpu_inventory_product_nodes", product="NVIDIA-H100-80GB-HBM3") == 2
+    assert value(quiet, "gpu_inventory_product_nodes", product="NVIDIA-H100-80GB-HBM3") == 3
+    dra_gpus = {"resource": "nvidia.com/gpu", "source": "DRA"}
+    assert value(quiet, "gpu_inventory_resource_gpus", **dra_gpus, state="allocated") == 2
 
     node_b = system.nodes[2]
     system.start_agent(node_b, scenario="h100-8x-events")  # XID 79 on GPU 3 after 10 s

@@ -199,11 +199,13 @@ class Store:
     def listing_over(self, kind: Kind, epoch: int, count: int, *, now: float) -> None:
         """kopf's LIST of `kind` in stream `epoch` is over and yielded `count` objects."""
         table = self.table(kind)
-        was_gathering = table.gathering
+        before = (table.synced, table.gathering)
         update = table.listing_over(epoch, count)
         self._dispatch(kind, update, now)
-        if table.gathering != was_gathering:
-            self._touch_inventory()  # the phase moved
+        if (table.synced, table.gathering) != before:  # the phase moved: both writers may write
+            self._touch_inventory()
+            if self._views_dirty:
+                self.on_views_change()
 
     def _dispatch(self, kind: Kind, update: object, now: float) -> None:
         if kind is Kind.PODS:

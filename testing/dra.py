@@ -16,6 +16,8 @@ from typing import Any
 DRIVER = "gpu.nvidia.com"
 API_VERSION = "resource.k8s.io/v1"
 A100 = "NVIDIA A100-SXM4-80GB"
+A100_LABEL = "NVIDIA-A100-SXM4-80GB"
+"""The product as GPU Feature Discovery labels it, and as the inventory names it."""
 EXTENDED_RESOURCE_CLAIM = "resource.kubernetes.io/extended-resource-claim"
 
 
@@ -88,6 +90,20 @@ def mig_device(
             f"memorySlice{placement}": {"value": "1"},
         },
     }
+
+
+H100 = "NVIDIA H100 80GB HBM3"
+
+
+def h100_mig_devices(node: str) -> list[dict[str, Any]]:
+    """An HGX H100 node as the nodeagent's `h100-8x-mig` scenario has it, published by the DRA
+    driver: GPUs 0 and 1 as seven static 1g.10gb MIG devices each, GPUs 2-7 whole."""
+    migs = [
+        mig_device(node, minor, placement, product=H100)
+        for minor in (0, 1)
+        for placement in range(7)
+    ]
+    return [*migs, *(gpu_device(node, minor, product=H100) for minor in range(2, 8))]
 
 
 def make_slice(

@@ -32,6 +32,9 @@ How devices become numbers (the README's API section says the same):
   one of its MIG devices is: either way the unit cannot be handed out. available =
   allocatable - allocated, floored at 0, as for device-plugin resources.
 - unhealthy: physical GPUs with a device tainted by the driver's health monitor.
+- product: the most common `productName`, spelled as GPU Feature Discovery labels it (spaces
+  become dashes: k8s-device-plugin internal/lm/resource.go, productLabel), so a DRA node and a
+  device-plugin node of one product share its row.
 """
 
 from __future__ import annotations
@@ -93,8 +96,13 @@ def gather_pool(slices: Iterable[SliceProjection]) -> Pool | None:
         return None
     first = newest[0]
     devices = tuple(device for piece in newest for device in piece.devices)
+    counts = {piece.slice_count for piece in newest}
     why_not = ""
-    if len(newest) != first.slice_count:
+    if len(counts) > 1:
+        # GatherPools takes the first slice's count, and the order of slices is arbitrary;
+        # slices of one generation that disagree are a pool being rewritten: not counted.
+        why_not = f"incomplete: its slices disagree on resourceSliceCount {sorted(counts)}"
+    elif len(newest) != first.slice_count:
         why_not = f"incomplete: {len(newest)} of {first.slice_count} slices"
     elif len({device.name for device in devices}) != len(devices):  # poolIsInvalid
         why_not = "invalid: duplicate device name"
@@ -155,7 +163,7 @@ def node_counts(
         gpu = _physical_id(key, device)
         gpu_of[key] = gpu
         if device.product:
-            products.setdefault(gpu, device.product)
+            products.setdefault(gpu, device.product.replace(" ", "-"))
         if device.taints & UNHEALTHY:
             sick.add(gpu)
         if key in allocated:

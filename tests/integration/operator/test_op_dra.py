@@ -230,7 +230,7 @@ def test_dra_and_device_plugin_gpus_in_one_inventory(
         summary = status["summary"]
         assert (summary["nodes"], summary["gpus"]) == (3, 10)
         assert (summary["allocatable"], summary["allocated"], summary["available"]) == (8, 4, 4)
-        assert summary["products"] == [dra.A100, "Tesla-T4"]
+        assert summary["products"] == [dra.A100_LABEL, "Tesla-T4"]
 
     kube.wait_for(counted, timeout=30, what="DRA and device-plugin GPUs counted")
     view = eventually(lambda: kube.view("dra-a100", allocated=3), what="the DRA node's GPUNode")

@@ -76,8 +76,22 @@ def piece(
             False,
             "invalid: duplicate device name",
         ),
+        (
+            [piece([dra.gpu_device("n", 0)], count=1), piece([dra.gpu_device("n", 1)], count=2)],
+            ["gpu-0", "gpu-1"],
+            False,
+            "incomplete: its slices disagree on resourceSliceCount [1, 2]",
+        ),
     ],
-    ids=["one-slice", "republished", "outdated-last", "incomplete", "two-slices", "duplicate"],
+    ids=[
+        "one-slice",
+        "republished",
+        "outdated-last",
+        "incomplete",
+        "two-slices",
+        "duplicate",
+        "disagreeing-counts",
+    ],
 )
 def test_gathering_keeps_the_newest_generation_of_complete_valid_pools(
     slices: list[SliceProjection], want_devices: list[str], want_counted: bool, want_why: str
@@ -214,5 +228,5 @@ def test_the_product_is_the_most_common_one() -> None:
         dra.gpu_device("n", 1),
         dra.gpu_device("n", 2),
     ]
-    assert count(devices).product == dra.A100
+    assert count(devices).product == dra.A100_LABEL
     assert count([]).product == ""

@@ -2,8 +2,9 @@
 the store's incremental DRA counts equal a plain recount of the objects that exist at the end.
 
 The reference below is written from the rules, not from the operator's code: group the slices
-by pool, keep each pool's newest generation, count only complete pools without duplicate device
-names, mark every device a non-admin result of an allocated claim names, and count per node."""
+by pool, keep each pool's newest generation, count only complete pools (as many slices as each
+of them says) without duplicate device names, mark every device a non-admin result of an
+allocated claim names, and count per node."""
 
 from __future__ import annotations
 
@@ -156,10 +157,9 @@ def reference(
         for node_name, _ in devices:
             counts.setdefault(node_name, {})
         names = [d["name"] for _, d in devices]
-        if len(current) != current[0]["pool"]["resourceSliceCount"] or len(set(names)) != len(
-            names
-        ):
-            continue
+        sizes = {spec["pool"]["resourceSliceCount"] for spec in current}
+        if sizes != {len(current)} or len(set(names)) != len(names):
+            continue  # incomplete (or its slices disagree on the count), or invalid
         for node_name, d in devices:
             kind = d["attributes"]["type"]["string"]
             resource = (

@@ -115,13 +115,13 @@ def test_a_dra_node_and_a_device_plugin_node_in_one_inventory() -> None:
         4,
         4,
     )
-    assert summary.products == [dra.A100, "Tesla-T4"]
+    assert summary.products == [dra.A100_LABEL, "Tesla-T4"]
     dra_row = next(r for r in got.nodes if r.name == "dra")
-    assert (dra_row.source, dra_row.product, dra_row.gpus) == ("DRA", dra.A100, 4)
+    assert (dra_row.source, dra_row.product, dra_row.gpus) == ("DRA", dra.A100_LABEL, 4)
     assert (dra_row.allocatable, dra_row.allocated) == (4, 3)
     assert next(r for r in got.nodes if r.name == "dp").source == "DevicePlugin"
     by_product = {p.product: (p.nodes, p.gpus, p.allocated) for p in got.products}
-    assert by_product == {dra.A100: (1, 4, 3), "Tesla-T4": (1, 4, 1)}
+    assert by_product == {dra.A100_LABEL: (1, 4, 3), "Tesla-T4": (1, 4, 1)}
 
 
 def test_a_pod_served_through_dra_is_counted_through_its_claim_only() -> None:
@@ -288,3 +288,18 @@ async def test_a_change_of_dra_drivers_reads_slices_and_claims_again() -> None:
     await writers.inventory.run_pass()
     dp_row = next(r for r in writers.api.inventory["status"]["nodes"] if r["name"] == "dp")
     assert dp_row["source"] == "DRA"  # its devices now come from a GPU driver too
+
+
+def test_the_last_listing_wakes_both_writers_even_when_it_changes_no_node() -> None:
+    store = Store()
+    store.watch_dra()
+    woken: list[str] = []
+    store.on_inventory_change = lambda: woken.append("inventory")
+    store.on_views_change = lambda: woken.append("views")
+    for kind in (Kind.INVENTORY, Kind.NODES, Kind.GPUNODES, Kind.PODS, Kind.RESOURCE_SLICES):
+        listing(store, kind, [node("dp", gpus=4)] if kind is Kind.NODES else [])
+    listing(store, Kind.RESOURCE_CLAIMS, [])
+    woken.clear()
+    listing(store, Kind.DEVICE_CLASSES, [])  # the last: no node changes, but the phase does
+    assert store.phase() is Phase.CURRENT
+    assert woken == ["inventory", "views"]
