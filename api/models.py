@@ -8,12 +8,13 @@ that approaches etcd's 1.5 MiB request limit; `tests/unit/api/test_crd_size.py` 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    JsonValue,
     SerializerFunctionWrapHandler,
     StringConstraints,
     model_serializer,
@@ -29,6 +30,7 @@ MAX_RESOURCE_NAMES = 32
 MAX_LABELS = 64
 MAX_PRODUCTS = 128
 MAX_XIDS = 16
+MAX_XID_COUNT = 2**31 - 1  # an XID entry's count saturates here (int32, like NVML's counters)
 MAX_REASONS = 8
 MAX_MIG_INSTANCES = 8
 MAX_NVLINKS = 36  # NVML_NVLINK_MAX_LINKS in nvidia-ml-py 13.x
@@ -316,6 +318,15 @@ class AgentInfo(WireModel):
     message: Annotated[
         MessageStr, Field(description="Why NVML is unavailable, or the last error.")
     ] = ""
+    boot_id: Annotated[
+        ShortStr,
+        Field(
+            description=(
+                "The node's boot ID (Node status.nodeInfo.bootID) when this was written: a"
+                " restarted agent restores the XIDs below only from the same boot."
+            )
+        ),
+    ] = ""
 
 
 class DriverInfo(WireModel):
@@ -383,11 +394,36 @@ class NVLink(WireModel):
     ] = []
 
 
+# One entry per XID code, never one per event: a burst of one code cannot push another out of
+# the bounded list (the agent's nodeagent/memory.py keeps them).
 class XidEvent(WireModel):
+    """One XID code seen on a GPU: how often, when, and what NVIDIA's XID catalog says."""
+
     xid: Annotated[int, Field(ge=0, le=65_535)]
-    time: datetime
+    time: Annotated[datetime, Field(description="When NVML last reported this XID on this GPU.")]
+    first_time: Annotated[
+        datetime | None, Field(description="When this XID was first seen (within the window).")
+    ] = None
+    count: Annotated[
+        int,
+        Field(
+            ge=1,
+            le=MAX_XID_COUNT,
+            description="How often it was seen between firstTime and time (saturates).",
+        ),
+    ] = 1
     class_: Annotated[XidClass, Field(alias="class")] = "Unknown"
     action: XidAction = "Investigate"
+    resolution: Annotated[
+        ShortStr,
+        Field(
+            description=(
+                "The immediate resolution bucket of NVIDIA's XID catalog (RESET_GPU, RESTART_APP,"
+                " ...); empty when the catalog has none or does not know the code."
+            )
+        ),
+    ] = ""
+    mnemonic: Annotated[ShortStr, Field(description="The catalog's name for the code.")] = ""
 
 
 class Health(WireModel):
@@ -416,6 +452,15 @@ class GPU(WireModel):
     ecc: EccCounts = EccCounts()
     retired_pages: RetiredPages | None = None
     remapped_rows: RemappedRows | None = None
+    unrepairable_memory: Annotated[
+        bool | None,
+        Field(
+            description=(
+                "NVML's unrepairable-memory flag (nvmlDeviceGetUnrepairableMemoryFlag_v1); null"
+                " where the driver or GPU has none."
+            )
+        ),
+    ] = None
     recovery_action: RecoveryAction | None = None
     mig: Mig = Mig()
     nvlink: NVLink | None = None
@@ -468,7 +513,43 @@ class GPUNodeSummary(WireModel):
     unhealthy: Count = 0
 
 
+# The agent's summary must agree with the list it summarises (design.md, GPUNode): a broken or
+# hostile agent cannot claim 100,000 GPUs, or no unhealthy ones, next to the GPUs it lists.
+# Absent fields count as 0: status has no defaults (api/crdgen.py), and the operator's own
+# writes (status.kubernetes only) carry neither.
+_SUMMARY_GPUS = "(has(self.summary) && has(self.summary.gpus) ? self.summary.gpus : 0)"
+_SUMMARY_UNHEALTHY = (
+    "(has(self.summary) && has(self.summary.unhealthy) ? self.summary.unhealthy : 0)"
+)
+_LISTED_GPUS = "(has(self.gpus) ? size(self.gpus) : 0)"
+_LISTED_UNHEALTHY = (
+    "(has(self.gpus) ? self.gpus.filter(g, has(g.health) && has(g.health.status)"
+    " && g.health.status == 'Unhealthy').size() : 0)"
+)
+SUMMARY_RULES: list[dict[str, str]] = [
+    {
+        "rule": f"{_SUMMARY_GPUS} == {_LISTED_GPUS}",
+        "message": "summary.gpus must equal the number of GPUs listed in gpus",
+        "fieldPath": ".summary.gpus",
+        "reason": "FieldValueInvalid",
+    },
+    {
+        "rule": f"{_SUMMARY_UNHEALTHY} == {_LISTED_UNHEALTHY}",
+        "message": (
+            "summary.unhealthy must equal the number of listed GPUs whose health.status is"
+            " Unhealthy"
+        ),
+        "fieldPath": ".summary.unhealthy",
+        "reason": "FieldValueInvalid",
+    },
+]
+
+
 class GPUNodeStatus(WireModel):
+    model_config = ConfigDict(
+        json_schema_extra={"x-kubernetes-validations": cast("list[JsonValue]", SUMMARY_RULES)}
+    )
+
     summary: GPUNodeSummary | None = None
     agent: AgentInfo | None = None
     driver: DriverInfo | None = None

@@ -40,7 +40,6 @@ import sys
 import tempfile
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -52,23 +51,10 @@ from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
 from gpu_inventory.testing.metrics import Samples, scrape
 from gpu_inventory.testing.nodes import create_node
+from gpu_inventory.testing.population import api_client, parallel, populate
 
 G, V = constants.GROUP, constants.VERSION
 OPERATOR = str(Path(sys.executable).with_name("gpu-inventory-operator"))
-
-
-def api_client(plane: ControlPlane, pool: int) -> client.ApiClient:
-    api = plane.api_client()
-    api.rest_client.pool_manager.connection_pool_kw["maxsize"] = pool
-    return api
-
-
-def parallel(threads: int, jobs: list[Any], fn: Any) -> float:
-    began = time.monotonic()
-    with ThreadPoolExecutor(threads) as pool:
-        for _ in pool.map(fn, jobs):
-            pass
-    return time.monotonic() - began
 
 
 class Inventory:
@@ -123,6 +109,17 @@ class Inventory:
         self._stop = True
 
 
+def command_of_operator() -> list[str]:
+    return [OPERATOR, "--standalone", "--liveness", ""]
+
+
+def profile(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy attached to `pid` (100 samples/s, collapsed stacks) until SIGINT."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    command = [spy, "record", "--format", "raw", "--rate", "100", "--nonblocking"]
+    return subprocess.Popen([*command, "--pid", str(pid), "-o", str(output)])
+
+
 def ready(status: dict[str, Any]) -> bool:
     return any(c["type"] == "Ready" and c["status"] == "True" for c in status.get("conditions", []))
 
@@ -155,6 +152,13 @@ def main() -> int:
     parser.add_argument("--churn-seconds", type=float, default=30.0)
     parser.add_argument("--threads", type=int, default=48)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        help="record the operator with py-spy (pip install py-spy) into this file (collapsed "
+        "stacks, as `py-spy record --format raw` writes them)",
+    )
     parser.add_argument("--claims", type=int, default=0, help="DRA ResourceClaims (0: no DRA)")
     parser.add_argument(
         "--dra-nodes", type=int, default=0, help="DRA GPU nodes (default: nodes / 5 with claims)"
@@ -168,52 +172,24 @@ def main() -> int:
     print(f"control plane in {workdir} ...", flush=True)
     plane.start()
     operator: subprocess.Popen[bytes] | None = None
+    profiler: subprocess.Popen[bytes] | None = None
     inventory: Inventory | None = None
     try:
         plane.install_crds()
         print(f"  up in {plane.startup_seconds:.1f}s at {plane.server}")
-        api = api_client(plane, args.threads)
-        core = client.CoreV1Api(api)
-        namespaces = [f"bench-{i}" for i in range(args.namespaces)]
-        for name in namespaces:
-            core.create_namespace({"metadata": {"name": name}})
-        nodes = [f"gpu-{i:05d}" for i in range(args.nodes)]
-
-        def add_node(name: str) -> None:
-            create_node(
-                core, make_node(name, gpus=args.gpus_per_node, product="NVIDIA-H100-80GB-HBM3")
-            )
-
-        took = parallel(args.threads, nodes, add_node)
-        print(f"created {len(nodes)} nodes in {took:.1f}s ({len(nodes) / took:.0f}/s)")
-
-        rng = random.Random(7)
-        capacity = dict.fromkeys(nodes, args.gpus_per_node)
-        plan: list[tuple[str, str, str, int]] = []
-        expected_total = 0
-        for index in range(args.pods):
-            node = nodes[index % len(nodes)]
-            gpus = 0
-            if rng.random() < args.gpu_pod_fraction and capacity[node] > 1:
-                gpus = 1
-                capacity[node] -= 1
-                expected_total += 1
-            plan.append((namespaces[index % len(namespaces)], f"pod-{index:06d}", node, gpus))
-
-        def create_pod(item: tuple[str, str, str, int]) -> None:
-            namespace, name, node, gpus = item
-            body = make_pod(name, namespace=namespace, node=node, gpus=gpus)
-            if not gpus:
-                body["spec"]["containers"][0]["resources"] = {
-                    "requests": {"cpu": "100m", "memory": "128Mi"}
-                }
-            core.create_namespaced_pod(namespace, body)
-
-        took = parallel(args.threads, plan, create_pod)
-        print(
-            f"created {len(plan)} pods in {took:.1f}s ({len(plan) / took:.0f}/s), "
-            f"{expected_total} of them with a GPU"
+        made = populate(
+            plane,
+            nodes=args.nodes,
+            pods=args.pods,
+            gpus_per_node=args.gpus_per_node,
+            gpu_pod_fraction=args.gpu_pod_fraction,
+            namespaces=args.namespaces,
+            threads=args.threads,
         )
+        nodes, namespaces, capacity = made.nodes, made.namespaces, made.free
+        expected_total = made.expected_total
+        api = api_client(plane, args.threads)
+        rng = random.Random(7)
 
         dra_load: DraLoad | None = None
         if args.claims:
@@ -225,11 +201,13 @@ def main() -> int:
         env = plane.env(GPU_INVENTORY_METRICS_PORT=str(metrics_port))
         started = time.monotonic()
         operator = subprocess.Popen(
-            [OPERATOR, "--standalone", "--liveness", ""],
+            command_of_operator(),
             env=env,
             stdout=(workdir / "operator.log").open("wb"),
             stderr=subprocess.STDOUT,
         )
+        if args.profile is not None:
+            profiler = profile(operator.pid, args.profile)
 
         def complete(status: dict[str, Any]) -> bool:
             summary = status.get("summary") or {}
@@ -254,7 +232,11 @@ def main() -> int:
         pending: list[tuple[float, str, int]] = []  # (sent, node, expected allocated)
         latencies: list[float] = []
         churn_pods: list[tuple[str, str, str]] = []
-        order = [n for n in nodes if capacity[n] > 0]
+        # Churn only where the CR has a row (beyond spec.maxNodeRows it lists only the nodes
+        # that need attention), so "that node's row shows the new value" stays measurable.
+        with inventory.lock:
+            listed = set(inventory.rows)
+        order = [n for n in nodes if capacity[n] > 0 and n in listed]
         rng.shuffle(order)
         cursor = 0
         before = scrape(metrics_port)
@@ -341,6 +323,9 @@ def main() -> int:
         print(f"operator log: {workdir / 'operator.log'}")
         return 0
     finally:
+        if profiler is not None:
+            profiler.send_signal(signal.SIGINT)  # py-spy writes its file and detaches
+            profiler.wait(timeout=60)
         if inventory is not None:
             inventory.stop()
         if operator is not None and operator.poll() is None:

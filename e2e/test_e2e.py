@@ -1,10 +1,10 @@
 """The whole system on the local control plane, as users deploy it.
 
-Installed for real (kustomize, and Helm into another namespace); operator, four agents (fake
-NVML) and the MCP server as processes, each with its own ServiceAccount's token. Three nodes'
-GPUs come from a device plugin, one node's from NVIDIA's DRA driver (a ResourceSlice). GPU pods
-and claims are created, and kubectl and an MCP client must agree with the numbers the scheduler
-would use.
+Installed for real (kustomize, and Helm into another namespace); operator, four agents (the
+real agent over a simulated NVML) and the MCP server as processes, each with its own
+ServiceAccount's token. Three nodes' GPUs come from a device plugin, one node's from NVIDIA's
+DRA driver (a ResourceSlice). GPU pods and claims are created, and kubectl and an MCP client
+must agree with the numbers the scheduler would use.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from kubernetes import client
 from mcp import Client, StdioServerParameters
 
 from gpu_inventory.api import constants
+from gpu_inventory.testing import nodes
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.kubectl import run_kubectl
 from gpu_inventory.testing.mcpcalls import answer_when
@@ -199,6 +200,7 @@ def test_a_scripted_xid_turns_the_inventory_degraded_and_back(
     eventually(lambda: degraded("False"), timeout=60, what="all agents reporting healthy GPUs")
 
     node_b = system.nodes[2]
+    reboot(system, node_b.name, "boot-1")
     system.start_agent(node_b, scenario="h100-8x-events")  # XID 79 on GPU 3 after 10 s
     inventory = eventually(
         lambda: degraded("True"), timeout=60, what="the XID to degrade the inventory"
@@ -213,8 +215,16 @@ def test_a_scripted_xid_turns_the_inventory_degraded_and_back(
     assert gpu3["health"]["status"] == "Unhealthy"
     assert [x["xid"] for x in gpu3["xids"]] == [79]
 
-    system.start_agent(node_b)  # the node rebooted: a healthy driver, no XID history
+    # A restarted agent takes its XIDs back from the GPUNode; a reboot (a new boot ID, as the
+    # kubelet reports it) resolves them: a healthy driver, no XID history.
+    reboot(system, node_b.name, "boot-2")
+    system.start_agent(node_b)
     eventually(lambda: degraded("False"), timeout=60, what="the inventory to recover")
+
+
+def reboot(system: GPUInventorySystem, node: str, boot_id: str) -> None:
+    with system.plane.api_client() as api:
+        nodes.reboot(client.CoreV1Api(api), node, boot_id)
 
 
 def test_identities_are_confined(system: GPUInventorySystem) -> None:
@@ -232,8 +242,8 @@ def test_identities_are_confined(system: GPUInventorySystem) -> None:
 
     eventually(gpunodes_exist, timeout=30, what="GPUNodes to exist")
     refused_writes: tuple[Callable[[], object], ...] = (
-        lambda: agent_a.patch_cluster_custom_object_status(
-            G, V, constants.NODE_PLURAL, "gpu-h100-a", {"status": {"summary": {"gpus": 0}}}
+        lambda: agent_a.patch_cluster_custom_object_status(  # valid, but not its own node's
+            G, V, constants.NODE_PLURAL, "gpu-h100-a", {"status": {"agent": {"message": "x"}}}
         ),
         lambda: mcp.patch_cluster_custom_object_status(
             G, V, constants.NODE_PLURAL, "gpu-h100-a", {"status": {"summary": {"gpus": 0}}}

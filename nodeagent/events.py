@@ -1,4 +1,4 @@
-"""XID events: a thread that waits on the backend's event set, and the bounded log it fills.
+"""XID events: a thread that waits on the backend's event set and records what it sees.
 
 The wait uses a short timeout (`nvmlEventSetWait` releases the GIL while it blocks), so
 stopping the thread takes at most that long; k8s-device-plugin waits the same way in
@@ -7,49 +7,24 @@ stopping the thread takes at most that long; k8s-device-plugin waits the same wa
 
 from __future__ import annotations
 
-import collections
 import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
 
-from gpu_inventory.api import models
-from gpu_inventory.nodeagent import xid
 from gpu_inventory.nodeagent.backend import GPUBackend, NVMLUnavailableError
+from gpu_inventory.nodeagent.memory import XidMemory
 
 log = logging.getLogger(__name__)
 
 
-class XidLog:
-    """The most recent XIDs per GPU (at most `per_gpu`, the schema's bound), thread-safe."""
-
-    def __init__(self, per_gpu: int = models.MAX_XIDS) -> None:
-        self._per_gpu = per_gpu
-        self._lock = threading.Lock()
-        self._events: dict[str, collections.deque[models.XidEvent]] = {}
-
-    def record(self, uuid: str, code: int, at: datetime) -> models.XidEvent:
-        info = xid.classify(code)
-        event = models.XidEvent(xid=code, time=at, class_=info.xid_class, action=info.action)
-        with self._lock:
-            events = self._events.get(uuid)
-            if events is None:
-                events = self._events[uuid] = collections.deque(maxlen=self._per_gpu)
-            events.append(event)
-        return event
-
-    def snapshot(self) -> dict[str, list[models.XidEvent]]:
-        with self._lock:
-            return {uuid: list(events) for uuid, events in self._events.items()}
-
-
 class XidWatcher:
-    """Moves XID events from the backend into an `XidLog`, in a thread or on demand."""
+    """Moves XID events from the backend into the agent's `XidMemory`, in a thread or on demand."""
 
     def __init__(
         self,
         backend: GPUBackend,
-        xids: XidLog,
+        xids: XidMemory,
         *,
         clock: Callable[[], datetime],
         on_event: Callable[[], None] = lambda: None,
@@ -73,13 +48,14 @@ class XidWatcher:
         seen = self._backend.wait_xids(timeout)
         now = now if now is not None else self._clock()
         for event in seen:
-            recorded = self._xids.record(event.uuid, event.xid, now)
+            info = self._xids.record(event.uuid, event.xid, now)
             log.warning(
-                "XID %d on GPU %s (%s; recommended action: %s)",
+                "XID %d %s on GPU %s: %s (NVIDIA catalog: %s)",
                 event.xid,
+                info.mnemonic or "(not in NVIDIA's catalog)",
                 event.uuid,
-                recorded.class_,
-                recorded.action,
+                info.guidance,
+                info.resolution or "no resolution",
             )
         if seen:
             self._on_event()

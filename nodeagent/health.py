@@ -1,20 +1,22 @@
 """Per-GPU health from the readings: Healthy, Degraded or Unhealthy, with the reasons why.
 
-Pure: no I/O; the caller passes `now`. Each rule names the NVIDIA document it comes from:
-- XID catalog: https://docs.nvidia.com/deploy/xid-errors/ (via `xid.classify`).
-- A100 (Ampere and later) memory error management:
-  https://docs.nvidia.com/deploy/a100-gpu-mem-error-mgmt/ ("Error Recovery and Response Flags":
-  row-remapping pending means "reset when convenient" and running work is unaffected; a
-  row-remapping failure meets the RMA policy; the recovery action flag is the driver's verdict
-  after an uncorrectable error).
-- Dynamic page retirement (before Ampere): https://docs.nvidia.com/deploy/dynamic-page-retirement/
-  (a retired page is pending until the driver reloads).
-- NVML API reference: https://docs.nvidia.com/deploy/nvml-api/ (NVML_ERROR_GPU_IS_LOST,
-  NVML_ERROR_RESET_REQUIRED, temperature thresholds, clocks-event reasons,
-  NVML_FI_DEV_GET_GPU_RECOVERY_ACTION).
+Pure: no I/O; the caller passes `now`. Each rule names the source it follows:
+- XIDs: NVIDIA's XID catalog, through `xid.classify` (catalog version in `xidcatalog.py`).
+- Memory errors and the driver's recovery action: DCGM's health watches (NVIDIA/DCGM v4.6.0,
+  modules/health/DcgmHealthWatch.cpp: MonitorMemVolatileDbes, MonitorMemRetiredPending,
+  MonitorMemSbeDbeRetiredPages, MonitorMemRowRemapFailures, MonitorMemRowRemapUncorrectable,
+  MonitorMemUnrepairableFlag, MonitorGpuRecoveryAction; limits in
+  common/DcgmGPUHardwareLimits.h), and NVIDIA's memory error management documents:
+  A100/H100 (https://docs.nvidia.com/deploy/a100-gpu-mem-error-mgmt/) and dynamic page
+  retirement before Ampere (https://docs.nvidia.com/deploy/dynamic-page-retirement/).
+- The recovery-action codes DCGM does not judge (RecoverImexDomain, BusReset, SystemReboot),
+  NVML's lost-GPU errors, temperature thresholds and clocks-event reasons: the NVML API
+  reference (https://docs.nvidia.com/deploy/nvml-api/).
 
-When the driver reports a recovery action, it is preferred to our XID table: an XID that
-arrived before that reading was taken is already reflected in the driver's verdict.
+The recovery action is the driver's verdict on *its* conditions (raised for uncorrectable memory
+errors, per the A100/H100 memory error management guide): it adds a finding and never erases
+one. `None` means "no driver action needed", not "healthy": an XID whose catalog resolution is a
+reset or a reboot still counts until the XID window ends or the node reboots.
 """
 
 from __future__ import annotations
@@ -26,19 +28,25 @@ from typing import Final
 
 from gpu_inventory.api import models
 from gpu_inventory.nodeagent import xid
-from gpu_inventory.nodeagent.backend import LostReason
+from gpu_inventory.nodeagent.backend import LOST_TEXT, LostReason, XidWatch
+from gpu_inventory.nodeagent.xidcatalog import CATALOG_VERSION
 
 _RANK: Final[dict[str, int]] = {"Healthy": 0, "Unknown": 1, "Degraded": 2, "Unhealthy": 3}
+
+# common/DcgmGPUHardwareLimits.h (DCGM v4.6.0).
+DCGM_LIMIT_MAX_RETIRED_PAGES: Final = 63
+DCGM_LIMIT_MAX_RETIRED_PAGES_SOFT_LIMIT: Final = 15
+DCGM_LIMIT_MAX_ROW_REMAP_UNCORRECTABLE: Final = 512
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class HealthPolicy:
-    """How long an XID keeps counting against a GPU when the driver gives no verdict."""
+    """How long an XID keeps counting against a GPU."""
 
     xid_window_seconds: float = 86_400.0
-    """Seconds an XID counts (default a day). The agent cannot see a GPU reset, so without the
-    driver's recovery action an XID would otherwise count forever, as it does in the device
-    plugin until it restarts."""
+    """Seconds an XID counts after it was last seen (default a day). The agent cannot see a GPU
+    reset, so an XID whose resolution is a reset would otherwise count forever; a node reboot
+    (a new boot ID) ends it at once."""
 
 
 DEFAULT_POLICY: Final = HealthPolicy()
@@ -50,39 +58,24 @@ class _Finding:
     reason: str
 
 
-_LOST: Final[dict[LostReason, str]] = {
-    # NVML_ERROR_GPU_IS_LOST: "The GPU has fallen off the bus or has otherwise become
-    # inaccessible" (nvmlReturn_t); XID 79 is the usual cause, and the catalog says reboot.
-    "GpuIsLost": "GPU is lost (NVML GpuIsLost: off the bus or inaccessible): reboot the node",
-    # NVML_ERROR_RESET_REQUIRED: "The GPU requires a reset before it can be used again".
-    "ResetRequired": "GPU needs a reset before it can be used again (NVML ResetRequired)",
-    "Vanished": "GPU is no longer listed by NVML although this agent saw it earlier",
-    "Unreadable": "NVML cannot read this GPU (see the agent log)",
-}
-
-# NVML_FI_DEV_GET_GPU_RECOVERY_ACTION, meanings from "Error Recovery and Response Flags".
+# NVML_FI_DEV_GET_GPU_RECOVERY_ACTION. DCGM v4.6.0 MonitorGpuRecoveryAction judges codes 0-4:
+# GpuReset, NodeReboot and DrainAndReset FAIL (DCGM_FR_GPU_RECOVERY_RESET, _REBOOT,
+# _DRAIN_RESET), DrainP2P WARNs (DCGM_FR_GPU_RECOVERY_DRAIN_P2P), None is healthy; it leaves the
+# later codes alone, which follow NVML's "Error Recovery and Response Flags" here.
 _RECOVERY: Final[dict[models.RecoveryAction, _Finding]] = {
     "GpuReset": _Finding("Unhealthy", "driver recovery action GpuReset: reset the GPU"),
     "NodeReboot": _Finding("Unhealthy", "driver recovery action NodeReboot: reboot the node"),
-    "BusReset": _Finding("Unhealthy", "driver recovery action BusReset: reset the PCIe bus"),
-    "SystemReboot": _Finding("Unhealthy", "driver recovery action SystemReboot: reboot"),
     "DrainAndReset": _Finding(
-        "Degraded", "driver recovery action DrainAndReset: drain the GPU, then reset it"
+        "Unhealthy", "driver recovery action DrainAndReset: drain the GPU, then reset it"
     ),
     "DrainP2P": _Finding(
         "Degraded", "driver recovery action DrainP2P: stop peer-to-peer work on this GPU"
     ),
+    "BusReset": _Finding("Unhealthy", "driver recovery action BusReset: reset the PCIe bus"),
+    "SystemReboot": _Finding("Unhealthy", "driver recovery action SystemReboot: reboot"),
     "RecoverImexDomain": _Finding(
         "Degraded", "driver recovery action RecoverImexDomain: recover the IMEX domain"
     ),
-}
-
-_ACTION_TEXT: Final[dict[models.XidAction, str]] = {
-    "None": "no action needed",
-    "RestartApplication": "restart the application; reset the GPU when convenient",
-    "ResetGPU": "drain and reset the GPU",
-    "RebootNode": "drain and reboot the node",
-    "Investigate": "investigate (see the NVIDIA Xid catalog)",
 }
 
 
@@ -90,80 +83,133 @@ def assess(
     gpu: models.GPU,
     *,
     now: datetime,
-    read_at: datetime | None = None,
     lost: LostReason | None = None,
     policy: HealthPolicy = DEFAULT_POLICY,
+    xids_unwatched: XidWatch | None = None,
+    unknown_recovery_action: int | None = None,
 ) -> models.Health:
-    """The health of one GPU at `now`, from its readings and recent XIDs.
-
-    `read_at` is when the readings (notably the driver's recovery action) were taken; `lost`
-    says the GPU gave no readings at all.
-    """
+    """The health of one GPU at `now`, from its readings and remembered XIDs (`gpu.xids`);
+    `lost` says the GPU gave no readings at all, `xids_unwatched` why its XID events are not
+    watched, `unknown_recovery_action` a recovery-action code this agent cannot name."""
     findings: list[_Finding] = []
     if lost is not None:
-        findings.append(_Finding("Unknown" if lost == "Unreadable" else "Unhealthy", _LOST[lost]))
+        severity: models.HealthStatus = (
+            "Unknown" if lost in ("Unreadable", "NotRead") else "Unhealthy"
+        )
+        findings.append(_Finding(severity, LOST_TEXT[lost]))
+    if xids_unwatched is not None and xids_unwatched.fault:
+        findings.append(
+            _Finding(
+                "Unknown",
+                f"XID events cannot be watched on this GPU (NVML {xids_unwatched.error}): "
+                "faults it reports are not seen",
+            )
+        )
     if gpu.recovery_action is not None and gpu.recovery_action in _RECOVERY:
         findings.append(_RECOVERY[gpu.recovery_action])
-    findings.extend(_xid_findings(gpu, now=now, read_at=read_at, policy=policy))
+    if unknown_recovery_action is not None:
+        # A code newer than this agent's NVML bindings: the driver asks for something.
+        findings.append(
+            _Finding(
+                "Degraded",
+                f"unknown recovery action {unknown_recovery_action} (newer than this agent): "
+                "investigate",
+            )
+        )
+    findings.extend(
+        _xid_findings(gpu.xids, since=now - timedelta(seconds=policy.xid_window_seconds))
+    )
     findings.extend(_memory_findings(gpu))
     findings.extend(_thermal_findings(gpu))
     return _verdict(findings)
 
 
-def _xid_findings(
-    gpu: models.GPU, *, now: datetime, read_at: datetime | None, policy: HealthPolicy
-) -> Iterable[_Finding]:
-    since = now - timedelta(seconds=policy.xid_window_seconds)
-    driver_verdict = gpu.recovery_action is not None and read_at is not None
-    counted: dict[int, list[datetime]] = {}
-    for event in gpu.xids:
-        if event.time < since:
+def _xid_findings(entries: Iterable[models.XidEvent], *, since: datetime) -> Iterable[_Finding]:
+    for entry in entries:
+        if entry.time < since:
             continue
-        if driver_verdict and read_at is not None and read_at >= event.time:
-            continue  # the driver's recovery action, read after this XID, is the verdict
-        counted.setdefault(event.xid, []).append(event.time)
-    for code, times in sorted(counted.items()):
-        info = xid.classify(code)
-        if info.severity == "Healthy":
+        info = xid.classify(entry.xid)  # today's catalog, whatever the entry says
+        if info.verdict == "Healthy":
             continue
-        seen = f"x{len(times)}, last" if len(times) > 1 else "at"
-        yield _Finding(
-            info.severity,
-            f"XID {code} ({info.summary}) {seen} {_stamp(max(times))}: {_ACTION_TEXT[info.action]}",
-        )
+        seen = f"x{entry.count}, last" if entry.count > 1 else "at"
+        when = f"{seen} {_stamp(entry.time)}"
+        if not info.known:
+            yield _Finding(
+                info.verdict,
+                f"UnknownXID: XID {entry.xid} {when} is not in the {CATALOG_VERSION}: investigate",
+            )
+        else:
+            yield _Finding(
+                info.verdict,
+                f"XID {entry.xid} {info.mnemonic} ({info.description}) {when}: "
+                f"{info.resolution or 'no resolution'}, {info.guidance}",
+            )
 
 
 def _memory_findings(gpu: models.GPU) -> Iterable[_Finding]:
     uncorrected = gpu.ecc.volatile_uncorrected
+    if gpu.unrepairable_memory:
+        # DCGM MonitorMemUnrepairableFlag: FAIL when DCGM_FI_DEV_MEMORY_UNREPAIRABLE is non-zero
+        # (DCGM_FR_FAULTY_MEMORY, "Found %lld faulty memory elements on GPU %u"; next step: run
+        # field diagnostics). NVML: nvmlDeviceGetUnrepairableMemoryFlag_v1.
+        yield _Finding(
+            "Unhealthy",
+            "NVML reports unrepairable memory on this GPU: run NVIDIA field diagnostics",
+        )
     if uncorrected:
-        if gpu.recovery_action is None:
-            # No driver verdict: treat it as the catalog treats XID 48 (drain and reset).
+        # DCGM MonitorMemVolatileDbes: "Fail for any volatile DBEs" (DCGM_FR_VOLATILE_DBE_DETECTED,
+        # next step "Drain the GPU and reset it or reboot the node."), whatever the driver says.
+        yield _Finding(
+            "Unhealthy",
+            f"{uncorrected} uncorrectable (double-bit) ECC errors since the driver loaded: "
+            "drain the GPU and reset it or reboot the node",
+        )
+    rows = gpu.remapped_rows
+    if rows is not None:
+        if rows.failure:
+            # DCGM MonitorMemRowRemapFailures: FAIL (DCGM_FR_ROW_REMAP_FAILURE); the A100 guide:
+            # a remapping failure meets NVIDIA's RMA policy.
             yield _Finding(
-                "Unhealthy",
-                f"{uncorrected} uncorrectable ECC errors since the driver loaded: "
-                "drain and reset the GPU",
+                "Unhealthy", "row remapping failed: the GPU meets NVIDIA's RMA policy; replace it"
             )
-        else:
-            # The driver reports a recovery action after uncorrectable errors (A100 memory
-            # error management); its finding above says whether a reset is needed.
+        if rows.pending:
+            # A100/H100 guide: pending remaps apply at the next GPU reset, and "unaffected
+            # applications can continue running".
+            yield _Finding("Degraded", "row remapping pending: reset the GPU when convenient")
+        if rows.uncorrectable >= DCGM_LIMIT_MAX_ROW_REMAP_UNCORRECTABLE:
+            # DCGM MonitorMemRowRemapUncorrectable: WARN at DCGM_LIMIT_MAX_ROW_REMAP_UNCORRECTABLE.
             yield _Finding(
                 "Degraded",
-                f"{uncorrected} uncorrectable ECC errors since the driver loaded "
-                f"(driver recovery action {gpu.recovery_action})",
+                f"{rows.uncorrectable} rows remapped for uncorrectable errors (DCGM warns at "
+                f"{DCGM_LIMIT_MAX_ROW_REMAP_UNCORRECTABLE}): run NVIDIA field diagnostics",
             )
-    rows = gpu.remapped_rows
-    if rows is not None and rows.failure:
-        yield _Finding(
-            "Unhealthy", "row remapping failed: the GPU meets NVIDIA's RMA policy; replace it"
-        )
-    if rows is not None and rows.pending:
-        yield _Finding("Degraded", "row remapping pending: reset the GPU when convenient")
     pages = gpu.retired_pages
-    if pages is not None and pages.pending:
-        yield _Finding(
-            "Degraded",
-            "page retirement pending: reset the GPU or reload the driver when convenient",
-        )
+    if pages is not None:
+        total = pages.single_bit_ecc + pages.double_bit_ecc
+        if total >= DCGM_LIMIT_MAX_RETIRED_PAGES:
+            # DCGM MonitorMemSbeDbeRetiredPages: FAIL when SBE + DBE retired pages reach the limit
+            # (DCGM_FR_RETIRED_PAGES_LIMIT, next step: run field diagnostics).
+            yield _Finding(
+                "Unhealthy",
+                f"{total} retired pages (DCGM fails at {DCGM_LIMIT_MAX_RETIRED_PAGES}): "
+                "run NVIDIA field diagnostics",
+            )
+        elif pages.double_bit_ecc > DCGM_LIMIT_MAX_RETIRED_PAGES_SOFT_LIMIT:
+            # DCGM fails above the soft limit only if more than one more DBE page was retired in
+            # the past week (DCGM_FR_RETIRED_PAGES_DBE_LIMIT); the agent keeps no week of history.
+            yield _Finding(
+                "Degraded",
+                f"{pages.double_bit_ecc} pages retired for double-bit errors (DCGM soft limit "
+                f"{DCGM_LIMIT_MAX_RETIRED_PAGES_SOFT_LIMIT}; it fails if more than one more is "
+                "retired within a week): watch the count",
+            )
+        if pages.pending:
+            # DCGM MonitorMemRetiredPending: WARN (DCGM_FR_PENDING_PAGE_RETIREMENTS); dynamic
+            # page retirement: "New retired page, reload the driver to activate".
+            yield _Finding(
+                "Degraded",
+                "page retirement pending: reset the GPU or reload the driver when convenient",
+            )
 
 
 def _thermal_findings(gpu: models.GPU) -> Iterable[_Finding]:
@@ -191,7 +237,7 @@ def _verdict(findings: list[_Finding]) -> models.Health:
         return models.Health(status="Healthy", reasons=[])
     ordered = sorted(findings, key=lambda f: -_RANK[f.severity])  # stable: rule order kept
     status = ordered[0].severity
-    reasons = [_clip(f.reason) for f in ordered]
+    reasons = [models.clip(f.reason, models.MAX_REASON) for f in ordered]
     limit = models.MAX_REASONS
     if len(reasons) > limit:
         reasons = [*reasons[: limit - 1], f"and {len(reasons) - limit + 1} more"]
@@ -206,7 +252,3 @@ def worst(statuses: Iterable[models.HealthStatus]) -> models.HealthStatus:
 
 def _stamp(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _clip(text: str) -> str:
-    return models.clip(text, models.MAX_REASON)

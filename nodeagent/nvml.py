@@ -1,26 +1,15 @@
-"""The real GPU backend: NVML through nvidia-ml-py (`import pynvml`).
+"""The real GPU backend: NVML through nvidia-ml-py (`import pynvml`): the NVML session and the
+readings. The XID event set is `nvmlevents.py`; how NVML's errors are treated, `nvmlbase.py`.
 
 Every NVML call is made through the `pynvml` module at call time, so tests can patch the real
-functions and the real exception classes are exercised. How each NVML error is treated
-(NVML API reference, nvmlReturn_t: https://docs.nvidia.com/deploy/nvml-api/):
-
-- NotSupported, FunctionNotFound (the driver lacks the symbol), NotFound: the device does not
-  have this: the field is null and named in `GPU.unsupported`.
-- GpuIsLost, ResetRequired: this GPU is gone or needs a reset; the others are still read.
-- Uninitialized, LibraryNotFound, DriverNotLoaded, LibRmVersionMismatch: no usable NVML on the
-  node (`NVMLUnavailableError`); the agent reports it and retries initialisation.
-- Anything else (NoPermission, CorruptedInforom, Unknown...): the field is null and named with
-  the error, e.g. `retiredPages (NoPermission)`.
-- Timeout comes only from `nvmlEventSetWait`, and just means no event arrived.
+functions and the real exception classes are exercised.
 """
 
 from __future__ import annotations
 
-import ctypes
 import logging
-import threading
-from collections.abc import Callable, Hashable, Iterable
-from typing import Any, Final, Literal, TypeVar
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TypeVar
 
 import pydantic
 import pynvml
@@ -32,59 +21,22 @@ from gpu_inventory.nodeagent.backend import (
     DeviceReading,
     LostReason,
     NodeReading,
+    NVMLStaleLibraryError,
     NVMLUnavailableError,
     XidSeen,
 )
+from gpu_inventory.nodeagent.nvmlbase import (
+    describe,
+    error_kind,
+    error_name,
+    lost_reason,
+    text,
+)
+from gpu_inventory.nodeagent.nvmlevents import XidEventSet
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_Kind = Literal["absent", "lost", "node", "other"]
-
-_ABSENT = (
-    pynvml.NVML_ERROR_NOT_SUPPORTED,
-    pynvml.NVML_ERROR_FUNCTION_NOT_FOUND,
-    pynvml.NVML_ERROR_NOT_FOUND,
-)
-_LOST: dict[int, LostReason] = {
-    pynvml.NVML_ERROR_GPU_IS_LOST: "GpuIsLost",
-    pynvml.NVML_ERROR_RESET_REQUIRED: "ResetRequired",
-}
-_NODE = (
-    pynvml.NVML_ERROR_UNINITIALIZED,
-    pynvml.NVML_ERROR_LIBRARY_NOT_FOUND,
-    pynvml.NVML_ERROR_DRIVER_NOT_LOADED,
-    pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH,
-)
-
-
-def error_kind(error: pynvml.NVMLError) -> _Kind:
-    """How the agent treats an NVML error (see the module docstring)."""
-    code = getattr(error, "value", None)
-    if code in _ABSENT:
-        return "absent"
-    if code in _LOST:
-        return "lost"
-    if code in _NODE:
-        return "node"
-    return "other"
-
-
-def error_name(error: pynvml.NVMLError) -> str:
-    """`NVMLError_NoPermission` -> "NoPermission"; a code without a class -> "NVML error 42"."""
-    name = type(error).__name__
-    if name.startswith("NVMLError_"):
-        return name.removeprefix("NVMLError_")
-    return f"NVML error {getattr(error, 'value', '?')}"
-
-
-def describe(error: pynvml.NVMLError) -> str:
-    """NVML's own words for an error, e.g. "NVML: Driver Not Loaded (DriverNotLoaded)"."""
-    try:
-        text = str(error)
-    except Exception:  # str() may call into a library that is not there
-        text = ""
-    return f"NVML: {text} ({error_name(error)})" if text else f"NVML: {error_name(error)}"
 
 
 class _GpuLostError(Exception):
@@ -94,10 +46,12 @@ class _GpuLostError(Exception):
 
 
 class _Fields:
-    """Reads one GPU field by field; an unsupported field becomes null plus a marker."""
+    """Reads one GPU field by field; an unsupported field becomes null plus a marker, and a
+    field NVML refuses (NoPermission) is also named in `refused`."""
 
     def __init__(self) -> None:
         self.unsupported: list[str] = []
+        self.refused: list[str] = []
 
     def get(self, markers: str | tuple[str, ...], call: Callable[[], T]) -> T | None:
         names = (markers,) if isinstance(markers, str) else markers
@@ -106,11 +60,13 @@ class _Fields:
         except pynvml.NVMLError as error:
             kind = error_kind(error)
             if kind == "lost":
-                raise _GpuLostError(_LOST[error.value]) from error
+                raise _GpuLostError(lost_reason(error)) from error
             if kind == "node":
                 raise NVMLUnavailableError(describe(error)) from error
             suffix = "" if kind == "absent" else f" ({error_name(error)})"
             self.unsupported.extend(f"{name}{suffix}" for name in names)
+            if error.value == pynvml.NVML_ERROR_NO_PERMISSION:
+                self.refused.extend(names)
             return None
 
 
@@ -119,11 +75,11 @@ class NVMLBackend:
 
     def __init__(self) -> None:
         self._initialised = False
-        self._event_set: Any = None
-        self._stopping = threading.Event()
-        # Identity of each GPU by index, kept so a GPU that stops answering is still named.
+        self._events = XidEventSet()
+        # Learned per NVML session and forgotten on every init: after a re-init NVML may list
+        # the GPUs in another order, and a handle or index must never name another GPU's UUID.
         self._identity: dict[int, tuple[str, str, str]] = {}
-        self._uuid_by_handle: dict[Hashable, str] = {}
+        """GPU index -> (uuid, name, bus id), so a GPU that stops answering is still named."""
         self._warned: dict[int, str] = {}
         self._links: dict[int, tuple[int, ...]] = {}
         """GPU index -> the NVLinks its board has, learned on the first read."""
@@ -134,25 +90,28 @@ class NVMLBackend:
         try:
             pynvml.nvmlInit()
         except pynvml.NVMLError as error:
+            if error.value == pynvml.NVML_ERROR_LIB_RM_VERSION_MISMATCH:
+                raise NVMLStaleLibraryError(describe(error)) from error
             raise NVMLUnavailableError(describe(error)) from error
         self._initialised = True
-        self._stopping.clear()
-        self._register_events()
+        for cache in (self._identity, self._warned, self._links):
+            cache.clear()
+        self._events = XidEventSet()  # handles of the last session must not name GPUs now
+        self._events.open()
 
     def stop(self) -> None:
-        self._stopping.set()
-        if self._event_set is not None:
-            try:
-                pynvml.nvmlEventSetFree(self._event_set)
-            except pynvml.NVMLError as error:
-                log.debug("nvmlEventSetFree: %s", describe(error))
-            self._event_set = None
+        """Free the event set (after any running wait returns) and shut NVML down, so this
+        process holds no /dev/nvidia* file open."""
+        self._events.close()
         if self._initialised:
             self._initialised = False
             try:
                 pynvml.nvmlShutdown()
             except pynvml.NVMLError as error:
                 log.debug("nvmlShutdown: %s", describe(error))
+
+    def wait_xids(self, timeout: float) -> list[XidSeen]:
+        return self._events.wait(timeout)
 
     # --- readings -------------------------------------------------------------------------------
 
@@ -171,9 +130,9 @@ class NVMLBackend:
         cuda = node.get("cudaVersion", pynvml.nvmlSystemGetCudaDriverVersion)
         nvml = node.get("nvmlVersion", pynvml.nvmlSystemGetNVMLVersion)
         return models.DriverInfo(
-            driver_version=_text(version) if version is not None else None,
+            driver_version=text(version) if version is not None else None,
             cuda_version=decode.cuda_version(cuda) if cuda is not None else None,
-            nvml_version=_text(nvml) if nvml is not None else None,
+            nvml_version=text(nvml) if nvml is not None else None,
         )
 
     def _read_device(self, index: int) -> DeviceReading:
@@ -184,11 +143,11 @@ class NVMLBackend:
             if kind == "node":
                 raise NVMLUnavailableError(describe(error)) from error
             if kind == "lost":
-                return DeviceReading(self._known(index), lost=_LOST[error.value])
+                return DeviceReading(self._known(index), lost=lost_reason(error))
             self._warn_once(index, f"cannot get a handle: {describe(error)}")
             return DeviceReading(self._known(index), lost="Unreadable")
         try:
-            return DeviceReading(self._read_gpu(index, handle))
+            return self._read_gpu(index, handle)
         except _GpuLostError as lost:
             return DeviceReading(self._known(index), lost=lost.reason)
         except NVMLUnavailableError:
@@ -216,27 +175,31 @@ class NVMLBackend:
         uuid, name, bus = self._identity.get(index, (f"GPU-unknown-index-{index}", "", ""))
         return models.GPU(uuid=uuid, index=index, name=name, pci_bus_id=bus)
 
-    def _read_gpu(self, index: int, h: Any) -> models.GPU:
+    def _read_gpu(self, index: int, h: Any) -> DeviceReading:
         f = _Fields()
         found = f.get("uuid", lambda: pynvml.nvmlDeviceGetUUID(h))
-        uuid = _text(found) if found is not None else f"GPU-unknown-index-{index}"
-        name = _text(f.get("name", lambda: pynvml.nvmlDeviceGetName(h)) or "")
+        uuid = text(found) if found is not None else f"GPU-unknown-index-{index}"
+        name = text(f.get("name", lambda: pynvml.nvmlDeviceGetName(h)) or "")
         pci = f.get("pciBusId", lambda: pynvml.nvmlDeviceGetPciInfo(h))
-        bus = _text(pci.busId) if pci is not None else ""
+        bus = text(pci.busId) if pci is not None else ""
         self._identity[index] = (uuid, name, bus)
-        self._uuid_by_handle[_handle_key(h)] = uuid
+        self._events.name(h, uuid)
 
-        memory = f.get(("memoryTotal", "memoryUsed"), lambda: pynvml.nvmlDeviceGetMemoryInfo(h))
+        memory = f.get(("memoryTotal", "memoryUsed"), lambda: _memory(h))
         utilization = f.get(
             ("utilizationGpu", "utilizationMemory"),
             lambda: pynvml.nvmlDeviceGetUtilizationRates(h),
         )
-        reasons = f.get(
-            "clocksEventReasons", lambda: pynvml.nvmlDeviceGetCurrentClocksEventReasons(h)
-        )
+        reasons = f.get("clocksEventReasons", lambda: _clocks_event_reasons(h))
         power = f.get("powerDrawWatts", lambda: pynvml.nvmlDeviceGetPowerUsage(h))
         limit = f.get("powerLimitWatts", lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(h))
         persistence = f.get("persistenceMode", lambda: pynvml.nvmlDeviceGetPersistenceMode(h))
+        action_code = f.get(
+            "recoveryAction", lambda: _field_value(h, pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION)
+        )
+        action = decode.recovery_action(action_code) if action_code is not None else None
+        if action_code is not None and action is None:
+            f.unsupported.append(f"recoveryAction (code {action_code})")
         fields: dict[str, Any] = {
             "uuid": uuid,
             "index": index,
@@ -268,7 +231,7 @@ class NVMLBackend:
             ),
             "clocks_event_reasons": decode.clocks_event_reasons(reasons) if reasons else [],
             "ecc": _ecc(f, h),
-            "recovery_action": _recovery_action(f, h),
+            "recovery_action": action,
             "mig": _mig(f, h),
             "nvlink": f.get("nvlink", lambda: self._nvlink(index, h)),
             "persistence_mode": persistence == pynvml.NVML_FEATURE_ENABLED
@@ -276,85 +239,21 @@ class NVMLBackend:
             else None,
         }
         fields.update(_memory_errors(f, h))
-        return _validated(fields, f.unsupported)
-
-    # --- XID events -----------------------------------------------------------------------------
-
-    def _register_events(self) -> None:
-        """Ask NVML for XID events on every GPU that supports them (k8s-device-plugin does the
-        same in `internal/rm/health.go`)."""
-        try:
-            self._event_set = pynvml.nvmlEventSetCreate()
-        except pynvml.NVMLError as error:
-            log.warning("no XID events: nvmlEventSetCreate: %s", describe(error))
-            return
-        try:
-            count = pynvml.nvmlDeviceGetCount()
-        except pynvml.NVMLError as error:
-            log.warning("no XID events: nvmlDeviceGetCount: %s", describe(error))
-            return
-        for index in range(count):
-            try:
-                handle = pynvml.nvmlDeviceGetHandleByIndex(index)
-                self._uuid_by_handle[_handle_key(handle)] = _text(pynvml.nvmlDeviceGetUUID(handle))
-                supported = pynvml.nvmlDeviceGetSupportedEventTypes(handle)
-                mask = supported & pynvml.nvmlEventTypeXidCriticalError
-                if mask:
-                    pynvml.nvmlDeviceRegisterEvents(handle, mask, self._event_set)
-                else:
-                    log.warning("GPU %d: does not report XID events", index)
-            except pynvml.NVMLError as error:
-                log.warning("GPU %d: no XID events: %s", index, describe(error))
-
-    def wait_xids(self, timeout: float) -> list[XidSeen]:
-        event_set = self._event_set
-        if event_set is None:
-            self._stopping.wait(timeout)
-            return []
-        try:
-            data = pynvml.nvmlEventSetWait(event_set, max(int(timeout * 1000), 0))
-        except pynvml.NVMLError as error:
-            kind = error_kind(error)
-            if kind == "node":
-                raise NVMLUnavailableError(describe(error)) from error
-            if getattr(error, "value", None) != pynvml.NVML_ERROR_TIMEOUT:
-                # GpuIsLost and the like: the next read reports the GPU; do not spin.
-                log.debug("nvmlEventSetWait: %s", describe(error))
-                self._stopping.wait(timeout)
-            return []
-        if not data.eventType & pynvml.nvmlEventTypeXidCriticalError:
-            return []
-        uuid = self._uuid_for(data.device)
-        if uuid is None:
-            log.warning("XID %d from a GPU this agent cannot name; dropped", data.eventData)
-            return []
-        return [XidSeen(uuid=uuid, xid=int(data.eventData))]
-
-    def _uuid_for(self, handle: Any) -> str | None:
-        known = self._uuid_by_handle.get(_handle_key(handle))
-        if known is not None:
-            return known
-        try:
-            return _text(pynvml.nvmlDeviceGetUUID(handle))
-        except pynvml.NVMLError:
-            return None
+        fields["unrepairable_memory"] = f.get("unrepairableMemory", lambda: _unrepairable(h))
+        unwatched = self._events.unwatched(index)
+        if unwatched is not None:
+            f.unsupported.append(
+                f"xidEvents ({unwatched.error})" if unwatched.fault else "xidEvents"
+            )
+        return DeviceReading(
+            _validated(fields, f.unsupported),
+            refused=tuple(f.refused),
+            xids_unwatched=unwatched,
+            unknown_recovery_action=action_code if action is None else None,
+        )
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def _text(value: Any) -> str:
-    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
-
-
-def _handle_key(handle: Any) -> Hashable:
-    """A device handle's identity: the pointer NVML gave (event data carries a new pointer
-    object to the same device), or the handle itself when it is not a pointer."""
-    try:
-        address = ctypes.cast(handle, ctypes.c_void_p).value
-    except (TypeError, ctypes.ArgumentError):
-        address = None
-    return address if address is not None else handle
 
 
 def _temperature(h: Any) -> int:
@@ -363,6 +262,33 @@ def _temperature(h: Any) -> int:
     except (pynvml.NVMLError_FunctionNotFound, pynvml.NVMLError_ArgumentVersionMismatch):
         # Drivers before nvmlDeviceGetTemperatureV (R565) have only the deprecated call.
         return int(pynvml.nvmlDeviceGetTemperature(h, pynvml.NVML_TEMPERATURE_GPU))
+
+
+def _memory(h: Any) -> Any:
+    """nvmlMemory_v2 where the driver has it: its `used` leaves out the memory the driver
+    reserves, which v1's `used` includes (nvml.h, nvmlMemory_v2_t). Drivers without v2, and
+    vGPU guests whose driver answers NotSupported for it, get v1."""
+    try:
+        return pynvml.nvmlDeviceGetMemoryInfo(h, version=pynvml.nvmlMemory_v2)
+    except (
+        pynvml.NVMLError_FunctionNotFound,
+        pynvml.NVMLError_ArgumentVersionMismatch,
+        pynvml.NVMLError_NotSupported,
+    ):
+        return pynvml.nvmlDeviceGetMemoryInfo(h)
+
+
+def _clocks_event_reasons(h: Any) -> int:
+    """nvmlDeviceGetCurrentClocksEventReasons exists from R535; older drivers have only
+    nvmlDeviceGetCurrentClocksThrottleReasons, with the same bits (nvml.h; nvidia-ml-py marks the
+    old name deprecated, to be removed with CUDA 14)."""
+    try:
+        return int(pynvml.nvmlDeviceGetCurrentClocksEventReasons(h))
+    except pynvml.NVMLError_FunctionNotFound:
+        legacy = getattr(pynvml, "nvmlDeviceGetCurrentClocksThrottleReasons", None)
+        if legacy is None:
+            raise
+        return int(legacy(h))
 
 
 def _clock(h: Any, kind: int) -> int:
@@ -417,6 +343,15 @@ def _memory_errors(f: _Fields, h: Any) -> dict[str, Any]:
     return {"remapped_rows": rows, "retired_pages": pages}
 
 
+def _unrepairable(h: Any) -> bool:
+    """NVML's unrepairable-memory flag, which DCGM's MonitorMemUnrepairableFlag fails on.
+    Drivers and nvidia-ml-py versions older than the call raise FunctionNotFound (absent)."""
+    call = getattr(pynvml, "nvmlDeviceGetUnrepairableMemoryFlag_v1", None)
+    if call is None:
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_FUNCTION_NOT_FOUND)
+    return bool(call(h))
+
+
 def _retired_pages(h: Any) -> models.RetiredPages:
     single = pynvml.nvmlDeviceGetRetiredPages(
         h, pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS
@@ -430,18 +365,6 @@ def _retired_pages(h: Any) -> models.RetiredPages:
         double_bit_ecc=len(double),
         pending=pending == pynvml.NVML_FEATURE_ENABLED,
     )
-
-
-def _recovery_action(f: _Fields, h: Any) -> models.RecoveryAction | None:
-    code = f.get(
-        "recoveryAction", lambda: _field_value(h, pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION)
-    )
-    if code is None:
-        return None
-    action = decode.recovery_action(code)
-    if action is None:
-        f.unsupported.append(f"recoveryAction (code {code})")
-    return action
 
 
 def _field_value(h: Any, field_id: int) -> int:
@@ -494,12 +417,12 @@ def _mig_instance(mig: Any) -> models.MigInstance:
     """One MIG device; a field it cannot give is left empty (the instance is still listed)."""
     part = _Fields()
     name = part.get("profile", lambda: pynvml.nvmlDeviceGetName(mig))
-    memory = part.get("memory", lambda: pynvml.nvmlDeviceGetMemoryInfo(mig))
+    memory = part.get("memory", lambda: _memory(mig))
     return models.MigInstance(
-        uuid=_text(pynvml.nvmlDeviceGetUUID(mig)),
+        uuid=text(pynvml.nvmlDeviceGetUUID(mig)),
         gpu_instance_id=part.get("gi", lambda: pynvml.nvmlDeviceGetGpuInstanceId(mig)),
         compute_instance_id=part.get("ci", lambda: pynvml.nvmlDeviceGetComputeInstanceId(mig)),
-        profile=decode.mig_profile(_text(name)) if name is not None else "",
+        profile=decode.mig_profile(text(name)) if name is not None else "",
         memory_total=memory.total if memory is not None else None,
     )
 

@@ -48,17 +48,21 @@ class ReportPolicy:
     """Longest wait between failed writes (default 300)."""
 
     def __post_init__(self) -> None:
+        # The messages name the options as `gpu-inventory-agent` takes them.
         if self.write_floor_seconds <= 0:
-            raise ValueError(f"write floor must be > 0 s, got {self.write_floor_seconds}")
+            raise ValueError(f"--write-floor must be > 0 s, got {self.write_floor_seconds}")
         if self.heartbeat_seconds < self.write_floor_seconds:
             raise ValueError(
-                f"heartbeat ({self.heartbeat_seconds} s) must not be shorter than the write "
-                f"floor ({self.write_floor_seconds} s)"
+                f"--heartbeat ({self.heartbeat_seconds} s) must not be shorter than "
+                f"--write-floor ({self.write_floor_seconds} s)"
             )
         if self.memory_deadband_bytes < 0 or self.temperature_deadband_celsius < 0:
-            raise ValueError("deadbands must be >= 0")
+            raise ValueError("--memory-deadband-mib and --temperature-deadband must be >= 0")
         if not 0 < self.retry_initial_seconds <= self.retry_max_seconds:
-            raise ValueError("need 0 < retry initial <= retry max")
+            raise ValueError(
+                f"need 0 < --retry-initial ({self.retry_initial_seconds}) <= --retry-max "
+                f"({self.retry_max_seconds})"
+            )
 
 
 def changes(old: NodeReport, new: NodeReport, policy: ReportPolicy) -> list[str]:
@@ -81,7 +85,7 @@ def changes(old: NodeReport, new: NodeReport, policy: ReportPolicy) -> list[str]
 
 
 def _agent_state(agent: models.AgentInfo) -> tuple[Any, ...]:
-    return agent.version, agent.pod_name, agent.nvml_available, agent.message
+    return agent.version, agent.pod_name, agent.nvml_available, agent.message, agent.boot_id
 
 
 def _gpu_changes(old: models.GPU, new: models.GPU, policy: ReportPolicy) -> list[str]:

@@ -1,16 +1,17 @@
 """Write this node's GPUNode status: a JSON merge patch of the agent's fields on `/status`.
 
-The only module of the agent that talks to the API server. It creates the GPUNode (owned by its
-Node, so deleting the Node garbage-collects it) when the patch finds none, tolerating a
-concurrent create by the operator. Failures are reported, never raised: a refusal by the CRD's
-validation (422) is logged with the API server's own message, and the caller retries later.
+With `nodeview.py`, the only module of the agent that talks to the API server. It creates the
+GPUNode (owned by its Node, so deleting the Node garbage-collects it) when the patch finds none,
+tolerating a concurrent create by the operator, and reads back the status an earlier run wrote
+(`previous`). Failures are reported, never raised: a refusal by the CRD's validation (422) is
+logged with the API server's own message, and the caller retries later.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import urllib3
@@ -18,17 +19,11 @@ from kubernetes import client
 
 from gpu_inventory.api import constants, errors, models
 from gpu_inventory.api.objects import gpunode_object
+from gpu_inventory.nodeagent.ports import PreviousUnavailableError, WriteOutcome
 
 log = logging.getLogger(__name__)
 
 _MERGE_PATCH = "application/merge-patch+json"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class WriteOutcome:
-    """Whether the status was written; why not is logged here, and the caller backs off."""
-
-    ok: bool
 
 
 class GPUNodeWriter:
@@ -67,6 +62,33 @@ class GPUNodeWriter:
             return WriteOutcome(ok=False)
         self.writes += 1
         return WriteOutcome(ok=True)
+
+    def previous(self) -> Mapping[str, Any] | None:
+        """The status GPUNode/<node> holds now; None when there is no GPUNode (404)."""
+        try:
+            body = self._custom.get_cluster_custom_object(
+                constants.GROUP,
+                constants.VERSION,
+                constants.NODE_PLURAL,
+                self.node_name,
+                _request_timeout=self._timeout,
+            )
+        except client.ApiException as error:
+            if error.status == 404:
+                return None
+            if error.status == 403:  # never blocks reporting: the XIDs are lost, not the node
+                log.error(
+                    "GPUNode/%s: not allowed to read it back, so XIDs seen before this start "
+                    "are not restored: %s",
+                    self.node_name,
+                    describe_error(error),
+                )
+                return None
+            raise PreviousUnavailableError(describe_error(error)) from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise PreviousUnavailableError(describe_error(error)) from error
+        found = body.get("status") if isinstance(body, dict) else None
+        return found if isinstance(found, dict) else None
 
     def _patch(self, patch: dict[str, Any]) -> None:
         self._custom.patch_cluster_custom_object_status(

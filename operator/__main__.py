@@ -17,6 +17,7 @@ import sys
 import kopf
 
 from gpu_inventory.operator.config import ConfigError, OperatorConfig
+from gpu_inventory.operator.observing import ObservingMemories
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -84,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         standalone=True,
         liveness_endpoint=args.liveness or None,
         memo=kopf.Memo(config=config),
+        memories=ObservingMemories(),
     )
     return 0
 

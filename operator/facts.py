@@ -6,15 +6,14 @@ says which: DRA as soon as a GPU driver publishes devices on it. Both add up per
 (upstream forbids a node to offer one name both ways: extendeddynamicresources.go).
 
 Pure: no I/O; `now` is passed in. A node's facts change only when its Node, its GPUNode or the
-pods bound to it change, or when time alone moves its agent's state (a heartbeat going stale).
-So the inventory writer keeps them in a `FactsCache` and recomputes only the nodes the store
-marked, plus those whose `expires` has passed: at 5,000 nodes a write never recomputes them all.
+pods bound to it change, or when time alone moves its agent's state (a heartbeat going stale,
+the moment `expires` says). `aggregates.FactsCache` keeps them and recomputes only those.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Final
 
@@ -30,10 +29,6 @@ UNKNOWN_PRODUCT: Final = "Unknown"
 _NONE: Final = accounting.ResourceCounts()
 _NO_SUMS: Final[Mapping[str, int]] = {}
 _USABLE_AGENT: Final = frozenset({"Reporting", "Stale", "NVMLUnavailable"})
-
-
-def _no_dra(_: str) -> NodeCounts | None:
-    return None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -139,7 +134,7 @@ def node_facts(
         ),
         agent_note=note,
         malformed=node.malformed,
-        expires=_expires(node, report, state, stale_after),
+        expires=_expires(node, report, state, stale_after, now=now),
         source="DRA" if dra is not None else "DevicePlugin",
     )
 
@@ -160,65 +155,16 @@ def _expires(
     report: object,
     state: AgentState,
     stale_after: timedelta,
+    *,
+    now: datetime,
 ) -> datetime | None:
+    """The next moment time alone changes this node's agent state (None: no such moment)."""
     heartbeat = getattr(report, "heartbeat", None)
+    moment: datetime | None = None
     if state in ("Reporting", "NVMLUnavailable") and heartbeat is not None:
-        return freshness.utc(heartbeat) + stale_after + timedelta(seconds=1)
-    if state == "Invalid" and heartbeat is not None:
-        return freshness.utc(heartbeat) - stale_after  # a future heartbeat becomes plausible
-    if state == "Missing" and node.created is not None:
-        return freshness.utc(node.created) + stale_after + timedelta(seconds=1)
-    return None
-
-
-class FactsCache:
-    """The facts of every GPU node, recomputed only where something changed or time passed."""
-
-    def __init__(self) -> None:
-        self.facts: dict[str, NodeFacts] = {}
-        self._spec: GPUInventorySpec | None = None
-
-    def update(
-        self,
-        *,
-        nodes: Mapping[str, NodeProjection],
-        gpunodes: Mapping[str, GPUNodeProjection],
-        allocated: Mapping[str, Mapping[str, int]],
-        dirty: Iterable[str],
-        spec: GPUInventorySpec,
-        now: datetime,
-        dra: Callable[[str], NodeCounts | None] = _no_dra,
-    ) -> set[str]:
-        """Recompute the `dirty` nodes, the expired ones, or all of them after a spec change;
-        return the names whose facts changed."""
-        if spec != self._spec:
-            self._spec, self.facts = spec, {}
-            names: set[str] = set(nodes)
-        else:
-            names = set(dirty)
-            names.update(
-                name
-                for name, facts in self.facts.items()
-                if facts.expires is not None and facts.expires <= now
-            )
-        changed: set[str] = set()
-        for name in names:
-            old = self.facts.pop(name, None)
-            node = nodes.get(name)
-            counts = dra(name) if node is not None else None
-            if node is not None and (node.has_gpus or counts is not None):
-                self.facts[name] = node_facts(
-                    node,
-                    gpunodes.get(name),
-                    allocated.get(name, _NO_SUMS),
-                    spec,
-                    now=now,
-                    dra=counts,
-                )
-            if self.facts.get(name) != old:
-                changed.add(name)
-        return changed
-
-    def next_expiry(self) -> datetime | None:
-        """When the earliest facts expire (the writer wakes up then)."""
-        return min((f.expires for f in self.facts.values() if f.expires is not None), default=None)
+        moment = freshness.utc(heartbeat) + stale_after + timedelta(seconds=1)
+    elif state == "Invalid" and heartbeat is not None:
+        moment = freshness.utc(heartbeat) - stale_after  # a future heartbeat becomes plausible
+    elif state == "Missing" and node.created is not None:
+        moment = freshness.utc(node.created) + stale_after + timedelta(seconds=1)
+    return moment if moment is not None and moment > now else None

@@ -33,9 +33,9 @@ from gpu_inventory.api import constants, objects
 from gpu_inventory.api.constants import Reason
 from gpu_inventory.api.models import GPUInventoryStatus
 from gpu_inventory.operator import patches, projections, status, verdicts
+from gpu_inventory.operator.aggregates import FactsCache
 from gpu_inventory.operator.dra import feeding as dra_feeding
 from gpu_inventory.operator.dra import projections as dra_projections
-from gpu_inventory.operator.facts import FactsCache
 from gpu_inventory.operator.kubeapi import ApiError
 from gpu_inventory.operator.store import DRA_KINDS, Kind, Phase
 from gpu_inventory.operator.writing import Shared, Writer
@@ -166,6 +166,9 @@ class InventoryWriter(Writer):
             desired = status.waiting_status(
                 existing, generation=inventory.generation, health=health, now=now
             )
+            if existing is not None and existing.last_sync_time is not None:
+                # The metrics show what the CR shows: the last numbers, and why they are old.
+                self.latest_status = desired
             return self._patch(desired)
         changed = self.facts.update(
             nodes=self.store.nodes.live,
@@ -178,7 +181,7 @@ class InventoryWriter(Writer):
         )
         self.store.mark_views(changed)  # e.g. an agent turned stale: its view says so
         desired = status.desired_status(
-            self.facts.facts,
+            self.facts,
             inventory.spec,
             generation=inventory.generation,
             existing=existing,
@@ -224,8 +227,6 @@ class InventoryWriter(Writer):
         self._count("ok")
         report.patches.append(patch)
         self.last_write_time = time.time()
-        if self.metrics is not None:
-            self.metrics.last_write.set(self.last_write_time)
         self.store.inventory_answer(_project(body))
         # Accepted after refusals: the status just written still says why it failed. Once
         # more, with conditions that say it works again.

@@ -9,7 +9,14 @@ watch events after them except for the type, and a relist is not announced at al
 So the operator wraps that one generator (the only place the boundary is known) and:
 - stamps each raw event with `tables.Stream(epoch, listing)`: which LIST-then-WATCH run of the
   stream it belongs to, and whether it came from the LIST;
-- tells its listeners, at each LISTED, how many objects that LIST yielded.
+- tells its listeners, at each LISTED, how many objects that LIST yielded;
+- hands listed objects of the kinds that have a consumer straight to it, in stream order, and
+  yields only the watch events to kopf's per-object workers. kopf's per-event machinery
+  (a worker task per object, loggers, the cause detection, the handler invocation: about 40 %
+  of the operator's CPU in a py-spy profile of a 20,000-pod listing) buys nothing for a
+  listed object the operator only projects, and a LIST of 150,000 pods would spend a minute in
+  it. kopf still lists and watches (paging, retries, reconnects, bookmarks); every watch event
+  still reaches the handlers through kopf.
 
 The store then applies each listing as one complete snapshot (`tables`), so a slow page can only
 delay `Ready`, and a relist after an outage can never publish half-old, half-new totals.
@@ -35,7 +42,11 @@ logger = logging.getLogger(__name__)
 Listener = Callable[[str, int, int], None]
 """Called with (resource plural, epoch, objects the LIST yielded) when a LIST is over."""
 
+Consumer = Callable[[dict[str, Any]], None]
+"""Takes one stamped listing event of its kind (what the kind's event handler would do)."""
+
 _listeners: list[Listener] = []
+_consumers: dict[str, Consumer] = {}
 _epochs: dict[str, int] = {}
 
 
@@ -47,6 +58,17 @@ def subscribe(listener: Listener) -> Callable[[], None]:
     """Hear about the end of every LIST; returns the function that stops it."""
     _listeners.append(listener)
     return functools.partial(_listeners.remove, listener)
+
+
+def consume_listings(plural: str, consumer: Consumer) -> Callable[[], None]:
+    """Hand the listed objects of `plural` to `consumer` instead of kopf's workers; returns the
+    function that stops it."""
+    _consumers[plural] = consumer
+
+    def stop() -> None:
+        _consumers.pop(plural, None)
+
+    return stop
 
 
 def install() -> None:
@@ -74,6 +96,10 @@ def install() -> None:
             elif isinstance(event, dict):
                 if event.get("type") is None:
                     event[STREAM_KEY] = listed
+                    consumer = _consumers.get(plural)
+                    if consumer is not None:
+                        count += _consume(consumer, event, plural)
+                        continue
                     count += 1
                 else:
                     event[STREAM_KEY] = watched
@@ -81,3 +107,15 @@ def install() -> None:
 
     continuous_watch._gpu_inventory_hook = True  # type: ignore[attr-defined]
     watching.continuous_watch = continuous_watch
+
+
+def _consume(consumer: Consumer, event: dict[str, Any], plural: str) -> int:
+    """One listed object to its consumer: 1 if taken (it counts toward the LIST's total). A
+    failure is logged and never breaks kopf's stream; the object is then missing until its
+    next event, as a failed handler would leave it, and the listing still completes."""
+    try:
+        consumer(event)
+    except Exception:
+        logger.exception("a listed %s could not be taken", plural)
+        return 0
+    return 1

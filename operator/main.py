@@ -24,7 +24,11 @@ from gpu_inventory.api import constants
 from gpu_inventory.operator import feeding, listing
 from gpu_inventory.operator.config import POD_FIELD_SELECTOR, OperatorConfig
 from gpu_inventory.operator.dra import watching as dra_watching
+from gpu_inventory.operator.observing import NoDiffBase
 from gpu_inventory.operator.runtime import Runtime
+
+_LOG = logging.getLogger("gpu_inventory.operator.listed")
+"""Warnings about listed objects (kopf's handlers log per object through kopf.objects)."""
 
 
 @kopf.on.startup()
@@ -57,18 +61,27 @@ async def configure(
     # One writer among replicas is the Lease's job (`election`): every replica keeps watching
     # (a warm standby), so kopf's peering, which pauses the watching, stays off.
     settings.peering.standalone = True
+    # Only event handlers here: no essence to build and diff per event (see `observing`).
+    settings.persistence.diffbase_storage = NoDiffBase()
     runtime = await Runtime.start(config)
     memo.gpu_inventory = runtime
+    store = runtime.store
+    listing.subscribe(
+        lambda plural, epoch, count: feeding.listed(
+            store, plural, epoch, count, now=time.monotonic()
+        )
+    )
+    # Listed objects go straight to the store, in stream order; watch events through kopf.
+    listing.consume_listings("pods", lambda e: feeding.pod(store, e, _LOG, now=time.monotonic()))
+    listing.consume_listings("nodes", lambda e: feeding.node(store, e, _LOG))
+    listing.consume_listings(constants.NODE_PLURAL, lambda e: feeding.gpunode(store, e, _LOG))
+    listing.consume_listings(
+        constants.INVENTORY_PLURAL, lambda e: feeding.inventory(store, e, _LOG)
+    )
     # ResourceSlices, ResourceClaims and DeviceClasses only where resource.k8s.io/v1 is served
     # (decided here, before kopf collects the handlers to watch with).
     if await dra_watching.served():
-        dra_watching.register()
-        runtime.store.watch_dra()
-    listing.subscribe(
-        lambda plural, epoch, count: feeding.listed(
-            runtime.store, plural, epoch, count, now=time.monotonic()
-        )
-    )
+        dra_watching.register(store, _LOG)
 
 
 @kopf.on.cleanup()

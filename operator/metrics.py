@@ -39,13 +39,6 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.last_write = Gauge(
-            "gpu_inventory_operator_last_status_write_timestamp_seconds",
-            "Unix time of the last successful GPUInventory status write. The status is"
-            " refreshed at least once a minute while the operator works: alert when"
-            " time() minus this exceeds a few minutes.",
-            registry=self.registry,
-        )
         self.leader = Gauge(
             "gpu_inventory_operator_leader",
             "1 while this replica holds the Lease (or runs standalone) and writes, else 0.",

@@ -16,7 +16,7 @@ Rules that a reader of the CR relies on:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
@@ -31,19 +31,19 @@ from gpu_inventory.api.models import (
     InventorySummary,
     KubernetesView,
     NodeResource,
-    NodeRow,
     ProductTotals,
     ResourceTotals,
     SkippedObjects,
 )
-from gpu_inventory.operator import accounting, verdicts
+from gpu_inventory.operator import verdicts
+from gpu_inventory.operator.aggregates import Aggregates, FactsCache
 from gpu_inventory.operator.facts import NodeFacts
 
 _MAX_RESOURCE_ROWS: Final = MAX_RESOURCE_NAMES * 4
 
 
 def desired_status(
-    facts: Mapping[str, NodeFacts],
+    cache: FactsCache,
     spec: GPUInventorySpec,
     *,
     generation: int | None,
@@ -54,54 +54,52 @@ def desired_status(
     last_sync_time: datetime | None,
     now: datetime,
 ) -> GPUInventoryStatus:
-    """The whole status, from complete listings only (the caller checks the phase)."""
-    ordered = [facts[name] for name in sorted(facts)]
-    by_source = {
-        source: accounting.sum_totals(f.resources for f in ordered if f.source == source)
-        for source in ("DevicePlugin", "DRA")
-    }
-    headline = accounting.sum_totals(
-        {spec.primary_resource: totals[spec.primary_resource]}
-        for totals in by_source.values()
-        if spec.primary_resource in totals
-    ).get(spec.primary_resource, accounting.ResourceCounts())
-    problems = _problems(ordered, malformed_pods)
-    rows, omitted = _rows(ordered, spec.max_node_rows)
-    products = _products(ordered)
+    """The whole status, from complete listings only (the caller checks the phase). It reads
+    the cache's running totals: O(products + rows), whatever the number of nodes."""
+    totals = cache.totals
+    headline = [0, 0, 0, 0]  # both sources' rows of the primary resource
+    for (name, _source), counts in totals.resources.items():
+        if name == spec.primary_resource:
+            headline = [a + b for a, b in zip(headline, counts, strict=True)]
+    rows = list(totals.shown_rows(spec.max_node_rows))
+    products = _products(totals)
+    problems = verdicts.FleetProblems(
+        unhealthy=totals.unhealthy,
+        not_ready=list(totals.not_ready),
+        stale=list(totals.stale),
+        malformed=[why for name in sorted(totals.malformed) for why in totals.malformed[name]]
+        + list(malformed_pods),
+    )
     return GPUInventoryStatus(
         observed_generation=generation,
         last_sync_time=last_sync_time,
         summary=InventorySummary(
-            nodes=len(ordered),
-            ready_nodes=sum(f.ready for f in ordered),
-            gpus=sum(f.gpus for f in ordered),
-            capacity=headline.capacity,
-            allocatable=headline.allocatable,
-            allocated=headline.allocated,
-            available=headline.available,
-            unhealthy_gpus=sum(f.unhealthy for f in ordered),
-            stale_agents=len(problems.stale),
+            nodes=totals.nodes,
+            ready_nodes=totals.ready_nodes,
+            gpus=totals.gpus,
+            capacity=headline[0],
+            allocatable=headline[1],
+            allocated=headline[2],
+            available=headline[3],
+            unhealthy_gpus=totals.unhealthy_gpus,
+            stale_agents=len(totals.stale),
             products=[p.product for p in products],
         ),
-        resources=sorted(
-            (
-                ResourceTotals(
-                    name=name,
-                    source=source,
-                    capacity=t.capacity,
-                    allocatable=t.allocatable,
-                    allocated=t.allocated,
-                    available=t.available,
-                )
-                for source, totals in by_source.items()
-                for name, t in totals.items()
-            ),
-            key=lambda row: (row.name, row.source),
-        )[:_MAX_RESOURCE_ROWS],
+        resources=[
+            ResourceTotals(
+                name=name,
+                source=source,
+                capacity=c[0],
+                allocatable=c[1],
+                allocated=c[2],
+                available=c[3],
+            )
+            for (name, source), c in sorted(totals.resources.items())[:_MAX_RESOURCE_ROWS]
+        ],
         products=products,
         nodes=rows,
-        nodes_omitted=omitted,
-        skipped=SkippedObjects(pods=skipped_pods, nodes=sum(1 for f in ordered if f.malformed)),
+        nodes_omitted=totals.nodes - len(rows),
+        skipped=SkippedObjects(pods=skipped_pods, nodes=len(totals.malformed)),
         conditions=_conditions(
             existing,
             [*verdicts.reconciliation(health), verdicts.degraded(problems)],
@@ -149,49 +147,7 @@ def _conditions(
     return [c.model_copy(update={"observed_generation": generation}) for c in updated]
 
 
-def _problems(
-    ordered: Sequence[NodeFacts], malformed_pods: Sequence[str]
-) -> verdicts.FleetProblems:
-    problems = verdicts.FleetProblems()
-    for f in ordered:
-        if f.unhealthy:
-            problems.unhealthy[f.name] = f.unhealthy
-        if not f.ready:
-            problems.not_ready.append(f.name)
-        if f.agent_problem:
-            problems.stale.append(f.name)
-        problems.malformed.extend(f.malformed)
-    problems.malformed.extend(malformed_pods)
-    return problems
-
-
-def _rows(ordered: Sequence[NodeFacts], limit: int) -> tuple[list[NodeRow], int]:
-    shown = ordered if len(ordered) <= limit else [f for f in ordered if f.needs_attention][:limit]
-    return [_row(f) for f in shown], len(ordered) - len(shown)
-
-
-def _row(f: NodeFacts) -> NodeRow:
-    return NodeRow(
-        name=f.name,
-        product=f.product,
-        ready=f.ready,
-        allocatable=f.primary.allocatable,
-        allocated=f.primary.allocated,
-        gpus=f.gpus,
-        unhealthy=f.unhealthy,
-        agent=f.agent,
-        source=f.source,
-    )
-
-
-def _products(ordered: Sequence[NodeFacts]) -> list[ProductTotals]:
-    totals: dict[str, list[int]] = {}  # product -> [nodes, gpus, allocatable, allocated, avail]
-    for f in ordered:
-        acc = totals.setdefault(f.product, [0, 0, 0, 0, 0])
-        for i, value in enumerate(
-            (1, f.gpus, f.primary.allocatable, f.primary.allocated, f.primary.available)
-        ):
-            acc[i] += value
+def _products(totals: Aggregates) -> list[ProductTotals]:
     return [
         ProductTotals(
             product=product,
@@ -201,7 +157,7 @@ def _products(ordered: Sequence[NodeFacts]) -> list[ProductTotals]:
             allocated=acc[3],
             available=acc[4],
         )
-        for product, acc in sorted(totals.items())[:MAX_PRODUCTS]
+        for product, acc in sorted(totals.products.items())[:MAX_PRODUCTS]
     ]
 
 

@@ -91,6 +91,8 @@ class Store:
         self.allocated: dict[str, dict[str, int]] = {}
         """node name -> resource name -> sum of requests of the pods bound there."""
         self._pods_on: dict[str, int] = {}
+        self._malformed: dict[str, tuple[str, ...]] = {}
+        """pod key -> why its GPU resources were left out (kept as pods come and go)."""
         self.pending_refresh: set[Kind] = set()
         """Kinds to read again because the spec changed how they are projected."""
         self._refreshing: set[Kind] = set()
@@ -151,10 +153,10 @@ class Store:
 
     def malformed_pods(self) -> list[str]:
         """Why GPU resources of pods were left out, one line per resource."""
-        return [why for pod in self.pods.live.values() for why in pod.malformed]
+        return [why for reasons in self._malformed.values() for why in reasons]
 
     def skipped_pods(self) -> int:
-        return sum(1 for pod in self.pods.live.values() if pod.malformed)
+        return len(self._malformed)
 
     def counts(self) -> dict[str, int]:
         """Objects held per kind, for the metrics gauge."""
@@ -304,12 +306,16 @@ class Store:
             if update.old is not None:
                 self._unbind(update.old)
                 touched.add(update.old.node)
+            self._malformed.pop(update.key, None)
             if update.new is not None:
                 self._bind(update.new)
                 touched.add(update.new.node)
+                if update.new.malformed:
+                    self._malformed[update.key] = update.new.malformed
         else:
             before = self.allocated
             self.allocated, self._pods_on = {}, {}
+            self._malformed = {k: p.malformed for k, p in update.new.items() if p.malformed}
             for pod in update.new.values():
                 self._bind(pod)
             touched = {

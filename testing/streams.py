@@ -14,8 +14,8 @@ from typing import Any
 
 from gpu_inventory.api.models import GPUInventorySpec
 from gpu_inventory.operator import feeding
+from gpu_inventory.operator.aggregates import FactsCache
 from gpu_inventory.operator.dra import feeding as dra_feeding
-from gpu_inventory.operator.facts import FactsCache, NodeFacts
 from gpu_inventory.operator.store import DRA_KINDS, Kind, Store
 from gpu_inventory.operator.tables import STREAM_KEY, Stream
 
@@ -103,8 +103,9 @@ def with_uid(body: dict[str, Any], uid: str | None = None) -> dict[str, Any]:
     return body
 
 
-def node_facts_of(store: Store, *, spec: GPUInventorySpec, now: datetime) -> dict[str, NodeFacts]:
-    """Every GPU node's facts, computed from the store as the inventory writer computes them."""
+def facts_cache_of(store: Store, *, spec: GPUInventorySpec, now: datetime) -> FactsCache:
+    """Every GPU node's facts and the running totals, computed from the store as the inventory
+    writer computes them (DRA counts included)."""
     cache = FactsCache()
     cache.update(
         nodes=store.nodes.live,
@@ -115,4 +116,4 @@ def node_facts_of(store: Store, *, spec: GPUInventorySpec, now: datetime) -> dic
         now=now,
         dra=store.dra_counts,
     )
-    return cache.facts
+    return cache

@@ -3,10 +3,12 @@
 It installs gpu-inventory for real, with `kubectl apply -k manifests/` or `helm install` into any
 namespace (CRDs, RBAC, the admission policy; the workloads are validated and stored, but no
 kubelet runs them), then runs the operator, one agent per simulated node and the MCP server as
-local processes. Each authenticates with a token of its own ServiceAccount from the install, so
-what is tested is the RBAC users deploy. An agent's token is bound to the Pod its DaemonSet would
-create on its node (the installed pod template, admitted under the namespace's Pod Security
-level), as the kubelet's projected token is, so the admission policy sees its node.
+local processes. Each agent is the real one over a simulated NVML
+(`python -m gpu_inventory.testing.simagent`). Each process authenticates with a token of its own
+ServiceAccount from the install, so what is tested is the RBAC users deploy. An agent's token is
+bound to the Pod its DaemonSet would create on its node (the installed pod template, admitted
+under the namespace's Pod Security level), as the kubelet's projected token is, so the admission
+policy sees its node.
 """
 
 from __future__ import annotations
@@ -190,8 +192,10 @@ class GPUInventorySystem:
         return self._spawn(
             f"agent-{node.name}",
             [
-                _script("gpu-inventory-agent"),
-                "--backend=fake",
+                # The real agent over a simulated NVML (testing/simagent.py).
+                sys.executable,
+                "-m",
+                "gpu_inventory.testing.simagent",
                 f"--scenario={scenario}",
                 "--health-port=0",
                 f"--write-floor={self.write_floor_seconds}",

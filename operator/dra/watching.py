@@ -14,6 +14,7 @@ guarded by `started_flag`, set by `startup_cleanup_activities` after the STARTUP
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any, Final
 
@@ -21,10 +22,11 @@ import kopf
 import urllib3
 from kubernetes import client
 
+from gpu_inventory.operator import listing
 from gpu_inventory.operator.dra import feeding
 from gpu_inventory.operator.dra.projections import GROUP, VERSION
 from gpu_inventory.operator.kubeapi import new_api_client
-from gpu_inventory.operator.store import DRA_KINDS, Kind
+from gpu_inventory.operator.store import DRA_KINDS, Kind, Store
 
 logger = logging.getLogger(__name__)
 
@@ -93,10 +95,15 @@ def _missing_kinds() -> list[str]:
 _registered: set[str] = set()
 
 
-def register() -> None:
-    """Register the three event handlers on kopf's default registry (once per process)."""
+def register(store: Store, logger: logging.Logger) -> None:
+    """Watch the three kinds (once per process): the store waits for their listings, which go
+    straight to it (`listing.consume_listings`, as for the core kinds), and their watch events
+    reach the handlers below through kopf's default registry."""
     if _registered:
         return
+    store.watch_dra()
+    for kind in sorted(DRA_KINDS, key=lambda k: k.value):
+        listing.consume_listings(kind.value, functools.partial(_listed, store, kind, logger))
     kopf.on.event(GROUP, VERSION, Kind.RESOURCE_SLICES.value, id="resourceslice_event")(
         resourceslice_event
     )
@@ -107,6 +114,10 @@ def register() -> None:
         deviceclass_event
     )
     _registered.add("dra")
+
+
+def _listed(store: Store, kind: Kind, logger: logging.Logger, event: dict[str, Any]) -> None:
+    feeding.event(store, kind, event, logger)
 
 
 async def resourceslice_event(

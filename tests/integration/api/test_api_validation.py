@@ -70,7 +70,7 @@ def good_gpu(index: int = 0) -> dict[str, Any]:
 def good_gpunode_status() -> dict[str, Any]:
     return models.GPUNodeStatus(
         summary=models.GPUNodeSummary(
-            gpus=2, product="NVIDIA-H100-80GB-HBM3", health="Unhealthy", unhealthy=1
+            gpus=2, product="NVIDIA-H100-80GB-HBM3", health="Unhealthy", unhealthy=2
         ),
         agent=models.AgentInfo(
             version="0.1.0",

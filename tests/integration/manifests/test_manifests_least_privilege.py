@@ -99,14 +99,14 @@ def test_an_agent_writes_only_the_gpunode_of_its_own_node(
         G, V, constants.NODE_PLURAL, gpunode_object("node-a", uids["node-a"])
     )
     agent.patch_cluster_custom_object_status(
-        G, V, constants.NODE_PLURAL, "node-a", {"status": {"summary": {"gpus": 1}}}
+        G, V, constants.NODE_PLURAL, "node-a", {"status": {"summary": {"gpus": 0}}}
     )
     client.CustomObjectsApi(k8s).create_cluster_custom_object(
         G, V, constants.NODE_PLURAL, gpunode_object("node-b", uids["node-b"])
     )
     message = _forbidden(
         lambda: agent.patch_cluster_custom_object_status(
-            G, V, constants.NODE_PLURAL, "node-b", {"status": {"summary": {"gpus": 9}}}
+            G, V, constants.NODE_PLURAL, "node-b", {"status": {"summary": {"gpus": 0}}}
         )
     )
     assert "not GPUNode/node-b" in message

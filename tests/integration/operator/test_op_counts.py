@@ -203,6 +203,8 @@ def test_agent_fields_are_never_touched(operator: Any, kube: Any) -> None:
     agent_status = {
         "agent": {"version": "1.0", "heartbeatTime": "2099-01-01T00:00:00Z", "nvmlAvailable": True},
         "summary": {"gpus": 2, "product": "Tesla-T4", "health": "Healthy", "unhealthy": 0},
+        # The GPUNode's CEL rules: the summary counts the GPUs listed.
+        "gpus": [{"uuid": f"GPU-{i}", "index": i, "health": {"status": "Healthy"}} for i in (0, 1)],
     }
 
     def agent_writes() -> None:

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import pynvml
+from collections.abc import Iterator
+
 import pytest
 
 from gpu_inventory.testing.simnvml import SimulatedNVML, sim_gpu
 
 
 @pytest.fixture
-def nvml(monkeypatch: pytest.MonkeyPatch) -> SimulatedNVML:
+def nvml() -> Iterator[SimulatedNVML]:
     """Four H100s behind the real pynvml functions; tests change GPUs and inject failures."""
-    sim = SimulatedNVML([sim_gpu(i) for i in range(4)])
-    for name, function in sim.functions().items():
-        assert hasattr(pynvml, name), f"pynvml has no {name}: the simulation is out of date"
-        monkeypatch.setattr(pynvml, name, function)
-    return sim
+    with SimulatedNVML([sim_gpu(i) for i in range(4)]).installed() as sim:
+        yield sim

@@ -14,6 +14,7 @@ import pytest
 from gpu_inventory.nodeagent.config import ConfigError
 from gpu_inventory.nodeagent.healthz import HealthServer, Liveness
 from gpu_inventory.nodeagent.main import agent_config, main, parser
+from gpu_inventory.testing.simagent import main as simagent
 
 
 @pytest.fixture
@@ -31,8 +32,18 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.mark.usefixtures("clean_env")
 def test_a_missing_node_name_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--backend=fake", "--scenario=t4-single"]) == 2
+    assert main([]) == 2
     assert "NODE_NAME is not set" in capsys.readouterr().err
+
+
+@pytest.mark.usefixtures("clean_env")
+def test_the_retired_fake_backend_is_refused_with_what_to_run_instead(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NODE_NAME", "n1")
+    monkeypatch.setenv("GPU_INVENTORY_BACKEND", "fake")
+    assert main([]) == 2
+    assert "python -m gpu_inventory.testing.simagent --scenario NAME" in capsys.readouterr().err
 
 
 @pytest.mark.usefixtures("clean_env")
@@ -40,7 +51,7 @@ def test_an_unknown_scenario_is_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("NODE_NAME", "n1")
-    assert main(["--backend=fake", "--scenario=h200-dreams"]) == 2
+    assert simagent(["--scenario=h200-dreams"]) == 2
     err = capsys.readouterr().err
     assert "scenario 'h200-dreams'" in err
     assert "t4-single" in err  # names the shipped ones
@@ -51,7 +62,7 @@ def test_missing_kubernetes_credentials_are_a_clear_error(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     monkeypatch.setenv("NODE_NAME", "n1")
-    code = main(["--backend=fake", "--scenario=t4-single", f"--kubeconfig={tmp_path / 'missing'}"])
+    code = main([f"--kubeconfig={tmp_path / 'missing'}"])
     assert code == 2
     assert "cannot load Kubernetes credentials" in capsys.readouterr().err
 
@@ -62,37 +73,50 @@ def test_a_bad_pacing_option_is_a_clear_error(
 ) -> None:
     monkeypatch.setenv("NODE_NAME", "n1")
     assert main(["--write-floor=30", "--heartbeat=10"]) == 2
-    assert "must not be shorter than the write floor" in capsys.readouterr().err
+    assert "--heartbeat (10.0 s) must not be shorter than --write-floor" in (
+        capsys.readouterr().err
+    )
+
+
+@pytest.mark.usefixtures("clean_env")
+@pytest.mark.parametrize(
+    ("flag", "said"),
+    [
+        ("--interval=0", "--interval must be > 0 s, got 0.0"),
+        ("--node-poll=-1", "--node-poll must be > 0 s, got -1.0"),
+        ("--nvml-retry=0", "--nvml-retry must be > 0 s"),
+        ("--xid-window=0", "--xid-window must be > 0 s"),
+        ("--health-port=70000", "--health-port must be 0..65535"),
+        ("--retry-initial=500", "--retry-initial (500.0) <= --retry-max (300.0)"),
+    ],
+)
+def test_a_bad_option_is_named_as_the_user_wrote_it(
+    flag: str, said: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("NODE_NAME", "n1")
+    assert main([flag]) == 2
+    assert said in capsys.readouterr().err
 
 
 def test_flags_win_over_the_environment() -> None:
-    env = {
-        "NODE_NAME": "from-env",
-        "POD_NAME": "pod-env",
-        "GPU_INVENTORY_BACKEND": "fake",
-        "GPU_INVENTORY_SCENARIO": "t4-single",
-    }
+    env = {"NODE_NAME": "from-env", "POD_NAME": "pod-env"}
     from_env = agent_config(parser().parse_args([]), env)
-    assert (from_env.node_name, from_env.pod_name, from_env.backend, from_env.scenario) == (
-        "from-env",
-        "pod-env",
-        "fake",
-        "t4-single",
-    )
+    assert (from_env.node_name, from_env.pod_name) == ("from-env", "pod-env")
     flags = parser().parse_args(
         [
             "--node-name=n2",
-            "--backend=nvml",
             "--write-floor=1",
             "--heartbeat=2",
             "--memory-deadband-mib=64",
             "--temperature-deadband=2",
             "--xid-window=600",
             "--health-port=0",
+            "--node-poll=30",
         ]
     )
     cfg = agent_config(flags, env)
-    assert (cfg.node_name, cfg.backend) == ("n2", "nvml")
+    assert cfg.node_name == "n2"
+    assert cfg.node_poll_seconds == 30
     assert cfg.report.write_floor_seconds == 1
     assert cfg.report.heartbeat_seconds == 2
     assert cfg.report.memory_deadband_bytes == 64 << 20
@@ -101,9 +125,11 @@ def test_flags_win_over_the_environment() -> None:
     assert cfg.health_port == 0
 
 
-def test_the_default_backend_is_nvml() -> None:
-    assert agent_config(parser().parse_args([]), {"NODE_NAME": "n"}).backend == "nvml"
-    with pytest.raises(ConfigError, match="backend must be"):
+def test_nvml_is_the_only_backend() -> None:
+    assert agent_config(
+        parser().parse_args([]), {"NODE_NAME": "n", "GPU_INVENTORY_BACKEND": "nvml"}
+    )
+    with pytest.raises(ConfigError, match="the agent reads NVML only"):
         agent_config(parser().parse_args([]), {"NODE_NAME": "n", "GPU_INVENTORY_BACKEND": "x"})
 
 
@@ -116,7 +142,7 @@ def test_python_dash_m_runs_the_same_entry_point() -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert "--scenario" in result.stdout
+    assert "--once" in result.stdout
 
 
 class FakeMonotonic:

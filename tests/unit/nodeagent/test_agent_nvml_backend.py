@@ -6,13 +6,28 @@ are the library's own (`NVMLError_NotSupported`, `NVMLError_GpuIsLost`, ...).
 
 from __future__ import annotations
 
+import ctypes
+
 import pynvml
 import pytest
 
 from gpu_inventory.api import models
 from gpu_inventory.nodeagent.backend import NVMLUnavailableError, XidSeen
-from gpu_inventory.nodeagent.nvml import NVMLBackend, describe, error_kind
-from gpu_inventory.testing.simnvml import SimulatedNVML
+from gpu_inventory.nodeagent.nvml import NVMLBackend
+from gpu_inventory.nodeagent.nvmlbase import describe, error_kind
+from gpu_inventory.testing.simnvml import (
+    SimEcc,
+    SimMig,
+    SimMigDevice,
+    SimRemappedRows,
+    SimRetiredPages,
+    SimulatedNVML,
+    sim_gpu,
+)
+
+
+def address(handle: object) -> int | None:
+    return ctypes.cast(handle, ctypes.c_void_p).value  # type: ignore[arg-type]
 
 
 def started(nvml: SimulatedNVML) -> NVMLBackend:
@@ -63,6 +78,7 @@ def test_every_reading_of_a_healthy_hopper_gpu(nvml: SimulatedNVML) -> None:
         },
         "retired_pages": None,
         "remapped_rows": {"correctable": 0, "uncorrectable": 0, "pending": False, "failure": False},
+        "unrepairable_memory": False,
         "recovery_action": "None",
         "mig": {"enabled": False, "pending_enabled": False, "instances": []},
         "nvlink": {"links": 18, "active": 18, "inactive_links": []},
@@ -73,18 +89,16 @@ def test_every_reading_of_a_healthy_hopper_gpu(nvml: SimulatedNVML) -> None:
 
 
 def test_counters_thresholds_and_throttle_bits_are_decoded(nvml: SimulatedNVML) -> None:
-    nvml.gpus[1].ecc = {
-        (pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_VOLATILE_ECC): 7,
-        (pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_VOLATILE_ECC): 1,
-        (pynvml.NVML_MEMORY_ERROR_TYPE_CORRECTED, pynvml.NVML_AGGREGATE_ECC): 70,
-        (pynvml.NVML_MEMORY_ERROR_TYPE_UNCORRECTED, pynvml.NVML_AGGREGATE_ECC): 2,
-    }
-    nvml.gpus[1].remapped_rows = (3, 1, 1, 0)
-    nvml.gpus[1].clocks_event_reasons = (
-        pynvml.nvmlClocksEventReasonSwPowerCap | pynvml.nvmlClocksEventReasonHwThermalSlowdown
+    nvml.gpus[1].ecc = SimEcc(
+        volatile_corrected=7,
+        volatile_uncorrected=1,
+        aggregate_corrected=70,
+        aggregate_uncorrected=2,
     )
-    nvml.gpus[1].recovery_action = pynvml.NVML_GPU_RECOVERY_ACTION_DRAIN_AND_RESET
-    nvml.gpus[1].nvlink = [1] * 16 + [0, 0]
+    nvml.gpus[1].remapped_rows = SimRemappedRows(correctable=3, uncorrectable=1, pending=True)
+    nvml.gpus[1].clocks_event_reasons = ["SwPowerCap", "HwThermalSlowdown"]
+    nvml.gpus[1].recovery_action = "DRAIN_AND_RESET"
+    nvml.gpus[1].nvlinks = [True] * 16 + [False, False]
 
     read = gpu(started(nvml), 1)
 
@@ -105,15 +119,11 @@ def test_counters_thresholds_and_throttle_bits_are_decoded(nvml: SimulatedNVML) 
 
 def test_a_pre_ampere_gpu_reports_retired_pages_not_remapped_rows(nvml: SimulatedNVML) -> None:
     nvml.gpus[:] = [
-        nvml.gpu_like(
+        sim_gpu(
             0,
             name="Tesla T4",
-            architecture=pynvml.NVML_DEVICE_ARCH_TURING,
-            retired_pages={
-                pynvml.NVML_PAGE_RETIREMENT_CAUSE_MULTIPLE_SINGLE_BIT_ECC_ERRORS: [0x1000, 0x2000],
-                pynvml.NVML_PAGE_RETIREMENT_CAUSE_DOUBLE_BIT_ECC_ERROR: [0x3000],
-            },
-            retired_pending=1,
+            architecture="TURING",
+            retired_pages=SimRetiredPages(single_bit_ecc=2, double_bit_ecc=1, pending=True),
         )
     ]
     read = gpu(started(nvml), 0)
@@ -140,11 +150,14 @@ def test_an_unknown_architecture_tries_both_memory_error_mechanisms(
 
 
 def test_mig_mode_and_its_instances(nvml: SimulatedNVML) -> None:
-    nvml.gpus[2].mig_mode = (1, 1)
-    nvml.gpus[2].mig_devices = {
-        0: nvml.mig("MIG-aaaa", 7),
-        3: nvml.mig("MIG-bbbb", 10),  # slots 1 and 2 are empty: NotFound
-    }
+    nvml.gpus[2].mig = SimMig(
+        enabled=True,
+        pending_enabled=True,
+        devices={  # slots 1 and 2 are empty: NotFound
+            0: SimMigDevice(uuid="MIG-aaaa", gpu_instance_id=7),
+            3: SimMigDevice(uuid="MIG-bbbb", gpu_instance_id=10),
+        },
+    )
     nvml.fail("nvmlDeviceGetUtilizationRates", pynvml.NVML_ERROR_NOT_SUPPORTED, gpu=2)
 
     read = gpu(started(nvml), 2)
@@ -188,12 +201,12 @@ def test_a_board_without_nvlink_has_no_nvlink_reading(nvml: SimulatedNVML) -> No
 def test_links_a_board_does_not_have_are_probed_on_the_first_read_only(
     nvml: SimulatedNVML,
 ) -> None:
-    nvml.gpus = nvml.gpus[:1]
-    nvml.gpus[0].nvlink = [1] * 12  # a board with 12 of NVML's possible links
+    nvml.gpus[1:] = []
+    nvml.gpus[0].nvlinks = [True] * 12  # a board with 12 of NVML's possible links
     backend = started(nvml)
     first = backend.read().devices[0].gpu
     probed = nvml.calls.count("nvmlDeviceGetNvLinkState")
-    nvml.gpus[0].nvlink = [1] * 11 + [0]
+    nvml.gpus[0].nvlinks = [True] * 11 + [False]
     second = backend.read().devices[0].gpu
     assert probed > 12
     assert nvml.calls.count("nvmlDeviceGetNvLinkState") - probed == 12
@@ -262,6 +275,26 @@ def test_a_field_nvml_cannot_give_is_null_and_named(
     assert all(g.unsupported == ["retiredPages"] for g in others), "other GPUs are unaffected"
 
 
+def test_the_unrepairable_memory_flag_is_read_where_the_driver_has_it(nvml: SimulatedNVML) -> None:
+    """DCGM v4.6.0 MonitorMemUnrepairableFlag reads NVML's nvmlDeviceGetUnrepairableMemoryFlag;
+    an older driver lacks the symbol (FunctionNotFound): the field is null and named."""
+    nvml.gpus[1].unrepairable_memory = True
+    backend = started(nvml)
+    assert [gpu(backend, i).unrepairable_memory for i in (0, 1)] == [False, True]
+    nvml.driver.missing = ["nvmlDeviceGetUnrepairableMemoryFlag_v1"]
+    old = gpu(backend, 1)
+    assert old.unrepairable_memory is None
+    assert "unrepairableMemory" in old.unsupported
+
+
+def test_an_unknown_recovery_action_code_is_kept_for_the_verdict(nvml: SimulatedNVML) -> None:
+    nvml.gpus[0].recovery_action = 9  # newer than nvidia-ml-py's NVML_GPU_RECOVERY_ACTION_*
+    device = started(nvml).read().devices[0]
+    assert device.gpu.recovery_action is None
+    assert "recoveryAction (code 9)" in device.gpu.unsupported
+    assert device.unknown_recovery_action == 9
+
+
 def test_the_recovery_action_field_reports_its_own_status(nvml: SimulatedNVML) -> None:
     field = f"field:{pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION}"
     nvml.fail(field, pynvml.NVML_ERROR_NOT_SUPPORTED, gpu=0)
@@ -321,9 +354,10 @@ def test_an_unexpected_failure_makes_only_that_gpu_unreadable(
     nvml: SimulatedNVML, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     simulated = pynvml.nvmlDeviceGetName
+    second = address(pynvml.nvmlDeviceGetHandleByIndex(1)) if nvml.initialised else None
 
     def broken(handle: object) -> str:
-        if getattr(handle, "index", None) == 1:
+        if address(handle) == (second or address(pynvml.nvmlDeviceGetHandleByIndex(1))):
             raise ValueError("a ctypes surprise")
         return str(simulated(handle))
 
@@ -383,7 +417,7 @@ def test_a_failing_device_count_means_no_nvml(nvml: SimulatedNVML) -> None:
 
 
 def test_a_value_outside_the_schema_is_dropped_and_named(nvml: SimulatedNVML) -> None:
-    nvml.gpus[0].utilization = (250, 1)  # a percentage above 100 cannot be real
+    nvml.gpus[0].utilization.gpu = 250  # a percentage above 100 cannot be real
     read = gpu(started(nvml), 0)
     assert read.utilization_gpu is None
     assert "utilizationGpu (out of bounds)" in read.unsupported
@@ -422,7 +456,7 @@ def test_an_xid_from_a_gpu_that_is_now_lost_is_still_attributed(nvml: SimulatedN
 
 
 def test_a_gpu_without_xid_events_does_not_stop_the_others(nvml: SimulatedNVML) -> None:
-    nvml.gpus[1].event_types = 0
+    nvml.gpus[1].events = []
     nvml.fail("nvmlDeviceRegisterEvents", pynvml.NVML_ERROR_NO_PERMISSION, gpu=2)
     backend = started(nvml)
     assert nvml.calls.count("nvmlDeviceRegisterEvents") == 3  # 0, 2 (refused) and 3
@@ -434,11 +468,12 @@ def test_no_event_set_means_waiting_quietly(nvml: SimulatedNVML) -> None:
     nvml.fail("nvmlEventSetCreate", pynvml.NVML_ERROR_NOT_SUPPORTED)
     backend = started(nvml)
     assert backend.wait_xids(0.01) == []
+    assert "nvmlEventSetWait_v2" not in nvml.calls
 
 
 def test_nvml_going_away_stops_the_event_wait(nvml: SimulatedNVML) -> None:
     backend = started(nvml)
-    nvml.fail("nvmlEventSetWait", pynvml.NVML_ERROR_UNINITIALIZED)
+    nvml.fail("nvmlEventSetWait_v2", pynvml.NVML_ERROR_UNINITIALIZED)
     with pytest.raises(NVMLUnavailableError):
         backend.wait_xids(0.1)
 
@@ -494,3 +529,19 @@ def test_nvml_errors_are_unhashable_so_none_is_ever_kept_in_a_set() -> None:
     with pytest.raises(TypeError, match="unhashable"):
         hash(error)
     assert describe(error) == "NVML: Not Supported (NotSupported)"
+
+
+def test_mig_instances_nvml_refuses_without_the_monitor_capability(nvml: SimulatedNVML) -> None:
+    """Without CAP_SYS_ADMIN and NVIDIA_MIG_MONITOR_DEVICES=all the instance list is refused:
+    the GPU is still read, MIG mode reported, and the instances named NoPermission."""
+    nvml.mig_monitor = False
+    nvml.gpus[0].mig = SimMig(enabled=True, devices={0: SimMigDevice(gpu_instance_id=7)})
+    device = started(nvml).read().devices[0]
+    read = device.gpu
+    assert read.mig.enabled is True
+    assert read.mig.instances == []
+    assert "mig.instances (NoPermission)" in read.unsupported
+    # Field reports: the parent's memory info is refused too (k8s-device-plugin #399, #1683).
+    assert (read.memory_total, read.memory_used) == (None, None)
+    assert device.refused == ("memoryTotal", "memoryUsed", "mig.instances")
+    assert read.temperature == 34

@@ -141,9 +141,9 @@ def test_failed_writes_back_off_exponentially_up_to_a_cap() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"write_floor_seconds": 0}, "write floor must be > 0"),
+        ({"write_floor_seconds": 0}, "--write-floor must be > 0"),
         ({"write_floor_seconds": 30, "heartbeat_seconds": 10}, "must not be shorter"),
-        ({"memory_deadband_bytes": -1}, "deadbands"),
+        ({"memory_deadband_bytes": -1}, "--memory-deadband-mib and --temperature-deadband"),
         ({"retry_initial_seconds": 20, "retry_max_seconds": 10}, "retry"),
     ],
 )

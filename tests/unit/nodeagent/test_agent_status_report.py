@@ -6,17 +6,29 @@ from datetime import UTC, datetime, timedelta
 
 from gpu_inventory.api import models
 from gpu_inventory.nodeagent import status
-from gpu_inventory.nodeagent.backend import DeviceReading, NodeReading
+from gpu_inventory.nodeagent.backend import DeviceReading, NodeReading, XidWatch
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 DRIVER = models.DriverInfo(driver_version="570.124.06", cuda_version="12.8", nvml_version="12.570")
 
 
-def device(index: int, *, lost: str | None = None, **fields: object) -> DeviceReading:
+def device(
+    index: int,
+    *,
+    lost: str | None = None,
+    refused: tuple[str, ...] = (),
+    xids_unwatched: XidWatch | None = None,
+    **fields: object,
+) -> DeviceReading:
     gpu = models.GPU.model_validate(
         {"uuid": f"GPU-{index}", "index": index, "name": "NVIDIA H100 80GB HBM3", **fields}
     )
-    return DeviceReading(gpu, lost=lost)  # type: ignore[arg-type]
+    return DeviceReading(
+        gpu,
+        lost=lost,  # type: ignore[arg-type]
+        refused=refused,
+        xids_unwatched=xids_unwatched,
+    )
 
 
 def reading(*devices: DeviceReading) -> NodeReading:
@@ -36,6 +48,7 @@ def test_a_healthy_node() -> None:
     assert report.agent == models.AgentInfo(
         version="0.1.0", pod_name="agent-x", heartbeat_time=NOW, nvml_available=True, message=""
     )
+    assert build(reading(device(0)), boot_id="b-1").agent.boot_id == "b-1"
     assert report.driver == DRIVER
     assert [g.health.status for g in report.gpus] == ["Healthy", "Healthy"]
 
@@ -73,13 +86,52 @@ def test_without_nvml_no_gpu_is_reported_and_the_reason_is() -> None:
 def test_fields_nvml_refused_to_read_are_surfaced_in_the_agent_message() -> None:
     report = build(
         reading(
-            device(0, unsupported=["retiredPages (NoPermission)", "nvlink"]),
-            device(1, unsupported=["mig.instances (NoPermission)"]),
+            device(0, refused=("retiredPages",), unsupported=["retiredPages (NoPermission)"]),
+            device(1, refused=("powerDrawWatts",), unsupported=["powerDrawWatts (NoPermission)"]),
+            device(2, unsupported=["nvlink"]),
         )
     )
     assert report.agent.message == (
-        "GPU 0: no permission to read retiredPages; GPU 1: no permission to read mig.instances"
+        "GPU 0: no permission to read retiredPages; GPU 1: no permission to read powerDrawWatts"
     )
+
+
+def test_mig_gpus_nvml_refuses_are_reported_with_what_they_cost() -> None:
+    """Without the MIG monitor capability NVML refuses the instance list (and, in the field,
+    even the parent's memory info), and reports only the XIDs that affect the whole GPU
+    (nvmlEventSetWait_v2): the agent says so for any refusal on a MIG GPU, and how to fix it."""
+    mig = {"enabled": True}
+    report = build(
+        reading(
+            device(0, mig=mig, refused=("mig.instances",)),
+            device(1, mig=mig, refused=("memoryTotal", "memoryUsed")),
+            device(2, mig=mig),
+            device(3),
+        )
+    )
+    assert report.agent.message == (
+        "MIG on GPU 0, 1: no permission to read memoryTotal, memoryUsed, mig.instances, and XIDs"
+        " that affect one instance only are not reported; run the agent in MIG-monitoring mode "
+        "(NVIDIA_MIG_MONITOR_DEVICES=all, CAP_SYS_ADMIN; see the README)"
+    )
+    assert report.agent.nvml_available is True
+
+
+def test_gpus_whose_xids_are_not_watched_are_named() -> None:
+    failing = XidWatch("NoPermission", fault=True)
+    report = build(
+        reading(
+            device(0, xids_unwatched=failing),
+            device(1, xids_unwatched=XidWatch("NotSupported", fault=False)),
+            device(2, xids_unwatched=failing),
+            device(3),
+        )
+    )
+    assert report.agent.message == (
+        "GPU 0, 2: XID events cannot be watched (NVML NoPermission); "
+        "GPU 1: no XID events (the GPU does not report them)"
+    )
+    assert [g.health.status for g in report.gpus] == ["Unknown", "Healthy", "Unknown", "Healthy"]
 
 
 def test_the_most_common_product_names_the_node() -> None:
@@ -132,3 +184,22 @@ def test_the_product_is_spelled_as_gpu_feature_discovery_labels_it() -> None:
     report = build(reading(device(0, name="NVIDIA H100 80GB HBM3")))
     assert report.summary.product == "NVIDIA-H100-80GB-HBM3"
     assert report.gpus[0].name == "NVIDIA H100 80GB HBM3"  # the GPU keeps NVML's own name
+
+
+def test_the_summary_always_agrees_with_the_list_it_summarises() -> None:
+    """What the GPUNode's CEL rules demand (api/models.py SUMMARY_RULES), for every kind of
+    report: NVML up, lost GPUs, vanished ones, and NVML unavailable or released."""
+    unhealthy_xid = [models.XidEvent(xid=79, time=NOW)]
+    reports = [
+        build(
+            reading(device(0), device(1, lost="GpuIsLost"), device(2)),
+            xids={"GPU-2": unhealthy_xid},
+        ),
+        build(reading(device(0)), vanished=[models.GPU(uuid="GPU-9", index=9)]),
+        build(None, nvml_message="NVML released while the GPU Operator upgrades the driver"),
+        build(reading()),
+    ]
+    for report in reports:
+        listed = list(report.gpus)
+        assert report.summary.gpus == len(listed)
+        assert report.summary.unhealthy == sum(g.health.status == "Unhealthy" for g in listed)

@@ -5,53 +5,151 @@ from __future__ import annotations
 import pynvml
 import pytest
 
-from gpu_inventory.nodeagent import decode, xid
+from gpu_inventory.nodeagent import decode, xid, xidcatalog
 
-XIDS = [
-    # (case, code, class, action, severity)
-    ("graphics-exception-is-the-apps", 13, "Application", "RestartApplication", "Healthy"),
-    ("page-fault-is-the-apps", 31, "Application", "RestartApplication", "Healthy"),
-    ("stopped-processing-is-the-apps", 43, "Application", "RestartApplication", "Healthy"),
-    ("preemptive-cleanup-is-the-apps", 45, "Application", "None", "Healthy"),
-    ("video-exception-is-the-apps", 68, "Application", "RestartApplication", "Healthy"),
-    ("context-switch-timeout-is-the-apps", 109, "Application", "RestartApplication", "Healthy"),
-    ("double-bit-ecc", 48, "Memory", "ResetGPU", "Unhealthy"),
-    ("row-remap-recorded", 63, "Memory", "None", "Healthy"),
-    ("row-remap-failed", 64, "Memory", "ResetGPU", "Unhealthy"),
-    ("contained-ecc", 94, "Memory", "RestartApplication", "Degraded"),
-    ("uncontained-ecc", 95, "Memory", "ResetGPU", "Unhealthy"),
-    ("nvlink", 74, "NVLink", "ResetGPU", "Unhealthy"),
-    ("fallen-off-the-bus", 79, "Hardware", "RebootNode", "Unhealthy"),
-    ("gsp-timeout", 119, "Driver", "ResetGPU", "Unhealthy"),
-    ("recovery-action-changed", 154, "Informational", "None", "Healthy"),
-    ("unknown-is-unhealthy-like-the-device-plugin", 4242, "Unknown", "Investigate", "Unhealthy"),
+# What each resolution bucket means for the GPU, written out here rather than read from
+# xid.RESOLUTIONS, so a wrong entry there fails. The catalog's column glossary: the bucket is the
+# action "immediately needed in order to recover the system and get it back into service"
+# (IGNORE: none; RESTART_APP: the application only; a reset or a reboot: the GPU is out of
+# service until then; the rest ask a person to look first). XID 94 is DCGM's WARN.
+WANT_BY_BUCKET: dict[str, tuple[str, str]] = {
+    "IGNORE": ("Healthy", "None"),
+    "RESTART_APP": ("Healthy", "RestartApplication"),
+    "WORKFLOW_XID_45": ("Healthy", "None"),
+    "XID_154": ("Healthy", "None"),
+    "RESET_GPU": ("Unhealthy", "ResetGPU"),
+    "WORKFLOW_XID_48": ("Unhealthy", "ResetGPU"),
+    "WORKFLOW_NVLINK_ERR": ("Unhealthy", "ResetGPU"),
+    "RESTART_BM": ("Unhealthy", "RebootNode"),
+    "RESTART_VM": ("Unhealthy", "RebootNode"),
+    "WORKFLOW_NVLINK5_ERR": ("Degraded", "Investigate"),
+    "CHECK_MECHANICALS": ("Degraded", "Investigate"),
+    "CHECK_UVM": ("Degraded", "Investigate"),
+    "UPDATE_SWFW": ("Degraded", "Investigate"),
+    "CONTACT_SUPPORT": ("Degraded", "Investigate"),
+    "": ("Degraded", "Investigate"),
+}
+WANT_BY_CODE: dict[int, str] = {94: "Degraded"}
+
+
+def test_every_bucket_the_catalog_uses_has_an_expected_meaning() -> None:
+    assert {bucket for *_, bucket in xidcatalog.ROWS} == set(WANT_BY_BUCKET)
+
+
+@pytest.mark.parametrize(
+    ("code", "mnemonic", "bucket"),
+    [(code, mnemonic, bucket) for code, mnemonic, _, bucket in xidcatalog.ROWS],
+    ids=[f"xid-{row[0]}" for row in xidcatalog.ROWS],
+)
+def test_every_catalog_row_gets_the_verdict_of_its_resolution(
+    code: int, mnemonic: str, bucket: str
+) -> None:
+    info = xid.classify(code)
+    want_verdict, want_action = WANT_BY_BUCKET[bucket]
+    assert (info.known, info.mnemonic, info.resolution) == (True, mnemonic, bucket)
+    assert info.verdict == WANT_BY_CODE.get(code, want_verdict)
+    assert info.action == want_action
+
+
+def test_the_catalog_lists_every_code_once() -> None:
+    assert [row[0] for row in xidcatalog.ROWS] == list(range(1, 173))
+    assert all(len(row[1]) <= 64 for row in xidcatalog.ROWS)  # fits XidEvent.mnemonic
+
+
+# Rows as NVIDIA's published catalog prints them (docs.nvidia.com/deploy/xid-errors/
+# analyzing-xid-catalog.html): Code, Mnemonic, Resolution Bucket (Immediate Action).
+PUBLISHED = [
+    (8, "ROBUST_CHANNEL_FIFO_ERROR_IDLE_TIMEOUT", "RESTART_APP"),
+    (13, "ROBUST_CHANNEL_GR_EXCEPTION / ROBUST_CHANNEL_GR_ERROR_SW_NOTIFY", "RESTART_APP"),
+    (14, "ROBUST_CHANNEL_FAKE_ERROR", "IGNORE"),
+    (31, "ROBUST_CHANNEL_FIFO_ERROR_MMU_ERR_FLT", "RESTART_APP"),
+    (43, "ROBUST_CHANNEL_RESETCHANNEL_VERIF_ERROR", "IGNORE"),
+    (45, "ROBUST_CHANNEL_PREEMPTIVE_REMOVAL", "WORKFLOW_XID_45"),
+    (46, "ROBUST_CHANNEL_GPU_TIMEOUT_ERROR", "RESET_GPU"),
+    (48, "ROBUST_CHANNEL_GPU_ECC_DBE", "WORKFLOW_XID_48"),
+    (54, "SILENT_RUNNING_PWR_REDUCED_CLOCKING", "CHECK_MECHANICALS"),
+    (62, "PMU_HALT_ERROR", "RESET_GPU"),
+    (63, "INFOROM_DRAM_RETIREMENT_EVENT", "IGNORE"),
+    (64, "INFOROM_DRAM_RETIREMENT_FAILURE", "RESET_GPU"),
+    (74, "NVLINK_ERROR", "WORKFLOW_NVLINK_ERR"),
+    (78, "VGPU_START_ERROR", "UPDATE_SWFW"),
+    (79, "ROBUST_CHANNEL_GPU_HAS_FALLEN_OFF_THE_BUS", "RESTART_BM"),
+    (92, "EXCESSIVE_SBE_INTERRUPTS", "IGNORE"),
+    (94, "ROBUST_CHANNEL_CONTAINED_ERROR", "RESTART_APP"),
+    (95, "ROBUST_CHANNEL_UNCONTAINED_ERROR", "RESET_GPU"),
+    (109, "ROBUST_CHANNEL_CTXSW_TIMEOUT_ERROR", "RESET_GPU"),
+    (119, "GSP_RPC_TIMEOUT", "RESET_GPU"),
+    (120, "GSP_ERROR", "RESET_GPU"),
+    (121, "C2C_ERROR", "IGNORE"),
+    (140, "UNRECOVERABLE_ECC_ERROR_ESCAPE", "RESET_GPU"),
+    (144, "NVLINK_SAW_ERROR", "WORKFLOW_NVLINK5_ERR"),
+    (151, "ROBUST_CHANNEL_KEY_ROTATION_ERROR", "RESTART_VM"),
+    (154, "GPU_RECOVERY_ACTION_CHANGED", "XID_154"),
+    (155, "NVLINK_SW_DEFINED_ERROR", "RESET_GPU"),
+    (156, "RESOURCE_RETIREMENT_EVENT", "RESET_GPU"),
+    (157, "RESOURCE_RETIREMENT_FAILURE", "IGNORE"),
+    (159, "ROBUST_CHANNEL_CHI_NON_DATA_ERROR", "CHECK_UVM"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("code", "xid_class", "action", "severity"), [c[1:] for c in XIDS], ids=[c[0] for c in XIDS]
+    ("code", "mnemonic", "bucket"), PUBLISHED, ids=[f"xid-{c[0]}" for c in PUBLISHED]
 )
-def test_classify(code: int, xid_class: str, action: str, severity: str) -> None:
+def test_rows_agree_with_the_published_catalog(code: int, mnemonic: str, bucket: str) -> None:
     info = xid.classify(code)
-    assert (info.code, info.xid_class, info.action, info.severity) == (
-        code,
-        xid_class,
-        action,
-        severity,
+    assert (info.mnemonic, info.resolution) == (mnemonic, bucket)
+
+
+def test_dcgms_devastating_xids_agree() -> None:
+    """NVIDIA/DCGM modules/health/DcgmHealthWatch.cpp, BuildXidMappings: 48, 74, 79, 95, 119,
+    120 and 140 FAIL, 94 WARN."""
+    assert {c: xid.classify(c).verdict for c in (48, 74, 79, 95, 119, 120, 140)} == dict.fromkeys(
+        (48, 74, 79, 95, 119, 120, 140), "Unhealthy"
+    )
+    assert xid.classify(94).verdict == "Degraded"
+
+
+def test_where_the_device_plugins_skip_list_disagrees_the_catalog_wins() -> None:
+    """k8s-device-plugin internal/rm/health.go skips 13, 31, 43, 45, 68 and 109 as application
+    errors; the catalog agrees for all but 109 (RESET_GPU)."""
+    verdicts = {c: xid.classify(c).verdict for c in (13, 31, 43, 45, 68, 109)}
+    assert verdicts == {
+        13: "Healthy",
+        31: "Healthy",
+        43: "Healthy",
+        45: "Healthy",
+        68: "Healthy",
+        109: "Unhealthy",
+    }
+
+
+def test_an_unknown_xid_is_degraded_and_named_as_unknown() -> None:
+    info = xid.classify(4242)
+    assert (info.known, info.verdict, info.xid_class, info.action) == (
+        False,
+        "Degraded",
+        "Unknown",
+        "Investigate",
     )
 
 
-def test_the_application_xids_are_exactly_those_the_device_plugin_ignores() -> None:
-    assert {13, 31, 43, 45, 68, 109} == xid.APPLICATION_XIDS  # k8s-device-plugin's list
-    assert 79 not in xid.APPLICATION_XIDS
-    for code in xid.APPLICATION_XIDS:
-        assert xid.classify(code).severity == "Healthy"
-
-
-def test_every_catalogue_row_is_consistent() -> None:
-    for code, info in xid.CATALOGUE.items():
-        assert info.code == code
-        assert info.summary
+@pytest.mark.parametrize(
+    ("code", "xid_class"),
+    [
+        (79, "Hardware"),
+        (48, "Memory"),
+        (74, "NVLink"),
+        (119, "Driver"),
+        (13, "Application"),
+        (154, "Informational"),
+        (63, "Memory"),  # INFOROM_DRAM_RETIREMENT_EVENT: DRAM
+        (94, "Memory"),  # ROBUST_CHANNEL_CONTAINED_ERROR: a contained memory error
+        (160, "Informational"),  # CHANNEL_RETIREMENT_EVENT: channels, not memory
+        (161, "Informational"),
+    ],
+)
+def test_classes_group_codes_by_the_catalogs_mnemonics(code: int, xid_class: str) -> None:
+    assert xid.classify(code).xid_class == xid_class
 
 
 def test_clocks_event_reason_bits_match_nvml_and_unknown_bits_are_named() -> None:

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from gpu_inventory.api.models import GPUInventorySpec
 from gpu_inventory.operator.accounting import ResourceCounts
-from gpu_inventory.operator.facts import FactsCache
+from gpu_inventory.operator.aggregates import FactsCache
 from gpu_inventory.operator.store import Kind, Store
 from gpu_inventory.testing import dra
 from gpu_inventory.testing.builders import make_node

@@ -20,8 +20,8 @@ from gpu_inventory.testing import dra
 from gpu_inventory.testing.builders import container, make_node, make_pod
 from gpu_inventory.testing.fakeapi import FakeApi
 from gpu_inventory.testing.streams import (
+    facts_cache_of,
     listing,
-    node_facts_of,
     synced_store,
     watch,
     with_uid,
@@ -85,7 +85,7 @@ def mixed_cluster() -> Store:
 def desired(store: Store, spec: GPUInventorySpec | None = None) -> GPUInventoryStatus:
     spec = spec or GPUInventorySpec()
     return status.desired_status(
-        node_facts_of(store, spec=spec, now=NOW),
+        facts_cache_of(store, spec=spec, now=NOW),
         spec,
         generation=1,
         existing=None,

@@ -11,7 +11,8 @@ import pytest
 
 from gpu_inventory.api.models import GPUInventorySpec
 from gpu_inventory.operator import projections
-from gpu_inventory.operator.facts import FactsCache, node_facts
+from gpu_inventory.operator.aggregates import FactsCache
+from gpu_inventory.operator.facts import node_facts
 from gpu_inventory.operator.projections import DEFAULT_PROJECTOR
 from gpu_inventory.testing.builders import make_gpunode, make_node
 

@@ -14,11 +14,12 @@ from gpu_inventory.operator.inventory_writer import InventoryWriter
 from gpu_inventory.operator.kubeapi import ApiError, UnavailableError
 from gpu_inventory.operator.metrics import Metrics
 from gpu_inventory.operator.store import Kind, Store
+from gpu_inventory.operator.tables import Stream
 from gpu_inventory.operator.verdicts import Refusals
 from gpu_inventory.operator.writing import Shared
 from gpu_inventory.testing.builders import make_gpunode, make_node, make_pod
 from gpu_inventory.testing.fakeapi import FakeApi
-from gpu_inventory.testing.streams import listing, synced_store, watch, with_uid
+from gpu_inventory.testing.streams import feed, listing, raw, synced_store, watch, with_uid
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 GPU = "nvidia.com/gpu"
@@ -232,3 +233,18 @@ async def test_a_spec_change_is_announced_then_read_again_then_published() -> No
     resources = {r["name"]: r["allocated"] for r in s.status()["resources"]}
     assert resources == {"amd.com/gpu": 2, GPU: 1}
     assert s.status()["observedGeneration"] == 2
+
+
+async def test_the_metrics_status_follows_a_relist_with_the_old_numbers_said_to_be_old() -> None:
+    """The collector reads `latest_status`: during a relist it must not keep showing Ready."""
+    s = Setup()
+    await s.pass_()
+    latest = s.writer.latest_status
+    assert latest is not None
+    assert latest.summary.allocated == 1
+    feed(s.store, Kind.PODS, raw(None, pod("p", "a", 1), Stream(2, listing=True)))  # relisting
+    await s.pass_()
+    latest = s.writer.latest_status
+    assert latest is not None
+    ready = next(c for c in latest.conditions if c.type == "Ready")
+    assert (ready.status, ready.reason, latest.summary.allocated) == ("False", "Relisting", 1)

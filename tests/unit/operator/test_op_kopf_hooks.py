@@ -1,16 +1,19 @@
-"""The stamp on kopf's events and the count at the end of each LIST (against kopf's own
-watching module), and the exponential backoff of refused writes."""
+"""Where the operator meets kopf: the stamp on its events, the count at the end of each LIST and
+the listed objects taken straight from its stream (against kopf's own watching module); the
+trimmed per-object memory and essence; and the exponential backoff of refused writes."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
 
+import kopf
 import pytest
 from kopf._cogs.clients import watching
 
 from gpu_inventory.operator import listing
 from gpu_inventory.operator.backoff import Backoff
+from gpu_inventory.operator.observing import NoDiffBase, ObservingMemories
 from gpu_inventory.operator.tables import STREAM_KEY, Stream, UnstampedEventError, stream_of
 
 
@@ -67,6 +70,44 @@ async def test_events_are_stamped_and_each_list_is_counted(
     assert watching.Bookmark.LISTED in first  # kopf's own gate still sees its bookmark
 
 
+async def test_listed_objects_go_to_their_consumer_and_only_watch_events_to_kopf(
+    fake_kopf_stream: list[list[Any]],
+) -> None:
+    taken: list[dict[str, Any]] = []
+    heard: list[tuple[str, int, int]] = []
+
+    def consume(event: dict[str, Any]) -> None:
+        if event["object"].get("bad"):
+            raise ValueError("a bug in the consumer")
+        taken.append(event)
+
+    stops = [
+        listing.consume_listings("pods", consume),
+        listing.subscribe(lambda *a: heard.append(a)),
+    ]
+    try:
+        fake_kopf_stream.append(
+            [
+                {"type": None, "object": {"n": 1}},
+                {"type": None, "object": {"bad": True}},
+                {"type": None, "object": {"n": 2}},
+                watching.Bookmark.LISTED,
+                {"type": "MODIFIED", "object": {"n": 1}},
+            ]
+        )
+        to_kopf = await drain(resource=Resource())
+    finally:
+        for stop in stops:
+            stop()
+    assert [e["object"] for e in taken] == [{"n": 1}, {"n": 2}]
+    assert all(e[STREAM_KEY] == Stream(1, True) for e in taken)
+    assert to_kopf == [
+        watching.Bookmark.LISTED,
+        {"type": "MODIFIED", "object": {"n": 1}, STREAM_KEY: Stream(1, False)},
+    ]
+    assert heard == [("pods", 1, 2)]  # what the consumer did not take is not expected
+
+
 def test_install_is_idempotent_on_kopfs_real_module() -> None:
     listing.install()
     wrapped = watching.continuous_watch
@@ -89,3 +130,21 @@ def test_backoff_doubles_to_its_ceiling_and_a_success_resets_it() -> None:
     assert backoff.succeeded("w")
     assert backoff.ready("w", now=0)
     assert backoff.next_retry() is None
+
+
+async def test_one_shared_memory_serves_every_object_with_the_operators_memo() -> None:
+    memories = ObservingMemories()
+    memo = kopf.Memo(marker=1)
+    first = await memories.recall({"metadata": {"uid": "a"}}, memobase=memo)
+    second = await memories.recall({"metadata": {"uid": "b"}}, memobase=memo)
+    assert first is second
+    assert first.memo is memo  # type: ignore[comparison-overlap]  # kopf types memo as AnyMemo
+    await memories.forget({"metadata": {"uid": "a"}})
+    assert list(memories.iter_all_memories()) == []  # nothing per object, ever
+
+
+def test_no_essence_is_built_for_event_handlers() -> None:
+    storage = NoDiffBase()
+    body = {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c"}] * 50}}
+    assert storage.build(body=body) is None
+    assert storage.fetch(body=body) is None

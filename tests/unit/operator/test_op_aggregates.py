@@ -1,0 +1,95 @@
+"""Running totals kept node by node equal a recount from scratch, whatever the order in which
+nodes appear, change and go (a property test: the incremental sums are the risky part)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gpu_inventory.api.models import GPUInventorySpec
+from gpu_inventory.operator import projections
+from gpu_inventory.operator.aggregates import Aggregates, FactsCache
+from gpu_inventory.operator.projections import DEFAULT_PROJECTOR
+from gpu_inventory.testing.builders import make_gpunode, make_node
+
+NOW = datetime(2026, 6, 1, tzinfo=UTC)
+SPEC = GPUInventorySpec()
+PRODUCTS = ("Tesla-T4", "NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-80GB")
+
+node_states = st.fixed_dictionaries(
+    {
+        "gpus": st.integers(0, 8),
+        "mig": st.integers(0, 7),
+        "product": st.sampled_from(PRODUCTS),
+        "ready": st.booleans(),
+        "allocated": st.integers(0, 10),
+        "agent": st.sampled_from(["none", "fresh", "stale", "unhealthy"]),
+    }
+)
+steps = st.lists(st.tuples(st.integers(0, 5), st.one_of(st.none(), node_states)), max_size=40)
+
+
+def project(name: str, state: dict[str, object]) -> tuple[object, object, dict[str, int]]:
+    resources = {"nvidia.com/mig-1g.10gb": str(state["mig"])} if state["mig"] else {}
+    body = make_node(
+        name,
+        gpus=int(str(state["gpus"])),
+        product=str(state["product"]),
+        resources=resources,
+        ready=bool(state["ready"]),
+    )
+    body["metadata"]["creationTimestamp"] = (NOW - timedelta(days=1)).isoformat()
+    node = projections.project_node(body, DEFAULT_PROJECTOR)
+    gpunode = None
+    if state["agent"] != "none":
+        age = 3600 if state["agent"] == "stale" else 5
+        unhealthy = 1 if state["agent"] == "unhealthy" and state["gpus"] else 0
+        beat = (NOW - timedelta(seconds=age)).isoformat()
+        gpunode = projections.project_gpunode(
+            make_gpunode(name, gpus=int(str(state["gpus"])), unhealthy=unhealthy, heartbeat=beat)
+        )
+    allocated = {"nvidia.com/gpu": int(str(state["allocated"]))} if state["allocated"] else {}
+    return node, gpunode, allocated
+
+
+def recount(cache: FactsCache) -> Aggregates:
+    fresh = Aggregates()
+    for facts in cache.facts.values():
+        fresh.add(facts)
+    return fresh
+
+
+@settings(max_examples=150, deadline=None)
+@given(steps)
+def test_running_totals_equal_a_recount(
+    history: list[tuple[int, dict[str, object] | None]],
+) -> None:
+    cache = FactsCache()
+    nodes: dict[str, object] = {}
+    gpunodes: dict[str, object] = {}
+    allocated: dict[str, dict[str, int]] = {}
+    for index, state in history:
+        name = f"n{index}"
+        if state is None:
+            nodes.pop(name, None)
+            gpunodes.pop(name, None)
+            allocated.pop(name, None)
+        else:
+            node, gpunode, sums = project(name, state)
+            nodes[name] = node
+            if gpunode is None:
+                gpunodes.pop(name, None)
+            else:
+                gpunodes[name] = gpunode
+            allocated[name] = sums
+        cache.update(
+            nodes=nodes,  # type: ignore[arg-type]
+            gpunodes=gpunodes,  # type: ignore[arg-type]
+            allocated=allocated,
+            dirty={name},
+            spec=SPEC,
+            now=NOW,
+        )
+    assert vars(cache.totals) == vars(recount(cache))
