@@ -17,7 +17,7 @@ from gpu_inventory.operator.store import Kind, Phase, Store
 from gpu_inventory.operator.verdicts import OperatorHealth
 from gpu_inventory.operator.writing import Shared
 from gpu_inventory.testing import dra
-from gpu_inventory.testing.builders import container, make_node, make_pod
+from gpu_inventory.testing.builders import container, make_gpunode, make_node, make_pod
 from gpu_inventory.testing.fakeapi import FakeApi
 from gpu_inventory.testing.streams import (
     facts_cache_of,
@@ -303,3 +303,20 @@ def test_the_last_listing_wakes_both_writers_even_when_it_changes_no_node() -> N
     listing(store, Kind.DEVICE_CLASSES, [])  # the last: no node changes, but the phase does
     assert store.phase() is Phase.CURRENT
     assert woken == ["inventory", "views"]
+
+
+def test_an_agent_on_a_dra_node_is_believed_up_to_the_gpus_dra_publishes() -> None:
+    # The agent cross-check bounds an agent's count by what Kubernetes says of the node; on a
+    # DRA node that is the ResourceSlices (the Node advertises no GPU capacity).
+    heartbeat = NOW.isoformat()
+    store = synced_store(
+        nodes=[node("dra"), node("liar")],
+        gpunodes=[
+            make_gpunode("dra", gpus=4, heartbeat=heartbeat),
+            make_gpunode("liar", gpus=8, heartbeat=heartbeat),
+        ],
+        slices=[gpu_slice("dra", 4), gpu_slice("liar", 2)],
+    )
+    rows_by_name = {r.name: r for r in desired(store).nodes}
+    assert (rows_by_name["dra"].agent, rows_by_name["dra"].gpus) == ("Reporting", 4)
+    assert (rows_by_name["liar"].agent, rows_by_name["liar"].gpus) == ("Invalid", 2)
