@@ -110,10 +110,11 @@ def gather_pool(slices: Iterable[SliceProjection]) -> Pool | None:
     return Pool(first.driver, first.pool, first.generation, devices, not why_not, why_not, nodes)
 
 
-def naming(classes: Iterable[ClassProjection], selected: Callable[[str], bool]) -> Naming:
-    """The resource name of each device, from the DeviceClasses that map names onto devices
-    (the first class by name wins when two select one device), else the default names."""
-    mapped = sorted((c.resource_name, c.selector) for c in classes if c.selector is not None)
+def naming(classes: Mapping[str, ClassProjection], selected: Callable[[str], bool]) -> Naming:
+    """The resource name of each device, from the DeviceClasses (class name -> projection)
+    that map names onto devices (the first class by name wins when two select one device),
+    else the default names."""
+    mapped = [(c.resource_name, c.selector) for _, c in sorted(classes.items()) if c.selector]
 
     def name_of(driver: str, device: Device) -> str | None:
         for resource, selector in mapped:

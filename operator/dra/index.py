@@ -17,7 +17,7 @@ over 150,000 claims; a node's counts are computed only when the writer recompute
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 
 from gpu_inventory.operator.dra import accounting
 from gpu_inventory.operator.dra.projections import (
@@ -47,15 +47,9 @@ class DraIndex:
 
     # --- reading ----------------------------------------------------------------------------------
 
-    def nodes(self) -> set[str]:
-        """Nodes with devices in the newest generation of some pool."""
-        return set(self._node_pools)
-
     def has_devices(self, node: str) -> bool:
+        """Whether the newest generation of some pool puts devices on `node`."""
         return node in self._node_pools
-
-    def pools(self) -> Mapping[PoolId, accounting.Pool]:
-        return self._pools
 
     def devices_on(self, node: str) -> Iterator[tuple[str, str, Device]]:
         """(driver, pool, device) of every counted device attached to `node`."""
@@ -77,7 +71,7 @@ class DraIndex:
     def naming(self, selected: Callable[[str], bool]) -> accounting.Naming:
         """Device -> resource name under the current DeviceClasses (cached until one changes)."""
         if self._naming is None or self._naming[0] != selected:
-            self._naming = (selected, accounting.naming(self.classes.live.values(), selected))
+            self._naming = (selected, accounting.naming(self.classes.live, selected))
         return self._naming[1]
 
     # --- updates (each returns the nodes whose counts may have changed) -------------------------

@@ -3,7 +3,10 @@
 Decided once at start-up, by discovery: on a cluster without `resource.k8s.io/v1` (older than
 Kubernetes 1.34, or the API switched off with `--runtime-config`) the operator runs as before
 and says so in one log line; it never registers a watch that could only fail, and the store's
-phase never waits for a kind that is not served (`Store.watch_dra`).
+phase never waits for a kind that is not served (`Store.watch_dra`). The same holds when its
+RBAC does not grant list and watch on the three kinds (an older chart, or rules copied by
+hand): a SelfSubjectAccessReview, which every authenticated identity may make, says so first,
+and a warning names what is missing, instead of an inventory stuck waiting for a 403.
 
 The handlers are registered from the `configure()` start-up handler: kopf starts its resource
 observer, which collects the registry's handlers and the resources to watch, only after every
@@ -39,7 +42,7 @@ async def served(*, delay: float = 0.5) -> bool:
     verdict either way. Waits (with backoff) while the API server does not answer."""
     while True:
         try:
-            missing = await asyncio.to_thread(_missing_kinds)
+            missing, refused = await asyncio.to_thread(_discover)
         except (client.ApiException, urllib3.exceptions.HTTPError, OSError) as error:
             status = getattr(error, "status", 0) or 0
             if 400 <= status < 500 and status != 429:
@@ -63,6 +66,16 @@ async def served(*, delay: float = 0.5) -> bool:
                 ", ".join(missing),
             )
             return False
+        if refused:
+            logger.warning(
+                "Dynamic Resource Allocation (%s/%s) is served, but RBAC does not let this"
+                " operator %s: counting device-plugin GPUs only (the chart grants list and"
+                " watch on resourceslices, resourceclaims and deviceclasses)",
+                GROUP,
+                VERSION,
+                ", ".join(refused),
+            )
+            return False
         logger.info(
             "Dynamic Resource Allocation (%s/%s) is served: watching %s",
             GROUP,
@@ -72,24 +85,46 @@ async def served(*, delay: float = 0.5) -> bool:
         return True
 
 
-def _missing_kinds() -> list[str]:
+def _discover() -> tuple[list[str], list[str]]:
+    """What the API server does not serve, else what RBAC does not allow (see below)."""
+    api = new_api_client(pool_size=1)
+    try:
+        missing = missing_kinds(api)
+        return missing, [] if missing else denied(api)
+    finally:
+        api.close()
+
+
+def missing_kinds(api: client.ApiClient) -> list[str]:
     """The DRA kinds (with what they lack) the API server does not serve; all of them when
     the group-version is not served at all (404)."""
-    api = new_api_client(pool_size=1)
     try:
         resources = client.ResourceV1Api(api).get_api_resources(_request_timeout=10)
     except client.ApiException as error:
         if error.status == 404:
             return ["the group-version is not served"]
         raise
-    finally:
-        api.close()
     verbs = {r.name: set(r.verbs or ()) for r in resources.resources or ()}
     return [
         f"{kind.value} {'cannot be listed and watched' if kind.value in verbs else 'missing'}"
         for kind in sorted(DRA_KINDS, key=lambda k: k.value)
         if not verbs.get(kind.value, set()) >= NEEDED_VERBS
     ]
+
+
+def denied(api: client.ApiClient) -> list[str]:
+    """The verbs on DRA's kinds this identity may not use, as `verb plural`."""
+    authorization = client.AuthorizationV1Api(api)
+    refused = []
+    for kind in sorted(DRA_KINDS, key=lambda k: k.value):
+        for verb in sorted(NEEDED_VERBS):
+            attributes = {"group": GROUP, "resource": kind.value, "verb": verb}
+            review = authorization.create_self_subject_access_review(
+                {"spec": {"resourceAttributes": attributes}}, _request_timeout=10
+            )
+            if not review.status.allowed:
+                refused.append(f"{verb} {kind.value}")
+    return refused
 
 
 _registered: set[str] = set()

@@ -17,6 +17,7 @@ from kubernetes import client
 
 from gpu_inventory.api import constants
 from gpu_inventory.api.objects import gpunode_object, inventory_object
+from gpu_inventory.operator.dra import watching as dra_watching
 from gpu_inventory.operator.election import LeaseElector
 from gpu_inventory.operator.kubeapi import KubeApi
 from gpu_inventory.operator.store import Kind
@@ -210,6 +211,7 @@ def test_the_operator_identity_can_make_every_call_its_code_makes(
         api.custom.list_cluster_custom_object(
             G, V, plural, watch=True, timeout_seconds=1, _preload_content=False
         ).read()
+    assert dra_watching.denied(api.core.api_client) == []  # what the operator checks first
     for plural in ("resourceslices", "resourceclaims", "deviceclasses"):  # DRA's, if served
         api.custom.list_cluster_custom_object(
             "resource.k8s.io", "v1", plural, watch=True, timeout_seconds=1, _preload_content=False

@@ -116,9 +116,11 @@ def count(
     assert pool is not None
     assert pool.counted
     keys: set[DeviceKey] = {(dra.DRIVER, "n", name) for name in allocated}
-    class_projections = [
-        c for c in (projections.project_class(body) for body in classes) if c is not None
-    ]
+    class_projections = {
+        body["metadata"]["name"]: c
+        for body in classes
+        if (c := projections.project_class(body)) is not None
+    }
     name_of = accounting.naming(
         class_projections, (lambda _: True) if selected is None else selected.__contains__
     )
@@ -214,6 +216,16 @@ def test_a_class_that_maps_a_name_decides_the_resource() -> None:
     mapped["spec"]["extendedResourceName"] = "example.com/mig-slice"
     got = count(MIG_NODE[:2], classes=[*ordinary, mapped])
     assert dict(got.resources) == {"example.com/mig-slice": rc(2, 2, 0)}
+
+
+def test_of_two_classes_selecting_a_device_the_first_by_name_names_it() -> None:
+    first, second = dra.gpu_classes()[0], dra.gpu_classes()[0]
+    first["metadata"]["name"], second["metadata"]["name"] = "b-gpus", "a-gpus"
+    second["spec"]["extendedResourceName"] = "example.com/gpu"
+    twin = dra.gpu_classes()[0]
+    twin["metadata"]["name"] = "c-gpus"  # one name mapped by two classes is no error either
+    got = count(FOUR_GPUS, classes=[first, second, twin])
+    assert dict(got.resources) == {"example.com/gpu": rc(4, 4, 0)}
 
 
 def test_only_selected_resource_names_are_counted_but_every_gpu_is() -> None:
