@@ -16,11 +16,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from gpu_inventory.testing import controlplane, dra
-from gpu_inventory.testing.binaries import REPO_ROOT
 from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.wait import eventually
@@ -294,50 +292,3 @@ def test_pools_taints_and_deallocation_move_the_counts(
     # The claim is deallocated (its last consumer gone), then deleted.
     r.api.patch_namespaced_resource_claim_status(claim, namespace, {"status": {"allocation": None}})
     kube.wait_for(gpu((3, 3, 0, 3)), what="the device freed")
-
-
-def test_without_rbac_for_dra_the_operator_counts_device_plugin_gpus_and_says_why(
-    start_operator: Any, kube: Any, cluster: ControlPlane, namespace: str
-) -> None:
-    """The shipped ClusterRole without its resource.k8s.io rule (an older chart, or rules
-    copied by hand): no watch stuck on 403s, a current inventory, and one warning naming what
-    is missing."""
-    documents = yaml.safe_load_all((REPO_ROOT / "manifests" / "gpu-inventory.yaml").read_text())
-    role = next(
-        d
-        for d in documents
-        if d and d["kind"] == "ClusterRole" and d["metadata"]["name"] == "gpu-inventory-operator"
-    )
-    rules = [r for r in role["rules"] if "resource.k8s.io" not in r["apiGroups"]]
-    assert len(rules) == len(role["rules"]) - 1
-    name = f"{namespace}-operator"
-    rbac = client.RbacAuthorizationV1Api(kube.api)
-    kube.core.create_namespaced_service_account(namespace, {"metadata": {"name": "op"}})
-    rbac.create_cluster_role({"metadata": {"name": name}, "rules": rules})
-    rbac.create_cluster_role_binding(
-        {
-            "metadata": {"name": name},
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "ClusterRole",
-                "name": name,
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "op", "namespace": namespace}],
-        }
-    )
-    try:
-        operator = start_operator(kubeconfig=cluster.serviceaccount_kubeconfig(namespace, "op"))
-        kube.create_node(make_node("dp-a", gpus=2))
-
-        def current(status: dict[str, Any]) -> None:
-            assert kube.condition(status, "Ready") == ("True", "InventoryCurrent")
-            assert status["summary"]["capacity"] == 2
-
-        kube.wait_for(current, timeout=30, what="a current inventory without DRA's watches")
-        log = operator.log()
-        assert log.count("RBAC does not let this operator") == 1, log
-        assert "list deviceclasses, watch deviceclasses, list resourceclaims" in log, log
-        assert "[ERROR" not in log, log
-    finally:
-        rbac.delete_cluster_role_binding(name)
-        rbac.delete_cluster_role(name)
