@@ -43,6 +43,7 @@ MAX_DRA_DRIVERS: Final = 16
 
 PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
 GPU_COUNT_LABEL: Final = "nvidia.com/gpu.count"
+MIG_STRATEGY_LABEL: Final = "nvidia.com/mig.strategy"
 
 NODE_CONDITION_TYPES: Final = (
     "Ready",

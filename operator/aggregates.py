@@ -41,6 +41,7 @@ class Aggregates:
         self.not_ready: set[str] = set()
         self.stale: set[str] = set()
         self.malformed: dict[str, tuple[str, ...]] = {}
+        self.notes: dict[str, str] = {}
         self.attention: set[str] = set()
         self.rows: dict[str, NodeRow] = {}
         """The row of every GPU node, built once per change of its facts."""
@@ -54,6 +55,8 @@ class Aggregates:
         _flag(self.attention, f.name, f.needs_attention)
         if f.malformed:
             self.malformed[f.name] = f.malformed
+        if f.agent_note:
+            self.notes[f.name] = f.agent_note
 
     def remove(self, f: NodeFacts) -> None:
         self._apply(f, -1)
@@ -63,6 +66,7 @@ class Aggregates:
         self.stale.discard(f.name)
         self.attention.discard(f.name)
         self.malformed.pop(f.name, None)
+        self.notes.pop(f.name, None)
 
     def _apply(self, f: NodeFacts, sign: int) -> None:
         self.nodes += sign

@@ -64,11 +64,24 @@ class LeaseElector:
     retry: float = 2.0
     margin: float = 1.0
     """Seconds of the Lease never used for writes: slack for clock rates and scheduling."""
+    may_take_over: Callable[[], bool] = lambda: True
+    """Whether this replica may take a Lease another replica held (False while its first
+    listing runs: a warm standby should take over, not a replica that would publish
+    "Indexing" for the length of a full listing). A Lease nobody ever held is taken anyway."""
+    on_change: Callable[[bool], None] = lambda leading: None
+    """Called in the event loop when this replica starts or stops leading."""
     clock: Callable[[], float] = time.monotonic
     wallclock: Callable[[], datetime] = lambda: datetime.now(UTC)
     _observed: tuple[str, str, str] | None = None
     _observed_at: float = 0.0
     _renewed_at: float | None = None
+    _last_warning: str = ""
+
+    def _warn(self, message: str) -> None:
+        """One WARNING per distinct failure (a missing RBAC rule fails every 2 s)."""
+        if message != self._last_warning:
+            logger.warning("Lease %s/%s: %s", self.namespace, self.name, message)
+        self._last_warning = message
 
     def is_leader(self) -> bool:
         """Held, and renewed within the renew deadline."""
@@ -92,7 +105,12 @@ class LeaseElector:
                 try:
                     await asyncio.to_thread(self.try_acquire_or_renew)
                 except (UnavailableError, ApiError) as error:
-                    logger.warning("Lease %s/%s: %s", self.namespace, self.name, error)
+                    self._warn(str(error))
+                except Exception as error:  # a bug must not end the Lease loop silently
+                    logger.exception("Lease %s/%s: unexpected error", self.namespace, self.name)
+                    self._warn(repr(error))
+                else:
+                    self._last_warning = ""
                 now = self.is_leader()
                 if now != was:
                     logger.info(
@@ -102,6 +120,7 @@ class LeaseElector:
                         self.name,
                         self.identity,
                     )
+                    self.on_change(now)
                 await asyncio.sleep(self.retry)
         finally:
             if self._renewed_at is not None:
@@ -136,6 +155,9 @@ class LeaseElector:
             self._observed, self._observed_at = record, observed
         duration = float(spec.get("leaseDurationSeconds") or self.duration)
         if holder and holder != self.identity and observed < self._observed_at + duration:
+            self._renewed_at = None
+            return False
+        if holder != self.identity and not self.may_take_over():
             self._renewed_at = None
             return False
         transitions = int(spec.get("leaseTransitions") or 0)

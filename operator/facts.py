@@ -27,7 +27,6 @@ UNKNOWN_PRODUCT: Final = "Unknown"
 """Product of a GPU node with neither the `nvidia.com/gpu.product` label nor an agent report."""
 
 _NONE: Final = accounting.ResourceCounts()
-_NO_SUMS: Final[Mapping[str, int]] = {}
 _USABLE_AGENT: Final = frozenset({"Reporting", "Stale", "NVMLUnavailable"})
 
 
@@ -87,7 +86,7 @@ def node_facts(
         allocated,
     )
     if dra is not None:
-        resources = accounting.sum_totals((resources, dra.resources))
+        resources = _added(resources, dra.resources)
     stale_after = timedelta(seconds=spec.agent_stale_after_seconds)
     report = gpunode.agent if gpunode is not None else None
     state = freshness.agent_state(
@@ -106,7 +105,7 @@ def node_facts(
         # operator cross-checks an agent's GPU count against the Node's capacity").
         note = (
             f"agent reports {usable.gpus} GPUs, the node advertises at most {bound}"
-            " (GFD nvidia.com/gpu.count, else its GPU capacity)"
+            " (GFD nvidia.com/gpu.count, or its nvidia.com/ capacity)"
         )
         state, usable = "Invalid", None
     listed = dra.gpus if dra is not None and dra.gpus else (node.gpu_count or 0)
@@ -139,15 +138,32 @@ def node_facts(
     )
 
 
+def _added(
+    a: Mapping[str, accounting.ResourceCounts], b: Mapping[str, accounting.ResourceCounts]
+) -> dict[str, accounting.ResourceCounts]:
+    """Per resource name, the counts of both sources of one node added up (sorted by name)."""
+    added = {}
+    for name in sorted(a.keys() | b.keys()):
+        x, y = a.get(name, _NONE), b.get(name, _NONE)
+        added[name] = accounting.ResourceCounts(
+            capacity=x.capacity + y.capacity,
+            allocatable=x.allocatable + y.allocatable,
+            allocated=x.allocated + y.allocated,
+            available=x.available + y.available,
+        )
+    return added
+
+
 def plausible_gpus(node: NodeProjection) -> int:
     """The most physical GPUs this node can have, by what Kubernetes says of it.
 
-    GPU Feature Discovery's `nvidia.com/gpu.count` is NVML's own count; without it, every
-    physical GPU is advertised as at least one unit of some selected resource (a whole GPU,
-    a MIG device or a shared replica), so the sum of their capacities bounds it.
+    GPU Feature Discovery's `nvidia.com/gpu.count` is NVML's own count (except under the
+    single MIG strategy: see `projections`); and every physical GPU the device plugin serves
+    is at least one unit of some `nvidia.com/` resource (a whole GPU, a MIG device or a
+    shared replica), whatever the spec selects, so the sum of those capacities bounds it too.
     """
-    capacity = sum(count for _, count in node.capacity)
-    return max(node.gpu_count or 0, capacity)
+    selected = sum(count for _, count in node.capacity)
+    return max(node.gpu_count or 0, node.device_units, selected)
 
 
 def _expires(

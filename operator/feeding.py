@@ -1,5 +1,8 @@
 """Watch events -> the projection store: what each kopf event handler does, in one call.
 
+Each returns whether the store took the event (a listed object not taken does not count toward
+its LIST's total, so the listing still completes).
+
 Pure apart from logging: the raw event (`{"type": ..., "object": body}`, stamped with its
 place in kopf's stream by `listing`) is projected under the store's current spec and handed
 to the store; the body is dropped right after. Nothing here talks to the API server, so a
@@ -27,13 +30,13 @@ def _parts(event: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any], Map
     return event.get("type"), body, body.get("metadata") or _EMPTY
 
 
-def pod(store: Store, event: Mapping[str, Any], logger: Log, *, now: float) -> None:
+def pod(store: Store, event: Mapping[str, Any], logger: Log, *, now: float) -> bool:
     type_, body, _meta = _parts(event)
     key = projections.pod_key(body)
     stream = stream_of(event)
     if type_ == "DELETED":
         store.pod(key, None, stream, now=now)
-        return
+        return True
     projection = projections.project_pod(body, store.projector.matcher)
     if projection is not None and projection.malformed:
         old = store.pods.live.get(key)
@@ -41,15 +44,16 @@ def pod(store: Store, event: Mapping[str, Any], logger: Log, *, now: float) -> N
             for why in projection.malformed:
                 logger.warning("%s; left out of the totals until fixed", why)
     store.pod(key, projection, stream, now=now)
+    return True
 
 
-def node(store: Store, event: Mapping[str, Any], logger: Log) -> None:
+def node(store: Store, event: Mapping[str, Any], logger: Log) -> bool:
     type_, body, meta = _parts(event)
     name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
     stream = stream_of(event)
     if type_ == "DELETED":
         store.node(name, uid, None, stream)
-        return
+        return True
     projection = projections.project_node(body, store.projector)
     if projection.malformed:
         old = store.nodes.live.get(name)
@@ -57,16 +61,17 @@ def node(store: Store, event: Mapping[str, Any], logger: Log) -> None:
             for why in projection.malformed:
                 logger.warning("%s; left out of the totals until fixed", why)
     store.node(name, uid, projection, stream)
+    return True
 
 
-def gpunode(store: Store, event: Mapping[str, Any], logger: Log) -> None:
+def gpunode(store: Store, event: Mapping[str, Any], logger: Log) -> bool:
     """A GPUNode event; a broken agent's content is ignored (agent state Invalid), not raised."""
     type_, body, meta = _parts(event)
     name, uid = str(meta.get("name", "")), str(meta.get("uid", ""))
     stream = stream_of(event)
     if type_ == "DELETED":
         store.gpunode(name, uid, None, stream)
-        return
+        return True
     projection = projections.project_gpunode(body)
     previous = store.gpunodes.live.get(name)
     if projection.agent_error and (
@@ -74,13 +79,14 @@ def gpunode(store: Store, event: Mapping[str, Any], logger: Log) -> None:
     ):
         logger.warning("agent data of GPUNode %s ignored: %s", name, projection.agent_error)
     store.gpunode(name, uid, projection, stream)
+    return True
 
 
-def inventory(store: Store, event: Mapping[str, Any], logger: Log) -> None:
+def inventory(store: Store, event: Mapping[str, Any], logger: Log) -> bool:
     """A GPUInventory event. Deleting `cluster` by hand is undone by the writer."""
     type_, body, meta = _parts(event)
     if meta.get("name") != constants.INVENTORY_NAME:
-        return  # the CRD refuses other names; nothing to do if one slips through
+        return False  # the CRD refuses other names; one that slips through is not counted
     uid = str(meta.get("uid", ""))
     stream = stream_of(event)
     if type_ == "DELETED":
@@ -88,17 +94,18 @@ def inventory(store: Store, event: Mapping[str, Any], logger: Log) -> None:
         if current is not None and current.uid == uid:
             logger.warning("GPUInventory/cluster was deleted; the writer re-creates it")
         store.inventory_event(uid, None, stream)  # a predecessor's late DELETED removes nothing
-        return
+        return True
     old = store.inventory
     if old is not None and old.resource_version == meta.get("resourceVersion"):
         # The echo of our own write: the writer projected the server's answer already, and
         # a status with a thousand rows costs milliseconds to project again.
         store.inventory_event(uid, old, stream)
-        return
+        return True
     projection = projections.project_inventory(body)
     if projection.spec_error and (old is None or old.spec_error != projection.spec_error):
         logger.error("GPUInventory/cluster: %s", projection.spec_error)
     store.inventory_event(uid, projection, stream)
+    return True
 
 
 def listed(store: Store, plural: str, epoch: int, count: int, *, now: float) -> None:

@@ -16,7 +16,6 @@ inventory (what users read) and an outage or refusal of one never stalls the oth
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import dataclasses
 import functools
 import logging
@@ -24,9 +23,8 @@ from collections.abc import Callable, Mapping
 from typing import Any, Final, Protocol
 
 from gpu_inventory.api import objects
-from gpu_inventory.api.constants import Reason
 from gpu_inventory.api.models import GPUInventorySpec
-from gpu_inventory.operator import patches, projections, status, verdicts
+from gpu_inventory.operator import patches, projections, status
 from gpu_inventory.operator.facts import node_facts
 from gpu_inventory.operator.kubeapi import ApiError, FencedError, UnavailableError
 from gpu_inventory.operator.store import Phase
@@ -70,24 +68,20 @@ class GPUNodeWriter(Writer):
     name = "GPUNode writer"
 
     def __init__(self, shared: Shared, api: GPUNodeApi) -> None:
-        super().__init__(shared)
+        super().__init__(shared, threads=shared.config.write_concurrency)
         self.api = api
         self._created: dict[str, float] = {}
-        self._leading = False
-        self._pool = concurrent.futures.ThreadPoolExecutor(
-            self.config.write_concurrency, thread_name_prefix="gpunode-writes"
-        )
+        self._deferred = True  # a first pass at once
         self.store.on_views_change = self._wake.set
+
+    def pending(self) -> bool:
+        """Writes left over by the last pass's budget go on at once."""
+        return self._deferred
 
     def until_due(self) -> float:
         retry = self.backoff.next_retry()
         due = self.config.resync_interval if retry is None else retry - self.clock()
         return min(self.config.resync_interval, due)
-
-    def close(self) -> None:
-        """Wait for writes in flight (each bounded by the Lease's fence), then free the
-        threads: the Lease is released only after this, so no write outlives it."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
 
     # --- one pass -------------------------------------------------------------------------------
 
@@ -102,11 +96,13 @@ class GPUNodeWriter(Writer):
         if self.store.phase() is not Phase.CURRENT:
             return report  # views are written from complete listings only; marks are kept
         names = self.store.take_views_dirty()
+        self._created = {n: t for n, t in self._created.items() if n in self.store.nodes.live}
         inventory = self.store.inventory
         spec = inventory.spec if inventory is not None else GPUInventorySpec()
         jobs = self._jobs(sorted(names), spec)
         budget = self.config.gpunode_writes_per_pass
-        if len(jobs) > budget:
+        self._deferred = len(jobs) > budget
+        if self._deferred:
             report.deferred = len(jobs) - budget
             self.store.mark_views(job.name for job in jobs[budget:])
             jobs = jobs[:budget]
@@ -129,7 +125,7 @@ class GPUNodeWriter(Writer):
                     self.store.is_gpu_node(name)
                     and now_mono - self._created.get(name, -1e18) > CREATE_RETRY_AFTER
                 ):
-                    if create_ok:
+                    if create_ok and self.backoff.ready(f"{CREATE} of {name}", now=now_mono):
                         creates.append(_Job(name, CREATE, functools.partial(self._create, node)))
                     else:
                         self.store.mark_views([name])  # after the backoff
@@ -149,7 +145,7 @@ class GPUNodeWriter(Writer):
             )
             if not patch:
                 continue
-            if patch_ok:
+            if patch_ok and self.backoff.ready(f"{PATCH} of {name}", now=now_mono):
                 call = functools.partial(self.api.patch_gpunode_status, name, patch)
                 updates.append(_Job(name, PATCH, call, patch))
             else:
@@ -162,11 +158,10 @@ class GPUNodeWriter(Writer):
 
     async def _run_jobs(self, jobs: list[_Job], report: PassReport) -> None:
         semaphore = asyncio.Semaphore(self.config.write_concurrency)
-        loop = asyncio.get_running_loop()
 
         async def one(job: _Job) -> None:
             async with semaphore:
-                body = await loop.run_in_executor(self._pool, job.call)
+                body = await self.call(job.call)
             self._written(job, body, report)
 
         results = await asyncio.gather(*(one(job) for job in jobs), return_exceptions=True)
@@ -185,8 +180,7 @@ class GPUNodeWriter(Writer):
             raise unavailable
 
     def _written(self, job: _Job, body: dict[str, Any], report: PassReport) -> None:
-        if self.backoff.succeeded(job.what) | self.refusals.accept(job.what):
-            logger.info("the API server accepts %s again", job.what)
+        if self.accepted(job.what, _per_node(job)):
             self.store.mark_inventory()
         self._count("created" if job.what == CREATE else "ok")
         self.store.gpunode_answer(projections.project_gpunode(body))
@@ -212,18 +206,16 @@ class GPUNodeWriter(Writer):
         if job.what == CREATE:
             self._created.pop(job.name, None)
         self.store.mark_views([job.name])
-        reason = error.refusal
-        delay = self.backoff.failed(job.what, now=self.clock())
-        self._count({Reason.FORBIDDEN: "forbidden"}.get(reason, "invalid"))
-        if self.refusals.refuse(verdicts.Refusal(job.what, reason, error.message[:300])):
-            logger.error(
-                "the API server refused to %s (%s); trying again in %.0fs: %s",
-                job.what,
-                reason,
-                delay,
-                error.message,
-            )
+        # RBAC refuses every node alike: one backoff for all. Anything else (an admission
+        # policy, the schema) refuses that node: its own backoff, so a healthy node's success
+        # never resets it.
+        key = job.what if error.status == 403 else _per_node(job)
+        if self.refused(key, error, kind="GPUNode"):
             self.store.mark_inventory()
 
     def _count(self, result: str) -> None:
         self.count("GPUNode", result)
+
+
+def _per_node(job: _Job) -> str:
+    return f"{job.what} of {job.name}"

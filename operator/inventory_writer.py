@@ -30,7 +30,6 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
 from gpu_inventory.api import constants, objects
-from gpu_inventory.api.constants import Reason
 from gpu_inventory.api.models import GPUInventoryStatus
 from gpu_inventory.operator import patches, projections, status, verdicts
 from gpu_inventory.operator.aggregates import FactsCache
@@ -79,25 +78,28 @@ class InventoryWriter(Writer):
         """The last complete status computed, as written (rows cut by `maxNodeRows`)."""
         self.last_write_time: float | None = None
         """Unix time of the last successful status write."""
-        self._leading = False
         self.store.on_inventory_change = self._wake.set
 
     def pending(self) -> bool:
         return self.store.inventory_dirty
 
     def until_due(self) -> float:
-        """A periodic re-evaluation, facts expiring, `lastSyncTime` to refresh, a retry."""
+        """A periodic re-evaluation, and while this replica writes current numbers: facts
+        expiring, `lastSyncTime` to refresh, a refused write to retry. Only moments a pass can
+        act on count, so nothing spins on a due time it cannot move."""
         due = [self.config.resync_interval]
         now, wall = self.clock(), self.wallclock()
+        retry = self.backoff.next_retry()
+        if retry is not None and retry > now:
+            due.append(retry - now)
+        if not self.is_leader() or self.store.phase() is not Phase.CURRENT:
+            return min(due)
         expiry = self.facts.next_expiry()
         if expiry is not None:
             due.append((expiry - wall).total_seconds())
         written = self._written_at()
-        if written is not None:
+        if written is not None and self.backoff.ready(PATCH, now=now):
             due.append((written + REFRESH_AFTER - wall).total_seconds())
-        retry = self.backoff.next_retry()
-        if retry is not None:
-            due.append(retry - now)
         return min(due)
 
     def _written_at(self) -> datetime | None:
@@ -134,6 +136,8 @@ class InventoryWriter(Writer):
         return report
 
     async def _write(self, phase: Phase, report: PassReport) -> None:
+        if phase is Phase.CURRENT:
+            self._update_facts()  # views of agents turning stale follow even while refused
         if not self.backoff.ready(PATCH, now=self.clock()):
             return
         first_pod_event = self.store.first_pod_event
@@ -169,17 +173,9 @@ class InventoryWriter(Writer):
             if existing is not None and existing.last_sync_time is not None:
                 # The metrics show what the CR shows: the last numbers, and why they are old.
                 self.latest_status = desired
+            if existing is None:  # nothing published yet: no zeros, only why there is nothing
+                return self._patch_wire(_only_conditions(desired.to_wire()))
             return self._patch(desired)
-        changed = self.facts.update(
-            nodes=self.store.nodes.live,
-            gpunodes=self.store.gpunodes.live,
-            allocated=self.store.allocated,
-            dirty=self.store.take_facts_dirty(),
-            spec=inventory.spec,
-            now=now,
-            dra=self.store.dra_counts,
-        )
-        self.store.mark_views(changed)  # e.g. an agent turned stale: its view says so
         desired = status.desired_status(
             self.facts,
             inventory.spec,
@@ -199,24 +195,41 @@ class InventoryWriter(Writer):
             patch = self._patch(desired)
         return patch
 
+    def _update_facts(self) -> None:
+        inventory = self.store.inventory
+        assert inventory is not None
+        changed = self.facts.update(
+            nodes=self.store.nodes.live,
+            gpunodes=self.store.gpunodes.live,
+            allocated=self.store.allocated,
+            dirty=self.store.take_facts_dirty(),
+            spec=inventory.spec,
+            now=self.wallclock(),
+            dra=self.store.dra_counts,
+        )
+        self.store.mark_views(changed)  # e.g. an agent turned stale: its view says so
+
     def _patch(self, desired: GPUInventoryStatus) -> dict[str, Any]:
+        return self._patch_wire(desired.to_wire())
+
+    def _patch_wire(self, wanted: Mapping[str, Any]) -> dict[str, Any]:
         inventory = self.store.inventory
         assert inventory is not None
         return patches.inventory_status_patch(
-            inventory.status_wire, desired.to_wire(), resource_version=inventory.resource_version
+            inventory.status_wire, wanted, resource_version=inventory.resource_version
         )
 
     async def _send(self, patch: dict[str, Any], report: PassReport) -> bool:
         """Send one patch; True when done (written, or given up for now), False to recompute
         and retry (a conflict)."""
         try:
-            body = await asyncio.to_thread(self.api.patch_inventory_status, patch)
+            body = await self.call(self.api.patch_inventory_status, patch)
         except ApiError as error:
             if error.status == 409:
                 self._count("conflict")
-                fresh = await asyncio.to_thread(self.api.get_inventory)
+                fresh = await self.call(self.api.get_inventory)
                 self.store.inventory_answer(_project(fresh))
-                return False
+                return fresh is None  # gone meanwhile: the next pass creates it
             if error.status == 404:
                 self._count("gone")
                 logger.warning("GPUInventory/cluster is gone; re-creating it")
@@ -230,24 +243,13 @@ class InventoryWriter(Writer):
         self.store.inventory_answer(_project(body))
         # Accepted after refusals: the status just written still says why it failed. Once
         # more, with conditions that say it works again.
-        return not self._accepted(PATCH)
+        return not self.accepted(PATCH)
 
     # --- refusals -------------------------------------------------------------------------------
 
     async def _refused(self, what: str, error: ApiError) -> None:
-        reason = error.refusal
-        delay = self.backoff.failed(what, now=self.clock())
-        self._count(result_of(reason))
-        first = self.refusals.refuse(verdicts.Refusal(what, reason, error.message[:300]))
-        log = logger.error if first else logger.debug
-        log(
-            "the API server refused to %s (%s); trying again in %.0fs: %s",
-            what,
-            reason,
-            delay,
-            error.message,
-        )
-        if what == PATCH and reason != Reason.FORBIDDEN:
+        self.refused(what, error, kind="GPUInventory")
+        if what == PATCH and error.status != 403:
             await self._report_refusal()
 
     async def _report_refusal(self) -> None:
@@ -266,18 +268,11 @@ class InventoryWriter(Writer):
         if not patch:
             return
         try:
-            body = await asyncio.to_thread(self.api.patch_inventory_status, patch)
+            body = await self.call(self.api.patch_inventory_status, patch)
         except ApiError as second:
             logger.error("could not even report the refusal in the conditions: %s", second)
             return
         self.store.inventory_answer(_project(body))
-
-    def _accepted(self, what: str) -> bool:
-        """Note a success; whether `what` had been refused (the conditions must change)."""
-        if self.backoff.succeeded(what) | self.refusals.accept(what):
-            logger.info("the API server accepts %s again", what)
-            return True
-        return False
 
     def health(self, phase: Phase) -> verdicts.OperatorHealth:
         inventory = self.store.inventory
@@ -301,16 +296,16 @@ class InventoryWriter(Writer):
             return False
         body: dict[str, Any] | None
         try:
-            body = await asyncio.to_thread(self.api.create_inventory, objects.inventory_object())
+            body = await self.call(self.api.create_inventory, objects.inventory_object())
         except ApiError as error:
             if error.status != 409:
                 await self._refused(CREATE, error)
                 return False
-            body = await asyncio.to_thread(self.api.get_inventory)
+            body = await self.call(self.api.get_inventory)
         else:
             logger.info("created GPUInventory/cluster")
             report.created = True
-            self._accepted(CREATE)
+            self.accepted(CREATE)
             self._count("created")
         self.store.inventory_answer(_project(body))
         return self.store.inventory is not None
@@ -355,10 +350,9 @@ class InventoryWriter(Writer):
         self.count("GPUInventory", result)
 
 
+def _only_conditions(wire: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: wire[key] for key in ("observedGeneration", "conditions") if key in wire}
+
+
 def _project(body: Mapping[str, Any] | None) -> projections.InventoryProjection | None:
     return projections.project_inventory(body) if body is not None else None
-
-
-def result_of(reason: str) -> str:
-    """The metrics' `result` label of a refusal."""
-    return {Reason.FORBIDDEN: "forbidden", Reason.TOO_LARGE: "too_large"}.get(reason, "invalid")

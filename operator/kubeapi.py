@@ -105,6 +105,8 @@ class KubeApi:
         self.custom = client.CustomObjectsApi(api_client)
         self.coordination = client.CoordinationV1Api(api_client)
         self.timeout = timeout
+        self.lease_timeout = min(timeout, 5.0)
+        """Lease calls must finish well within the 10 s renew deadline."""
         self.fence: Fence = fence or Unfenced()
 
     def _call(
@@ -131,6 +133,20 @@ class KubeApi:
         if left is None or left < MIN_WRITE_SECONDS:
             raise FencedError(f"{what}: not the Lease holder (or too little of the Lease left)")
         return self._call(what, fn, *args, timeout=min(self.timeout, left), **kwargs)
+
+    # --- discovery ------------------------------------------------------------------------------
+
+    def served(self, group: str, version: str) -> set[str]:
+        """The resources the API server serves in `group/version` (empty: not served)."""
+        try:
+            answer = self._call(
+                f"discover {group}/{version}", self.custom.get_api_resources, group, version
+            )
+        except ApiError as error:
+            if error.status == 404:
+                return set()
+            raise
+        return {resource.name for resource in answer.resources or ()}
 
     # --- the GPUInventory -----------------------------------------------------------------------
 
@@ -249,6 +265,7 @@ class KubeApi:
                 self.coordination.read_namespaced_lease,
                 name,
                 namespace,
+                timeout=self.lease_timeout,
                 _preload_content=False,
             )
         except ApiError as error:
@@ -263,6 +280,7 @@ class KubeApi:
             self.coordination.create_namespaced_lease,
             namespace,
             dict(body),
+            timeout=self.lease_timeout,
             _preload_content=False,
         )
         return dict(json.loads(response.data))
@@ -274,6 +292,7 @@ class KubeApi:
             name,
             namespace,
             dict(body),
+            timeout=self.lease_timeout,
             _preload_content=False,
         )
         return dict(json.loads(response.data))

@@ -23,15 +23,16 @@ delay `Ready`, and a relist after an outage can never publish half-old, half-new
 
 This reaches into kopf's internals; `install()` checks the hook point and fails loudly (the
 operator does not start) if a kopf release moves it, and the integration tests run through it.
-kopf is pinned below the next minor release in pyproject.
+kopf is pinned to 1.45.x in pyproject.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Final
 
 from kopf._cogs.clients import watching
 
@@ -42,8 +43,9 @@ logger = logging.getLogger(__name__)
 Listener = Callable[[str, int, int], None]
 """Called with (resource plural, epoch, objects the LIST yielded) when a LIST is over."""
 
-Consumer = Callable[[dict[str, Any]], None]
-"""Takes one stamped listing event of its kind (what the kind's event handler would do)."""
+Consumer = Callable[[dict[str, Any]], bool]
+"""Takes one stamped listing event of its kind (what the kind's event handler would do);
+returns whether the store took it (only taken objects count toward the LIST's total)."""
 
 _listeners: list[Listener] = []
 _consumers: dict[str, Consumer] = {}
@@ -71,13 +73,28 @@ def consume_listings(plural: str, consumer: Consumer) -> Callable[[], None]:
     return stop
 
 
+SUPPORTED_KOPF: Final = (1, 45)
+"""The kopf minor release whose watch stream this module was written against."""
+
+
 def install() -> None:
-    """Wrap kopf's `continuous_watch` (idempotent). Must run before kopf starts watching."""
+    """Wrap kopf's `continuous_watch` (idempotent). Must run before kopf starts watching.
+
+    Refuses a kopf release other than the one it was written against, and a stream that is not
+    where it was: a silent change here would bring back completeness guessed from silence.
+    """
+    version = tuple(int(part) for part in importlib.metadata.version("kopf").split(".")[:2])
     original = getattr(watching, "continuous_watch", None)
-    if original is None or not hasattr(watching, "Bookmark"):
+    if (
+        version != SUPPORTED_KOPF
+        or original is None
+        or not hasattr(watching, "Bookmark")
+        or "continuous_watch" not in watching.infinite_watch.__code__.co_names
+    ):
         raise HookError(
-            "kopf._cogs.clients.watching has no continuous_watch/Bookmark: this kopf release"
-            " is not supported (pin kopf to the version in pyproject.toml)"
+            f"kopf {'.'.join(map(str, version))}: its watch stream is not the one"
+            " operator/listing.py wraps (written for kopf 1.45); install the kopf version"
+            " pyproject.toml pins"
         )
     if getattr(original, "_gpu_inventory_hook", False):
         return
@@ -114,8 +131,8 @@ def _consume(consumer: Consumer, event: dict[str, Any], plural: str) -> int:
     failure is logged and never breaks kopf's stream; the object is then missing until its
     next event, as a failed handler would leave it, and the listing still completes."""
     try:
-        consumer(event)
+        taken = consumer(event)
     except Exception:
         logger.exception("a listed %s could not be taken", plural)
         return 0
-    return 1
+    return 1 if taken else 0

@@ -1,6 +1,7 @@
 """kopf registration: settings, the event handlers that feed the store, start and stop.
 
-Run: `gpu-inventory-operator` (see `__main__`), or `kopf run -A -m gpu_inventory.operator.main`.
+Run: `gpu-inventory-operator` (see `__main__`, which also gives kopf the trimmed per-object
+memory of `observing`).
 
 Why `@kopf.on.event` and not `@kopf.index`: kopf removes an object from its indexes on
 deletion *without calling* the index handler, so a store that keeps per-node sums could not
@@ -25,7 +26,7 @@ from gpu_inventory.operator import feeding, listing
 from gpu_inventory.operator.config import POD_FIELD_SELECTOR, OperatorConfig
 from gpu_inventory.operator.dra import watching as dra_watching
 from gpu_inventory.operator.observing import NoDiffBase
-from gpu_inventory.operator.runtime import Runtime
+from gpu_inventory.operator.runtime import NotServedError, Runtime
 
 _LOG = logging.getLogger("gpu_inventory.operator.listed")
 """Warnings about listed objects (kopf's handlers log per object through kopf.objects)."""
@@ -63,7 +64,10 @@ async def configure(
     settings.peering.standalone = True
     # Only event handlers here: no essence to build and diff per event (see `observing`).
     settings.persistence.diffbase_storage = NoDiffBase()
-    runtime = await Runtime.start(config)
+    try:
+        runtime = await Runtime.start(config)
+    except NotServedError as error:
+        raise kopf.PermanentError(str(error)) from error  # kopf exits: the pod restarts
     memo.gpu_inventory = runtime
     store = runtime.store
     listing.subscribe(

@@ -5,8 +5,10 @@ A private registry (not prometheus-client's global one), so tests can build seve
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Final
+import threading
+import wsgiref.simple_server
+from collections.abc import Callable, Mapping
+from typing import Any, Final
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -55,6 +57,25 @@ class Metrics:
     def observe_latency(self, seconds: float) -> None:
         self.latency.observe(max(0.0, seconds))
 
-    def serve(self, port: int, host: str = "0.0.0.0") -> None:
-        """Start the `/metrics` HTTP server in a daemon thread."""
-        prometheus_client.start_http_server(port, addr=host, registry=self.registry)
+    def serve(self, port: int, host: str = "0.0.0.0", *, ready: Callable[[], bool]) -> None:
+        """Serve `/metrics`, and `/readyz` (200 once `ready()`, else 503), from a daemon
+        thread. Readiness is the first complete listing: a rollout waits for a new replica to
+        be warm before it stops an old one (kopf's own /healthz answers 200 from the start)."""
+        metrics_app = prometheus_client.make_wsgi_app(self.registry)
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            if environ.get("PATH_INFO") == "/readyz":
+                code = "200 OK" if ready() else "503 Service Unavailable"
+                start_response(code, [("Content-Type", "text/plain")])
+                return [code.encode()]
+            return metrics_app(environ, start_response)
+
+        server = wsgiref.simple_server.make_server(host, port, app, handler_class=_QuietHandler)
+        threading.Thread(target=server.serve_forever, name="metrics", daemon=True).start()
+
+
+class _QuietHandler(wsgiref.simple_server.WSGIRequestHandler):
+    """No access log line per scrape and probe."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None

@@ -31,18 +31,14 @@ class NoDiffBase(kopf.DiffBaseStorage):
 
 
 class ObservingMemories(ResourceMemories):
-    """One shared memory for every object: nothing per object is remembered.
+    """Nothing per object is remembered: each event gets a fresh memory, dropped after it.
 
     What kopf keeps in a memory serves daemons, timers, indexes, admission webhooks and change
-    handlers (resumption, throttling after framework errors). With event handlers alone all
-    of it stays empty, so one instance serves every object, and 150,000 pods cost no memory
-    entries at all.
+    handlers (resumption, and the throttling of an object after a framework error), none of
+    which an operator with only event handlers has. A fresh memory per event (not one shared
+    by all: a framework error would then throttle every object) keeps the per-event behaviour
+    kopf intends, and 150,000 pods cost no memory entries at all.
     """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._shared: ResourceMemory | None = None
-        """Made at the first event: a memory needs the running event loop."""
 
     async def recall(
         self,
@@ -52,11 +48,10 @@ class ObservingMemories(ResourceMemories):
         noticed_by_listing: bool = False,
         ephemeral: bool = False,
     ) -> ResourceMemory:
-        if self._shared is None:
-            self._shared = ResourceMemory()
-        if memobase is not None and self._shared.memo is not memobase:
-            self._shared.memo = memobase  # the operator's memo itself: handlers read the runtime
-        return self._shared
+        if memobase is None:
+            return ResourceMemory(noticed_by_listing=noticed_by_listing)
+        # The operator's memo itself, not a copy: handlers only read the runtime from it.
+        return ResourceMemory(noticed_by_listing=noticed_by_listing, memo=memobase)
 
     async def forget(self, raw_body: Any) -> None:
         return None

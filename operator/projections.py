@@ -163,6 +163,9 @@ class NodeProjection:
     created: datetime | None
     malformed: Malformed = ()
     """GPU resources of this node left out because their quantity cannot be read."""
+    device_units: int = 0
+    """Units of every `nvidia.com/` resource the node advertises, whatever the spec selects:
+    every physical GPU is at least one (a GPU, a MIG device or a shared replica)."""
 
     @property
     def has_gpus(self) -> bool:
@@ -197,9 +200,10 @@ def project_node(body: Mapping[str, Any], projector: Projector) -> NodeProjectio
         capacity=tuple((n, c) for n, c in capacity if n not in malformed),
         allocatable=tuple((n, c) for n, c in allocatable if n not in malformed),
         product=_intern(str(all_labels.get(constants.PRODUCT_LABEL, ""))),
-        gpu_count=_label_count(all_labels.get(constants.GPU_COUNT_LABEL)),
+        gpu_count=_physical_count(all_labels),
         created=_time(meta.get("creationTimestamp")),
         malformed=tuple(malformed.values()),
+        device_units=_device_units(status.get("capacity")),
     )
 
 
@@ -239,11 +243,29 @@ def _selected(
     return pairs(counts)
 
 
-def _label_count(value: object) -> int | None:
-    """`nvidia.com/gpu.count` is a hint, not a quantity: anything but a small integer is None."""
+def _physical_count(labels: Mapping[str, str]) -> int | None:
+    """Physical GPUs by GPU Feature Discovery's `nvidia.com/gpu.count`, a hint, not a quantity:
+    anything but a small integer is None. Under the single MIG strategy GFD overrides it with
+    the number of MIG devices (its README: "nvidia.com/gpu.count (overridden) | Number of MIG
+    devices"), so it says nothing of physical GPUs there."""
+    if labels.get(constants.MIG_STRATEGY_LABEL) == "single":
+        return None
+    value = labels.get(constants.GPU_COUNT_LABEL)
     if isinstance(value, str) and value.isdigit() and len(value) <= 6:
         return int(value)
     return None
+
+
+def _device_units(capacity: object) -> int:
+    """Sum of every readable `nvidia.com/` capacity (unreadable ones count nothing here)."""
+    total = 0
+    for name, value in (capacity if isinstance(capacity, Mapping) else _EMPTY).items():
+        if name.startswith("nvidia.com/"):
+            try:
+                total += accounting.parse_count(value)
+            except accounting.QuantityError:
+                continue
+    return total
 
 
 # --- GPUNodes -----------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import logging
 
+from gpu_inventory.api import constants
 from gpu_inventory.operator import projections
 from gpu_inventory.operator.config import OperatorConfig
 from gpu_inventory.operator.election import LeaseElector
@@ -21,7 +22,7 @@ from gpu_inventory.operator.inventory_metrics import InventoryCollector
 from gpu_inventory.operator.inventory_writer import InventoryWriter
 from gpu_inventory.operator.kubeapi import ApiError, KubeApi, UnavailableError, new_api_client
 from gpu_inventory.operator.metrics import Metrics
-from gpu_inventory.operator.store import Store
+from gpu_inventory.operator.store import Phase, Store
 from gpu_inventory.operator.writing import Shared
 
 logger = logging.getLogger(__name__)
@@ -57,7 +58,10 @@ class Runtime:
                 retry=config.lease_renew_interval,
             )
             api.fence = elector
+        await _check_served(api, config)
         store = Store(projector=await _initial_projector(api, config))
+        if elector is not None:
+            elector.may_take_over = lambda: store.phase() is not Phase.INDEXING
         metrics = Metrics()
         shared = Shared(
             store,
@@ -83,12 +87,17 @@ class Runtime:
             )
         )
         if config.metrics_port:
-            metrics.serve(config.metrics_port, config.metrics_host)
+            metrics.serve(
+                config.metrics_port,
+                config.metrics_host,
+                ready=lambda: store.phase() is not Phase.INDEXING,
+            )
         runtime.writers = [
             asyncio.create_task(runtime.inventory_writer.run(), name="inventory writer"),
             asyncio.create_task(runtime.gpunode_writer.run(), name="GPUNode writer"),
         ]
         if elector is not None:
+            elector.on_change = lambda _leading: runtime.wake_writers()
             runtime.lease = asyncio.create_task(elector.run(), name="gpu-inventory lease")
         logger.info(
             "gpu-inventory operator started (%s, write window %.2fs)",
@@ -99,6 +108,10 @@ class Runtime:
         )
         return runtime
 
+    def wake_writers(self) -> None:
+        self.inventory_writer.wake()
+        self.gpunode_writer.wake()
+
     async def stop(self) -> None:
         """Writers first (and the writes in flight), the Lease last."""
         for task in self.writers:
@@ -107,10 +120,39 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await asyncio.to_thread(self.gpunode_writer.close)
+        await asyncio.to_thread(self.inventory_writer.close)
         if self.lease is not None:
             self.lease.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.lease
+
+
+REQUIRED: tuple[str, ...] = (constants.INVENTORY_PLURAL, constants.NODE_PLURAL)
+
+
+class NotServedError(RuntimeError):
+    """The API server does not serve the CRDs the operator needs (not installed yet)."""
+
+
+async def _check_served(api: KubeApi, config: OperatorConfig) -> None:
+    """kopf resolves the resources it watches once, at start (scanning is off), and waits
+    forever, quietly, for one it cannot resolve: fail instead, so the pod restarts until the
+    CRDs are installed, and say why."""
+    delay = 0.5
+    while True:
+        try:
+            served = await asyncio.to_thread(api.served, constants.GROUP, constants.VERSION)
+            break
+        except UnavailableError as error:
+            logger.warning("cannot reach the API server yet (%s); retrying", error)
+            await asyncio.sleep(delay)
+            delay = min(config.backoff_max, delay * 2)
+    missing = [plural for plural in REQUIRED if plural not in served]
+    if missing:
+        raise NotServedError(
+            f"the API server does not serve {', '.join(missing)} in {constants.API_VERSION}:"
+            " install the CRDs (crds/, or the Helm chart) before the operator"
+        )
 
 
 async def _initial_projector(api: KubeApi, config: OperatorConfig) -> projections.Projector:

@@ -69,6 +69,7 @@ def desired_status(
         stale=list(totals.stale),
         malformed=[why for name in sorted(totals.malformed) for why in totals.malformed[name]]
         + list(malformed_pods),
+        notes=totals.notes,
     )
     return GPUInventoryStatus(
         observed_generation=generation,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Collection, Iterable, Mapping
-from typing import Final, TypeVar
+from typing import Any, Final, TypeVar
 
 from gpu_inventory.operator.dra.accounting import NodeCounts
 from gpu_inventory.operator.dra.index import DraIndex
@@ -87,6 +87,15 @@ class Store:
         self.dra = DraIndex()
         self.watched: frozenset[Kind] = CORE_KINDS
         """The kinds kopf watches: the core four, and DRA's where the API serves it."""
+        self._tables: dict[Kind, Table[Any]] = {
+            Kind.PODS: self.pods,
+            Kind.NODES: self.nodes,
+            Kind.GPUNODES: self.gpunodes,
+            Kind.INVENTORY: self.inventory_table,
+            Kind.RESOURCE_SLICES: self.dra.slices,
+            Kind.RESOURCE_CLAIMS: self.dra.claims,
+            Kind.DEVICE_CLASSES: self.dra.classes,
+        }
         self.projector = projector
         self.allocated: dict[str, dict[str, int]] = {}
         """node name -> resource name -> sum of requests of the pods bound there."""
@@ -106,17 +115,8 @@ class Store:
 
     # --- reading ----------------------------------------------------------------------------------
 
-    def table(self, kind: Kind) -> Table[object]:
-        tables_: dict[Kind, Table[object]] = {
-            Kind.PODS: self.pods,  # type: ignore[dict-item]
-            Kind.NODES: self.nodes,  # type: ignore[dict-item]
-            Kind.GPUNODES: self.gpunodes,  # type: ignore[dict-item]
-            Kind.INVENTORY: self.inventory_table,  # type: ignore[dict-item]
-            Kind.RESOURCE_SLICES: self.dra.slices,  # type: ignore[dict-item]
-            Kind.RESOURCE_CLAIMS: self.dra.claims,  # type: ignore[dict-item]
-            Kind.DEVICE_CLASSES: self.dra.classes,  # type: ignore[dict-item]
-        }
-        return tables_[kind]
+    def table(self, kind: Kind) -> Table[Any]:
+        return self._tables[kind]
 
     def watch_dra(self) -> None:
         """The API server serves resource.k8s.io/v1: its kinds are watched, and waited for."""
@@ -153,7 +153,7 @@ class Store:
 
     def malformed_pods(self) -> list[str]:
         """Why GPU resources of pods were left out, one line per resource."""
-        return [why for reasons in self._malformed.values() for why in reasons]
+        return [why for key in sorted(self._malformed) for why in self._malformed[key]]
 
     def skipped_pods(self) -> int:
         return len(self._malformed)

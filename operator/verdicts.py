@@ -71,6 +71,8 @@ class FleetProblems:
     stale: list[str] = dataclasses.field(default_factory=list)
     malformed: list[str] = dataclasses.field(default_factory=list)
     """Objects left out of the totals: "pod ns/name: why" or "node name: why"."""
+    notes: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Why a stale-listed agent was not believed (node -> note), e.g. an implausible count."""
 
 
 def reconciliation(health: OperatorHealth) -> list[Verdict]:
@@ -97,11 +99,12 @@ def degraded(problems: FleetProblems) -> Verdict:
             )
         )
     if problems.stale:
+        note = next((f" ({n}: {w})" for n, w in sorted(problems.notes.items())), "")
         found.append(
             (
                 Reason.AGENTS_STALE,
                 f"{_plural(len(problems.stale), 'agent')} stale, missing or invalid on "
-                f"{names(problems.stale)}",
+                f"{names(problems.stale)}{note}",
             )
         )
     if problems.malformed:

@@ -10,20 +10,28 @@ API server away raises `UnavailableError`, and the loop backs off (0.5 s doublin
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from gpu_inventory.api.constants import Reason
 from gpu_inventory.operator import verdicts
 from gpu_inventory.operator.backoff import Backoff
 from gpu_inventory.operator.config import OperatorConfig
-from gpu_inventory.operator.kubeapi import FencedError, UnavailableError
+from gpu_inventory.operator.kubeapi import ApiError, FencedError, UnavailableError
 from gpu_inventory.operator.metrics import Metrics
 from gpu_inventory.operator.store import Store
+
+T = TypeVar("T")
+
+_RESULTS = {Reason.FORBIDDEN: "forbidden", Reason.TOO_LARGE: "too_large"}
+"""The `result` label of a refusal in the writes metric (others: "invalid")."""
 
 
 def utcnow() -> datetime:
@@ -48,7 +56,7 @@ class Writer:
 
     name = "writer"
 
-    def __init__(self, shared: Shared) -> None:
+    def __init__(self, shared: Shared, *, threads: int = 1) -> None:
         self.store = shared.store
         self.config = shared.config
         self.refusals = shared.refusals
@@ -59,10 +67,28 @@ class Writer:
         self.backoff = Backoff(ceiling=shared.config.refused_backoff_max)
         self.logger = logging.getLogger(type(self).__module__)
         self._outage = 0
+        self._leading = False
         self._wake = asyncio.Event()
+        self._pool = concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix=self.name)
+        """API calls run on threads of this writer's own: `close()` waits for the ones in
+        flight, so none lands after the Lease is released."""
 
     async def run_pass(self) -> Any:
         raise NotImplementedError
+
+    async def call(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` (a blocking API call) on this writer's threads."""
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, functools.partial(fn, *args)
+        )
+
+    def close(self) -> None:
+        """Wait for the calls in flight (each bounded by the Lease's fence), free the threads."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def wake(self) -> None:
+        """Run a pass now (e.g. this replica just took the Lease)."""
+        self._wake.set()
 
     def until_due(self) -> float:
         """Seconds until a pass is due even if nothing wakes the writer."""
@@ -104,3 +130,29 @@ class Writer:
     def count(self, kind: str, result: str) -> None:
         if self.metrics is not None:
             self.metrics.count_write(kind, result)
+
+    def refused(self, key: str, error: ApiError, *, kind: str) -> bool:
+        """Note a refusal of the write `key` (backoff, the shared refusals, a metric); ERROR
+        once per key, DEBUG after. Returns whether it is new (the conditions must change)."""
+        reason = error.refusal
+        delay = self.backoff.failed(key, now=self.clock())
+        self.count(kind, _RESULTS.get(reason, "invalid"))
+        new = self.refusals.refuse(verdicts.Refusal(key, reason, error.message[:300]))
+        log = self.logger.error if new else self.logger.debug
+        log(
+            "the API server refused to %s (%s); next try in %.0fs: %s",
+            key,
+            reason,
+            delay,
+            error.message,
+        )
+        return new
+
+    def accepted(self, *keys: str) -> bool:
+        """Note a success of the writes `keys`; whether one had been refused."""
+        was = False
+        for key in keys:
+            was = (self.backoff.succeeded(key) | self.refusals.accept(key)) or was
+        if was:
+            self.logger.info("the API server accepts %s again", " and ".join(keys))
+        return was

@@ -6,7 +6,7 @@ for 100,000 pods on every resync:
 - `quantities`: Kubernetes quantity strings -> exact numbers; GPU counts are whole numbers.
 - `podrequests`: which pods count on a node (`pod_counts`) and how many GPUs each holds
   (`pod_requests`, the `PodRequests` rule with sidecars, init containers and overhead).
-- `totals`: allocations per node and per cluster, with `available` floored per node.
+- `totals`: allocations per node, with `available` floored per node (`aggregates` sums them).
 
 No kopf, no kubernetes client, no clock: callers project API objects and pass them in.
 """
@@ -27,7 +27,6 @@ from gpu_inventory.operator.accounting.totals import (
     NodeResources,
     ResourceCounts,
     node_totals,
-    sum_totals,
 )
 
 __all__ = [
@@ -42,5 +41,4 @@ __all__ = [
     "parse_quantity",
     "pod_counts",
     "pod_requests",
-    "sum_totals",
 ]

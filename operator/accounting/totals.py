@@ -1,4 +1,4 @@
-"""Per-node and cluster totals of GPU resources: capacity, allocatable, allocated, available.
+"""Per-node totals of GPU resources: capacity, allocatable, allocated, available.
 
 Pure: no I/O. Allocations come in as per-node sums (`{resource: count}`), not pods, so a
 second source (DRA ResourceClaims allocated by the `gpu.nvidia.com` driver) can be added to
@@ -8,7 +8,7 @@ the pod requests without changing anything here.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -54,18 +54,3 @@ def node_totals(node: NodeResources, allocated: Mapping[str, int]) -> dict[str, 
             available=max(0, allocatable - used),
         )
     return totals
-
-
-def sum_totals(per_node: Iterable[Mapping[str, ResourceCounts]]) -> dict[str, ResourceCounts]:
-    """Add up per-node totals (from `node_totals`) per resource name, sorted by name."""
-    sums: dict[str, list[int]] = {}
-    for rows in per_node:
-        for name, row in rows.items():
-            acc = sums.get(name)
-            if acc is None:
-                acc = sums[name] = [0, 0, 0, 0]
-            acc[0] += row.capacity
-            acc[1] += row.allocatable
-            acc[2] += row.allocated
-            acc[3] += row.available
-    return {name: ResourceCounts(*sums[name]) for name in sorted(sums)}

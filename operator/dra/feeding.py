@@ -37,8 +37,9 @@ def project(kind: Kind, body: Mapping[str, Any], projector: Projector) -> object
     return projections.project_class(body)
 
 
-def event(store: Store, kind: Kind, event: Mapping[str, Any], logger: Log) -> None:
-    """One raw, stamped kopf event of a DRA kind."""
+def event(store: Store, kind: Kind, event: Mapping[str, Any], logger: Log) -> bool:
+    """One raw, stamped kopf event of a DRA kind; True: the store took it (every one is, if
+    only as "not kept"), so a listed one counts toward its LIST."""
     body = event.get("object") or _EMPTY
     stream = stream_of(event)
     key = key_of(kind, body)
@@ -66,3 +67,4 @@ def event(store: Store, kind: Kind, event: Mapping[str, Any], logger: Log) -> No
         store.resource_claim(key, value, stream)  # type: ignore[arg-type]
     else:
         store.device_class(key, uid, value, stream)  # type: ignore[arg-type]
+    return True

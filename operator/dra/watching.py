@@ -151,8 +151,8 @@ def register(store: Store, logger: logging.Logger) -> None:
     _registered.add("dra")
 
 
-def _listed(store: Store, kind: Kind, logger: logging.Logger, event: dict[str, Any]) -> None:
-    feeding.event(store, kind, event, logger)
+def _listed(store: Store, kind: Kind, logger: logging.Logger, event: dict[str, Any]) -> bool:
+    return feeding.event(store, kind, event, logger)
 
 
 async def resourceslice_event(

@@ -31,7 +31,6 @@ OPERATOR = str(Path(sys.executable).with_name("gpu-inventory-operator"))
 
 FAST = {
     "GPU_INVENTORY_WRITE_WINDOW": "0.2",
-    "GPU_INVENTORY_LIST_SETTLE": "0.5",
     "GPU_INVENTORY_RESYNC_INTERVAL": "2",
 }
 """Short timings so tests converge in a second or two; the logic is the same."""

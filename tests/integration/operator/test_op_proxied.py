@@ -107,7 +107,8 @@ def test_a_relist_after_an_outage_is_applied_whole(
     operator = start_operator(kubeconfig=proxied.kubeconfig, env=PAGE)
     kube.wait_for(lambda s: equals((kube.condition(s, "Ready")[0], allocated(s)), ("True", 30)))
     totals = InventoryWatch(kube.api)
-    proxied.proxy.rules.append(slow_pod_pages(2.0))  # the relist's pages arrive slowly too
+    slow = slow_pod_pages(2.0)  # the relist's pages arrive slowly too
+    proxied.proxy.rules.append(slow)
     operator.pause()  # frozen: it misses every event while the history is compacted away
     try:
         proxied.proxy.plane.restart_apiserver()
@@ -124,6 +125,10 @@ def test_a_relist_after_an_outage_is_applied_whole(
         what="the relist to be applied",
     )
     totals.stop()
+    assert slow.hits >= 3, "the relist's pages were not slowed; the test proved nothing"
+    relisting = [s for s in totals.statuses if kube.condition(s, "Ready") == ("False", "Relisting")]
+    assert relisting, "no relist was announced; was there one?"
+    assert {allocated(s) for s in relisting} == {30}  # the old numbers, said to be old
     seen = set(totals.ready_totals())
     assert seen <= {30, 38}, f"published totals that never existed: {sorted(seen)}"
     kube.create_pod(make_pod("after", namespace=namespace, node="n1", gpus=4))

@@ -10,7 +10,6 @@ from gpu_inventory.operator.accounting import (
     NodeResources,
     ResourceCounts,
     node_totals,
-    sum_totals,
 )
 
 GPU = "nvidia.com/gpu"
@@ -49,58 +48,9 @@ def test_node_totals(
     assert node_totals(resources, allocated) == expected
 
 
-CLUSTER = [
-    ("no-nodes", {}, {"n1": {GPU: 1}}, {}),
-    ("one-idle-node", {"n1": node(8)}, {}, {GPU: ResourceCounts(8, 8, 0, 8)}),
-    (
-        "two-nodes-summed",
-        {"n1": node(8), "n2": node(4, 3)},
-        {"n1": {GPU: 5}, "n2": {GPU: 1}},
-        {GPU: ResourceCounts(12, 11, 6, 5)},
-    ),
-    (
-        # Summing raw differences would give 4 - 6 + 4 = 2; node n2's free GPUs are really 4.
-        "available-floored-per-node-not-per-cluster",
-        {"n1": node(4), "n2": node(4)},
-        {"n1": {GPU: 6}, "n2": {}},
-        {GPU: ResourceCounts(8, 8, 6, 4)},
-    ),
-    (
-        "pods-on-non-gpu-nodes-ignored",
-        {"n1": node(4)},
-        {"n1": {GPU: 1}, "cpu-only": {GPU: 2}, "unknown": {MIG: 1}},
-        {GPU: ResourceCounts(4, 4, 1, 3)},
-    ),
-    (
-        "resource-names-kept-apart",
-        {"n1": node(4), "n2": node(7, name=MIG)},
-        {"n2": {MIG: 2}},
-        {GPU: ResourceCounts(4, 4, 0, 4), MIG: ResourceCounts(7, 7, 2, 5)},
-    ),
-    (
-        "allocatable-zero-while-device-plugin-restarts",
-        {"n1": NodeResources(capacity={GPU: 4}, allocatable={GPU: 0})},
-        {"n1": {GPU: 2}},
-        {GPU: ResourceCounts(4, 0, 2, 0)},
-    ),
-]
-
-
-@pytest.mark.parametrize(
-    ("nodes", "allocated", "expected"), [c[1:] for c in CLUSTER], ids=[c[0] for c in CLUSTER]
-)
-def test_cluster_totals(
-    nodes: dict[str, NodeResources],
-    allocated: dict[str, dict[str, int]],
-    expected: dict[str, ResourceCounts],
-) -> None:
-    per_node = (node_totals(r, allocated.get(name, {})) for name, r in nodes.items())
-    assert sum_totals(per_node) == expected
-
-
 def test_rows_come_sorted_by_resource_name() -> None:
-    nodes = {"n1": NodeResources(capacity={MIG: 1, GPU: 1}, allocatable={MIG: 1, GPU: 1})}
-    assert list(sum_totals([node_totals(nodes["n1"], {})])) == [GPU, MIG]
+    resources = NodeResources(capacity={MIG: 1, GPU: 1}, allocatable={MIG: 1, GPU: 1})
+    assert list(node_totals(resources, {})) == [GPU, MIG]
 
 
 def test_value_objects_are_frozen() -> None:

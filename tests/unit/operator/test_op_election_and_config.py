@@ -3,6 +3,8 @@ clock) and the operator's configuration from the environment."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -14,6 +16,7 @@ from gpu_inventory.operator.__main__ import _parser, build_config
 from gpu_inventory.operator.config import ConfigError, OperatorConfig
 from gpu_inventory.operator.election import LeaseElector
 from gpu_inventory.operator.kubeapi import ApiError
+from gpu_inventory.testing.wait import eventually_async, holds
 
 
 class FakeLeases:
@@ -178,3 +181,33 @@ def test_command_line_overrides_the_environment() -> None:
     args = _parser().parse_args(["--standalone", "--metrics-port", "9999"])
     config = build_config(args, {"POD_NAMESPACE": "ns"})
     assert (config.standalone, config.metrics_port) == (True, 9999)
+
+
+def test_a_replica_still_listing_takes_no_lease_another_held() -> None:
+    """A cold replica in a rollout must leave the takeover to the warm standby; a Lease
+    nobody ever held (a fresh install) it takes at once."""
+    api, clock = FakeLeases(), Clock()
+    cold = elector(api, clock, "cold")
+    cold.may_take_over = lambda: False
+    assert cold.try_acquire_or_renew()  # no Lease yet: someone has to write "Indexing"
+    cold._release()
+    assert not cold.try_acquire_or_renew()  # released by its holder: not while cold
+    cold.may_take_over = lambda: True
+    assert cold.try_acquire_or_renew()
+
+
+async def test_leadership_changes_are_announced() -> None:
+    api, clock = FakeLeases(), Clock()
+    leader = elector(api, clock, "a")
+    leader.retry = 0.01
+    changes: list[bool] = []
+    leader.on_change = changes.append
+    task = asyncio.create_task(leader.run())
+
+    async def announced() -> None:
+        holds(changes == [True], changes)
+
+    await eventually_async(announced, timeout=5)
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

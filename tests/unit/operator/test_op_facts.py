@@ -104,3 +104,26 @@ def test_a_node_that_loses_its_gpus_leaves_the_cache() -> None:
     )
     assert changed == {"n1"}
     assert cache.facts == {}
+
+
+def test_mixed_mig_without_gfd_is_believed_whatever_the_spec_selects() -> None:
+    """The review's case: 2 whole GPUs and 42 MIG devices, no GFD labels, and a spec that
+    selects nvidia.com/gpu only: the agent's 8 GPUs are plausible."""
+    body = make_node("n1", gpus=2, resources={"nvidia.com/mig-1g.10gb": "42"})
+    body["metadata"]["labels"] = {}
+    only_gpus = GPUInventorySpec(resource_names=["nvidia.com/gpu"])
+    projector = projections.Projector.for_spec(only_gpus)
+    bare = projections.project_node(body, projector)
+    facts = node_facts(bare, agent(5, gpus=8), {}, only_gpus, now=NOW)
+    assert (facts.agent, facts.gpus) == ("Reporting", 8)
+
+
+def test_gpu_count_under_the_single_mig_strategy_is_not_a_physical_count() -> None:
+    """GFD's README: under the single strategy nvidia.com/gpu.count is the number of MIG
+    devices (56 on an 8-GPU node with 7 slices each)."""
+    single = node(
+        resources={"nvidia.com/gpu": "56"},
+        labels={"nvidia.com/mig.strategy": "single", "nvidia.com/gpu.count": "56"},
+    )
+    assert node_facts(single, None, {}, SPEC, now=NOW).gpus == 0  # unknown without an agent
+    assert node_facts(single, agent(5, gpus=8), {}, SPEC, now=NOW).gpus == 8

@@ -3,8 +3,12 @@ on the GPUNode's resourceVersion, within a budget, with its own refusals and fen
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from datetime import UTC, datetime
 from typing import Any
+
+import pytest
 
 from gpu_inventory.operator.config import OperatorConfig
 from gpu_inventory.operator.gpunode_writer import GPUNodeWriter
@@ -16,6 +20,7 @@ from gpu_inventory.operator.writing import Shared
 from gpu_inventory.testing.builders import make_gpunode, make_node, make_pod
 from gpu_inventory.testing.fakeapi import FakeApi
 from gpu_inventory.testing.streams import listing, synced_store, watch, with_uid
+from gpu_inventory.testing.wait import eventually_async, holds
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -166,3 +171,61 @@ async def test_losing_the_lease_mid_batch_stops_the_remaining_writes() -> None:
     report = await s.pass_()
     assert len(report.patches) == 2
     assert len(s.store.take_views_dirty()) == 2  # kept for the next leader pass
+
+
+class RefusingOne(FakeApi):
+    """Refuses every status patch of one GPUNode (an admission policy, a stale schema)."""
+
+    def __init__(self, refused: str) -> None:
+        super().__init__()
+        self.refused = refused
+        self.refusals = 0
+
+    def patch_gpunode_status(self, name: str, patch: Any) -> dict[str, Any]:
+        if name == self.refused:
+            self.refusals += 1
+            raise ApiError(422, "denied by a policy", "patch gpunodes/status")
+        return super().patch_gpunode_status(name, patch)
+
+
+async def test_one_refused_node_backs_off_on_its_own_while_others_are_written(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The review's bug: a global backoff key, reset by every other node's success, retried the
+    refused node every pass (26 PATCHes in 31 s) with an ERROR line each time."""
+    store = cluster(2)
+    s = Setup(store)
+    s.api = RefusingOne("n0")
+    s.writer.api = s.api
+    for name, body in store_gpunodes(store).items():
+        s.api.gpunodes[name] = body
+    churn = 0
+    for _ in range(40):  # a pass every 0.25 s for 10 s; n1 changes every pass
+        churn += 1
+        watch(s.store, Kind.PODS, "ADDED", pod(f"c{churn}", "n1", 1))
+        s.store.mark_views(["n0"])
+        await s.pass_()
+        s.now += 0.25
+    assert s.api.refusals == 4  # at 0, 1, 3 and 7 s
+    assert s.api.gpunodes["n1"]["status"]["kubernetes"]["allocated"] == 1 + churn
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1
+    (refusal,) = s.refusals.all()
+    assert refusal.what == "patch gpunodes/status of n0"
+
+
+async def test_writes_left_over_by_the_budget_go_on_without_waiting_for_a_resync() -> None:
+    """The review's bug: deferred writes waited a whole resync interval (5,000 changed views
+    took about 250 s in a quiet cluster). The loop itself is run here, not one pass."""
+    s = Setup(cluster(5), gpunode_writes_per_pass=2, write_window=0.01, resync_interval=60)
+    task = asyncio.create_task(s.writer.run())
+
+    async def all_written() -> None:
+        holds(s.api.count("patch_gpunode_status") == 5, s.api.calls)
+
+    try:
+        await eventually_async(all_written, timeout=5, what="every view within a few passes")
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

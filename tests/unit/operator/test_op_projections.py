@@ -181,6 +181,7 @@ def test_node_projection_keeps_gpu_labels_every_condition_and_selected_resources
         product="NVIDIA-H100-80GB-HBM3",
         gpu_count=8,
         created=datetime(2026, 1, 1, tzinfo=UTC),
+        device_units=15,
     )
 
 
