@@ -15,17 +15,23 @@ ARG BASE=python:3.11-slim-bookworm@sha256:2e32f7d302adc1c37428355c1e646897c0c53f
 
 FROM ${BASE} AS wheel
 WORKDIR /src
+# The build backend as locked (make lock), every file checked against its hash, and no build
+# isolation: pip would otherwise fetch whatever setuptools is newest, unhashed.
+COPY requirements-build.lock /tmp/requirements-build.lock
+RUN pip install --no-cache-dir --require-hashes --no-deps -r /tmp/requirements-build.lock
 COPY pyproject.toml README.md ./
 COPY api/ api/
 COPY operator/ operator/
 COPY nodeagent/ nodeagent/
 COPY mcpserver/ mcpserver/
 COPY testing/ testing/
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .
+RUN pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM ${BASE} AS runtime
 ARG VERSION=0.1.0
 ARG REVISION=unknown
+# The commit's time, not the build's (hack/publish-image.sh), so the label does not make two
+# builds of one commit differ.
 ARG CREATED=unknown
 LABEL org.opencontainers.image.title="gpu-inventory" \
       org.opencontainers.image.description="GPU inventory for Kubernetes: NVML node agent, kopf operator, MCP server" \

@@ -4,7 +4,7 @@
 #   make demo         the whole system on a local control plane, for a person to watch
 #   make cluster-up   a local control plane in the background; KUBECONFIG=.cluster/kubeconfig
 #   make cluster-down stop it
-#   make tools        build/reuse the pinned Go tools the tests run (helm, promtool, kstatus-check)
+#   make tools        build/reuse the pinned Go tools the tests run (hack/tools: helm, promtool, ...)
 #   make manifests    render the kustomize base (manifests/) from the Helm chart
 #   make image        build the multi-arch image (needs Docker buildx; see hack/publish-image.sh)
 
@@ -20,7 +20,7 @@ PY := $(VENV)/bin/python
 CLUSTER_DIR ?= .cluster
 PYTEST_ARGS ?=
 
-.PHONY: help venv controlplane tools cluster-up cluster-down crds manifests lock image lint typecheck test test-unit demo bench bench-operator bench-mcp bench-agent clean
+.PHONY: help venv controlplane tools mcp-clients cluster-up cluster-down crds manifests lock image lint typecheck test test-unit demo bench bench-operator bench-mcp bench-agent clean
 
 help:
 	@grep -E '^#   make' Makefile | sed 's/^#   //'
@@ -38,7 +38,11 @@ controlplane:
 
 # Built once into ~/.cache/gpu-inventory (versioned, stamped); then a version check each.
 tools:
-	for t in helm promtool kstatus-check; do bash hack/build-tool.sh $$t >/dev/null || exit 1; done
+	bash hack/build-tool.sh >/dev/null
+
+# The real MCP clients the MCP server's tests run: the pinned MCP Inspector CLI, curl and jq.
+mcp-clients:
+	bash hack/install-mcp-clients.sh >/dev/null
 
 cluster-up: venv controlplane
 	$(PY) -m gpu_inventory.testing up --dir $(CLUSTER_DIR)
@@ -54,12 +58,15 @@ manifests: venv
 	$(PY) -m gpu_inventory.testing.helm
 
 # The image's dependencies, pinned with hashes of every file PyPI serves (amd64 and arm64
-# wheels alike), resolved for every platform (uv's universal resolution) on Python 3.11.
+# wheels alike), resolved for every platform (uv's universal resolution) on Python 3.11; and
+# the build backend (pyproject's build-system.requires) the image builds our wheel with.
 UV_VERSION := 0.13.8
+UV_COMPILE = $(VENV)/bin/uv pip compile --universal --python-version 3.11 --generate-hashes --quiet
 lock: venv
 	$(PY) -m pip install -q 'uv==$(UV_VERSION)'
-	$(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 \
-	  --generate-hashes --quiet -o requirements.lock
+	$(UV_COMPILE) pyproject.toml -o requirements.lock
+	$(PY) -c 'import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")' \
+	  | $(UV_COMPILE) - -o requirements-build.lock
 
 image:
 	bash hack/publish-image.sh --load
@@ -81,7 +88,10 @@ lint: venv typecheck
 test-unit: venv
 	$(VENV)/bin/pytest tests/unit $(PYTEST_ARGS)
 
-test: venv controlplane tools lint
+# The Go builds, npm, pip and lint are independent: run at once, downloads, links and pip's waits
+# overlap with compiles (go build already uses every core). Then every test.
+test:
+	$(MAKE) --no-print-directory -j4 controlplane tools mcp-clients lint
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
 
 demo: venv controlplane

@@ -2,13 +2,18 @@
 
 The whole system runs (installed with Helm into a non-default namespace); its operator's real
 /metrics is scraped while the fleet is healthy, then with a GPU made unhealthy by a scripted XID
-and a node whose pods hold more GPUs than it advertises. The recorded series go through
-Prometheus' own `promtool test rules` with the chart's PrometheusRule.
+and a node whose pods hold more GPUs than it advertises, then once more at least a status
+refresh period after the first. The recorded series go through Prometheus' own
+`promtool test rules` with the chart's PrometheusRule: the gauges held as scraped, the last-write
+time replayed from the two scrapes a refresh period apart, at their real spacing.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +33,13 @@ pytestmark = pytest.mark.cluster
 G, V = constants.GROUP, constants.VERSION
 HELD_MINUTES = 30
 LAST_WRITE = "gpu_inventory_status_last_write_timestamp_seconds"
+
+
+@dataclass(frozen=True)
+class Scrape:
+    at: float
+    """Unix time just after the scrape."""
+    samples: Samples
 
 
 @pytest.fixture
@@ -56,16 +68,17 @@ def inventory_status(system: GPUInventorySystem) -> dict[str, Any]:
     return status
 
 
-def scrape_when(system: GPUInventorySystem, check: Any, what: str) -> Samples:
+def scrape_when(system: GPUInventorySystem, check: Any, what: str) -> Scrape:
     """The operator's samples once `check(samples, status)` passes on one scrape and status."""
 
-    def attempt() -> Samples:
+    def attempt() -> Scrape:
         try:
             samples = scrape(system.operator_metrics_port)
         except OSError as error:
             raise AssertionError(f"/metrics not served yet: {error}") from error
+        at = time.time()
         check(samples, inventory_status(system))
-        return samples
+        return Scrape(at, samples)
 
     return eventually(attempt, timeout=90, what=what)
 
@@ -98,22 +111,37 @@ def the_metrics_are_the_status(samples: Samples, status: dict[str, Any]) -> None
             )
             == 1
         )
-    assert samples[(LAST_WRITE, ())] > 0
+    assert value(samples, LAST_WRITE) > 0
 
 
-def recorded(samples: Samples) -> list[dict[str, str]]:
-    """The samples held for HELD_MINUTES; the write timestamp rebased to promtool's clock
-    (which starts at 0) as a status refreshed every minute."""
-    series = alerts.held(samples, HELD_MINUTES, skip=(LAST_WRITE,))
-    series.append({"series": LAST_WRITE, "values": f"0+60x{HELD_MINUTES}"})
-    return series
+@dataclass(frozen=True)
+class Recording:
+    """Input series for promtool, one sample every `step` seconds (promtool's clock starts at
+    0), long enough to evaluate at HELD_MINUTES."""
+
+    step: int
+    series: list[dict[str, str]]
 
 
-def expect(series: list[dict[str, str]], firing: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+def recorded(gauges: Scrape, first: Scrape, later: Scrape) -> Recording:
+    """`gauges` held as scraped; the last-write time from two real scrapes: at 0 as old as
+    `first` saw it, then advancing by what the operator really wrote before `later`, one step
+    per real interval between the two."""
+    step = round(later.at - first.at)
+    steps = math.ceil(HELD_MINUTES * 60 / step)
+    series = alerts.held(gauges.samples, steps, skip=(LAST_WRITE,))
+    written = first.samples[(LAST_WRITE, ())]
+    start = written - first.at  # <= 0: written that long before the first scrape
+    advance = later.samples[(LAST_WRITE, ())] - written
+    series.append({"series": LAST_WRITE, "values": f"{start:.3f}+{advance:.3f}x{steps}"})
+    return Recording(step, series)
+
+
+def expect(recording: Recording, firing: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     """A promtool test: at the end, exactly `firing` fire and every other alert is quiet."""
     return {
-        "interval": "1m",
-        "input_series": series,
+        "interval": f"{recording.step}s",
+        "input_series": recording.series,
         "alert_rule_test": [
             {"eval_time": f"{HELD_MINUTES}m", "alertname": name, "exp_alerts": firing.get(name, [])}
             for name in alerts.alert_names()
@@ -135,7 +163,7 @@ def test_the_real_operators_metrics_drive_the_charts_alerts(
     quiet = scrape_when(system, healthy, "metrics of a complete, healthy inventory")
     assert (
         value(
-            quiet,
+            quiet.samples,
             "gpu_inventory_resource_gpus",
             resource="nvidia.com/mig-1g.10gb",
             source="DevicePlugin",
@@ -143,9 +171,9 @@ def test_the_real_operators_metrics_drive_the_charts_alerts(
         )
         == 3
     )
-    assert value(quiet, "gpu_inventory_product_nodes", product="NVIDIA-H100-80GB-HBM3") == 3
+    assert value(quiet.samples, "gpu_inventory_product_nodes", product="NVIDIA-H100-80GB-HBM3") == 3
     dra_gpus = {"resource": "nvidia.com/gpu", "source": "DRA"}
-    assert value(quiet, "gpu_inventory_resource_gpus", **dra_gpus, state="allocated") == 2
+    assert value(quiet.samples, "gpu_inventory_resource_gpus", **dra_gpus, state="allocated") == 2
 
     node_b = system.nodes[2]
     system.start_agent(node_b, scenario="h100-8x-events")  # XID 79 on GPU 3 after 10 s
@@ -163,7 +191,7 @@ def test_the_real_operators_metrics_drive_the_charts_alerts(
 
     loud = scrape_when(system, troubled, "metrics of an unhealthy GPU and an overcommitted node")
     unhealthy = value(
-        loud,
+        loud.samples,
         "gpu_inventory_node_gpus",
         node=node_b.name,
         product=node_b.product,
@@ -177,6 +205,7 @@ def test_the_real_operators_metrics_drive_the_charts_alerts(
                     "severity": "warning",
                     "node": node_b.name,
                     "product": node_b.product,
+                    "source": "DevicePlugin",
                 },
                 "exp_annotations": {
                     "summary": f"{unhealthy:g} unhealthy GPU(s) on {node_b.name}.",
@@ -188,7 +217,12 @@ def test_the_real_operators_metrics_drive_the_charts_alerts(
         ],
         "GPUNodeOvercommitted": [
             {
-                "exp_labels": {"severity": "warning", "node": "gpu-t4-a"},
+                "exp_labels": {
+                    "severity": "warning",
+                    "node": "gpu-t4-a",
+                    "product": "Tesla-T4",
+                    "source": "DevicePlugin",
+                },
                 "exp_annotations": {
                     "summary": "Node gpu-t4-a has more GPUs allocated than allocatable.",
                     "description": "Pods bound to gpu-t4-a hold more GPUs than the device plugin "
@@ -198,8 +232,16 @@ def test_the_real_operators_metrics_drive_the_charts_alerts(
             }
         ],
     }
-    rules = alerts.write_rules(tmp_path)
-    result = alerts.promtool_test(
-        tmp_path, rules, [expect(recorded(quiet), {}), expect(recorded(loud), firing)]
+    # A status refresh period after the first scrape, the operator has written again.
+    time.sleep(max(0.0, quiet.at + constants.STATUS_REFRESH_SECONDS + 5 - time.time()))
+    later = scrape_when(system, the_metrics_are_the_status, "a scrape a refresh period later")
+    assert later.samples[(LAST_WRITE, ())] > quiet.samples[(LAST_WRITE, ())], (
+        f"no status write in the {later.at - quiet.at:.0f} s between two scrapes"
     )
+    rules = alerts.write_rules(tmp_path)
+    tests = [
+        expect(recorded(quiet, quiet, later), {}),
+        expect(recorded(loud, quiet, later), firing),
+    ]
+    result = alerts.promtool_test(tmp_path, rules, tests)
     assert result.returncode == 0, result.stdout + result.stderr

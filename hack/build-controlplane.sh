@@ -13,7 +13,8 @@ source "$here/versions.env"
 
 cache=${GPU_INVENTORY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gpu-inventory}
 bin="$cache/bin/k8s-v$KUBERNETES_VERSION-etcd-v$ETCD_VERSION"
-export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+# Wrapper modules resolved at build time: -mod=mod, added to (not replacing) the machine's GOFLAGS.
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS="${GOFLAGS:+$GOFLAGS }-mod=mod"
 
 log() { printf '[controlplane-build] %s\n' "$*" >&2; }
 

@@ -3,8 +3,9 @@
 # with Docker buildx, push it, and pin the chart to the pushed digest.
 #
 #   hack/publish-image.sh                  build both platforms and push $IMAGE:$VERSION; then
-#                                          write the index digest to charts/gpu-inventory/values.yaml
-#                                          (image.digest) and re-render manifests/ (make manifests)
+#                                          write $IMAGE and the index digest into
+#                                          charts/gpu-inventory/values.yaml (image.repository,
+#                                          image.digest) and re-render manifests/ (make manifests)
 #   hack/publish-image.sh --load           build for this machine's platform only, load it into the
 #                                          local Docker as $IMAGE:$VERSION (no push)
 #   hack/publish-image.sh --refresh-base   resolve the current digest of the base image's tag
@@ -12,8 +13,11 @@
 #
 # Environment: IMAGE (default ghcr.io/gpu-inventory/gpu-inventory), VERSION (default the chart's
 # appVersion), PLATFORMS (default linux/amd64,linux/arm64). Needs docker with buildx, logged in
-# to the registry for a push; building arm64 on an amd64 machine needs QEMU binfmt
-# (docker run --privileged --rm tonistiigi/binfmt --install arm64) or an arm64 builder node.
+# to the registry for a push, and a builder that can build several platforms: Docker's default
+# `docker` driver cannot (unless the containerd image store is on), so create one once with
+# `docker buildx create --name multiarch --driver docker-container --use`. Building arm64 on an
+# amd64 machine needs QEMU binfmt (docker run --privileged --rm tonistiigi/binfmt --install arm64)
+# or an arm64 builder node. A push ends with `make manifests`, which needs Go (for Helm).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 chart=charts/gpu-inventory
@@ -33,11 +37,15 @@ if [ "$mode" = --refresh-base ]; then
   exit 0
 fi
 
+# Times come from the commit, never the clock: the OCI `created` label, and SOURCE_DATE_EPOCH,
+# from which BuildKit (>= 0.11) sets the image's own creation times.
+epoch=$(git log -1 --format=%ct 2>/dev/null || echo 0)
 args=(
   --file Dockerfile --target runtime
   --build-arg "VERSION=$version"
   --build-arg "REVISION=$(git rev-parse HEAD 2>/dev/null || echo unknown)"
-  --build-arg "CREATED=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  --build-arg "CREATED=$(date -u -d "@$epoch" +%Y-%m-%dT%H:%M:%SZ)"
+  --build-arg "SOURCE_DATE_EPOCH=$epoch"
   --tag "$image:$version"
 )
 if [ "$mode" = --load ]; then
@@ -52,6 +60,7 @@ docker buildx build "${args[@]}" --platform "$platforms" --provenance=false \
   --metadata-file "$metadata" --push .
 digest=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["containerimage.digest"])' "$metadata")
 echo "pushed $image:$version@$digest ($platforms)"
-sed -i "s|^  digest: \".*\"|  digest: \"$digest\"|" "$chart/values.yaml"
+sed -i -e "s|^  repository: .*|  repository: $image|" \
+  -e "s|^  digest: \".*\"|  digest: \"$digest\"|" "$chart/values.yaml"
 make manifests
 echo "chart and manifests now pin $image@$digest"

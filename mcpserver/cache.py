@@ -8,8 +8,9 @@ sanitised error and retries with capped exponential backoff, re-watching from wh
 
 Tool calls never wait on any of this: they read `snapshot()`, an immutable `Snapshot` that the
 threads swap in on each change. Objects are parsed into the API models once, on arrival; an
-invalid object is logged and left out. Listeners hear about changes to the inventory, so the
-server can publish resource updates.
+invalid GPUNode is logged, left out and named in the snapshot (answers warn about it); an
+invalid GPUInventory leaves the last good one in place. Listeners hear about changes to the
+inventory, so the server can publish resource updates.
 """
 
 from __future__ import annotations
@@ -102,9 +103,11 @@ class InventoryCache:
         }
         self._inventory: GPUInventory | None = None
         self._nodes: dict[str, GPUNode] = {}
+        self._invalid_nodes: dict[str, str] = {}
         self._down_since: datetime | None = None
         self._server = ""
         self._snapshot = Snapshot()
+        self._settled = threading.Event()
         self._listeners: dict[object, Listener] = {}
 
     @classmethod
@@ -125,6 +128,12 @@ class InventoryCache:
     def snapshot(self) -> Snapshot:
         """The current view; never blocks on the API server."""
         return self._snapshot
+
+    def wait_settled(self, timeout: float) -> None:
+        """Block (at most `timeout` seconds) until the first LIST finished or failed, so a
+        question asked right after start-up (a stdio server starts with its first client) is
+        answered rather than told to come back; returns at once ever after."""
+        self._settled.wait(timeout)
 
     def subscribe(self, listener: Listener) -> Callable[[], None]:
         """Call `listener()` (from a watch thread) whenever the GPUInventory changes."""
@@ -181,32 +190,35 @@ class InventoryCache:
                 for item in items
                 if (item.get("metadata") or {}).get("name") == constants.INVENTORY_NAME
             ]
-            inventory = _parse(read_inventory, listed[0]) if listed else None
+            inventory = _parse(read_inventory, listed[0])[0] if listed else None
             with self._lock:
                 if inventory is not None or not listed:  # invalid: the last good one stays
                     notify = _changed(self._inventory, inventory)
                     self._inventory = inventory
                 self._mark_listed(plural)
         else:
-            nodes = {}
+            nodes: dict[str, GPUNode] = {}
+            invalid: dict[str, str] = {}
             for item in items:
-                node = _parse(read_gpunode, item)
+                node, error = _parse(read_gpunode, item)
                 if node is not None:
                     nodes[node.metadata.name] = node
+                else:
+                    invalid[_name(item)] = error
             with self._lock:
-                self._nodes = nodes
+                self._nodes, self._invalid_nodes = nodes, invalid
                 self._mark_listed(plural)
         if notify:
             self._notify()
 
     def apply_event(self, plural: str, event_type: str, obj: Mapping[str, Any]) -> None:
         """One ADDED, MODIFIED or DELETED watch event."""
-        name = str((obj.get("metadata") or {}).get("name", ""))
+        name = _name(obj)
         notify = False
         if plural == INVENTORY:
             if name != constants.INVENTORY_NAME:
                 return
-            inventory = None if event_type == "DELETED" else _parse(read_inventory, obj)
+            inventory = None if event_type == "DELETED" else _parse(read_inventory, obj)[0]
             if inventory is None and event_type != "DELETED":
                 return  # invalid: logged, the last good one stays
             with self._lock:
@@ -214,14 +226,17 @@ class InventoryCache:
                 self._inventory = inventory
                 self._publish()
         else:
-            node = None if event_type == "DELETED" else _parse(read_gpunode, obj)
+            node, error = (None, "") if event_type == "DELETED" else _parse(read_gpunode, obj)
             with self._lock:
-                nodes = dict(self._nodes)  # copy on write: readers hold the old mapping
-                if node is None:
-                    nodes.pop(name, None)
-                else:
+                # copy on write: readers hold the old mappings
+                nodes, invalid = dict(self._nodes), dict(self._invalid_nodes)
+                nodes.pop(name, None)
+                invalid.pop(name, None)
+                if node is not None:
                     nodes[name] = node
-                self._nodes = nodes
+                elif error:  # not a stale copy of the old object: the node's GPUs are unknown
+                    invalid[name] = error
+                self._nodes, self._invalid_nodes = nodes, invalid
                 self._publish()
         if notify:
             self._notify()
@@ -356,10 +371,13 @@ class InventoryCache:
     def _publish(self) -> None:
         kinds = self._kinds.values()
         errors = [k.error for k in kinds if k.error]
+        if errors or all(k.synced for k in kinds):
+            self._settled.set()
         self._snapshot = replace(
             self._snapshot,
             inventory=self._inventory,
             nodes=MappingProxyType(self._nodes),
+            invalid_nodes=MappingProxyType(self._invalid_nodes),
             synced=all(k.synced for k in kinds),
             connected=all(k.connected for k in kinds),
             last_error=errors[-1] if errors else None,
@@ -393,12 +411,20 @@ def _request(api: client.CustomObjectsApi, kind: _Kind, expired: str, **options:
         raise
 
 
-def _parse(reader: Callable[[Mapping[str, Any]], _M], obj: Mapping[str, Any]) -> _M | None:
+def _parse(
+    reader: Callable[[Mapping[str, Any]], _M], obj: Mapping[str, Any]
+) -> tuple[_M | None, str]:
+    """The object as a model, or None and why not (also logged)."""
     try:
-        return reader(obj)
+        return reader(obj), ""
     except InvalidObjectError as error:
         log.warning("skipping an invalid object: %s", error)
-        return None
+        return None, str(error)
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata")
+    return str(metadata.get("name", "")) if isinstance(metadata, Mapping) else ""
 
 
 def _changed(old: GPUInventory | None, new: GPUInventory | None) -> bool:

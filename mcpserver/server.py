@@ -1,7 +1,7 @@
 """`build_server(settings)`: the MCP server, its tools and its one resource.
 
 Every tool answers from the watch cache's current snapshot (see `cache.py`): no NVML, no pod
-lists, no fan-out to nodes, no API request per call. The logic lives in `views.py`; this module
+lists, no fan-out to nodes, no API request per call. The logic lives in `views`; this module
 wires it to MCP and turns expected failures into tool errors the model can read. Importing it
 has no side effects.
 
@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import importlib.metadata
+import inspect
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -22,31 +24,43 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
 
 import anyio.to_thread
+import pydantic
+import pydantic_core
 from mcp.server import MCPServer
 from mcp.server.auth.provider import TokenVerifier
 from mcp.server.auth.settings import AuthSettings
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
+from mcp.server.mcpserver.tools import Tool
 from mcp.server.subscriptions import InMemorySubscriptionBus, ResourceUpdated
-from mcp.types import ToolAnnotations
-from pydantic import AnyHttpUrl, Field
+from mcp.types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from gpu_inventory.mcpserver import auth, kube, shapes, views
+from gpu_inventory.mcpserver import auth, kube, schemas, shapes, views
 from gpu_inventory.mcpserver.cache import InventoryCache, WatchTiming
 from gpu_inventory.mcpserver.settings import Settings
+from gpu_inventory.mcpserver.subscriptions import LegacySubscribers
 
 log = logging.getLogger(__name__)
 
 RESOURCE_URI = "gpuinventory://cluster"
+HEALTH_PATHS = frozenset({"/healthz", "/readyz"})
+FIRST_LIST_WAIT_SECONDS = 10.0
+"""How long a call made while the cache is still loading waits for the first LIST."""
 INSTRUCTIONS = """\
 Answers questions about the GPUs of one Kubernetes cluster from its GPUInventory and GPUNode
 objects: what GPUs exist, which are free, which are sick, and where a job can run.
-get_gpu_inventory lists nodes and GPUs (filter by node, product or health to keep answers small);
+get_gpu_inventory lists nodes and GPUs a page at a time, with the whole-cluster summary on every
+page (filter by node, product or health, or follow next_cursor, to see more);
 get_gpu_health lists unhealthy and degraded GPUs with the recommended action;
 find_gpu_capacity finds the nodes where a pod asking for N GPUs fits now. Read-only."""
 
 _READ_ONLY = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+_LIMIT = (
+    "{what}, 1 to 500. Omitted: as many as fit in about 30,000 characters (at least one), "
+    "so the answer fits a model's context; counts and truncated say what was left out."
+)
 _T = TypeVar("_T")
 
 
@@ -59,6 +73,61 @@ class AppState:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def server_version() -> str:
+    """The installed gpu-inventory version, sent as `serverInfo.version`."""
+    try:
+        return importlib.metadata.version("gpu-inventory")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def compact(answer: BaseModel) -> CallToolResult:
+    """The answer as a tool result: structured content, and as the text a model reads the same
+    JSON without indentation (the SDK would indent it by 2, a third more text for nothing)."""
+    text = answer.model_dump_json()
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content=pydantic_core.from_json(text),
+    )
+
+
+class _KnownArgumentsOnly(BaseModel):
+    """Mixed into a tool's argument model: an argument the tool does not take is an error that
+    names it and lists the ones it does (pydantic's own extra_forbidden error lists none)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    @pydantic.model_validator(mode="before")
+    @classmethod
+    def _known_only(cls, data: Any) -> Any:
+        known = [field.alias or name for name, field in cls.model_fields.items()]
+        unknown = sorted(set(data) - set(known)) if isinstance(data, dict) else []
+        if unknown:
+            raise ValueError(
+                f"unknown argument {', '.join(map(repr, unknown))}; this tool takes: "
+                + ", ".join(known)
+            )
+        return data
+
+
+def strict_tool(fn: Callable[..., Any], *, title: str) -> Tool:
+    """A read-only tool from `fn` whose docstring is dedented (the SDK sends it as is), that
+    refuses arguments it does not take (a misspelt filter silently ignored would answer
+    another question than the one asked; the input schema says `additionalProperties: false`),
+    and whose output schema is spelled flat so clients validate answers quickly (`schemas`)."""
+    fn.__doc__ = inspect.cleandoc(fn.__doc__ or "")
+    tool = Tool.from_function(fn, title=title, annotations=_READ_ONLY)
+    loose = tool.fn_metadata.arg_model
+    strict = pydantic.create_model(loose.__name__, __base__=(loose, _KnownArgumentsOnly))
+    output = tool.fn_metadata.output_schema
+    metadata = tool.fn_metadata.model_copy(
+        update={"arg_model": strict, "output_schema": schemas.flat(output) if output else None}
+    )
+    return tool.model_copy(
+        update={"fn_metadata": metadata, "parameters": strict.model_json_schema(by_alias=True)}
+    )
 
 
 def tune_gc() -> None:
@@ -94,6 +163,7 @@ def build_server(
         )
     watched = cache
     bus = InMemorySubscriptionBus()
+    legacy = LegacySubscribers([RESOURCE_URI])
     users = 0
     pending: set[asyncio.Task[None]] = set()
 
@@ -104,9 +174,13 @@ def build_server(
         loop = asyncio.get_running_loop()
 
         def publish() -> None:
-            task = loop.create_task(bus.publish(ResourceUpdated(uri=RESOURCE_URI)))
-            pending.add(task)
-            task.add_done_callback(pending.discard)
+            for update in (
+                bus.publish(ResourceUpdated(uri=RESOURCE_URI)),
+                legacy.publish(RESOURCE_URI),
+            ):
+                task = loop.create_task(update)
+                pending.add(task)
+                task.add_done_callback(pending.discard)
 
         def changed() -> None:  # called from a watch thread
             loop.call_soon_threadsafe(publish)
@@ -131,33 +205,37 @@ def build_server(
             resource_server_url=None,
             required_scopes=[auth.REQUIRED_SCOPE],
         )
-    mcp = MCPServer[AppState](
-        "gpu-inventory",
-        title="GPU inventory",
-        instructions=INSTRUCTIONS,
-        lifespan=lifespan,
-        subscriptions=bus,
-        token_verifier=token_verifier,
-        auth=auth_settings,
-        log_level=settings.log_level.upper(),  # type: ignore[arg-type]
-    )
     max_staleness = settings.max_staleness_seconds
-    memo = views.NodeOutMemo()
+    memo = views.AnswerMemo()
 
     def answer(
-        view: Callable[..., _T], *, error: type[Exception] = ToolError, **arguments: Any
+        name: str,
+        view: Callable[..., _T],
+        *,
+        error: type[Exception] = ToolError,
+        **arguments: Any,
     ) -> _T:
-        """`view` on the current snapshot; expected failures become readable tool (or resource)
-        errors, never a stack trace."""
+        """`view` on the current snapshot. A bad argument or an inventory that cannot be trusted
+        becomes a readable tool (or resource) error; anything else, a ValueError included, is a
+        bug, logged with its traceback and reported with its cause (the SDK would only say
+        "Error executing tool <name>"; it names a tool, so only a resource's error names it)."""
+        watched.wait_settled(FIRST_LIST_WAIT_SECONDS)
         try:
             return view(
                 watched.snapshot(), now=clock(), max_staleness_seconds=max_staleness, **arguments
             )
-        except (ValueError, views.InventoryUnavailableError) as failure:
+        except (views.ArgumentError, views.InventoryUnavailableError) as failure:
             raise error(str(failure)) from failure
+        except Exception as bug:
+            log.exception("%s failed", name)
+            where = f"{name}: " if error is not ToolError else ""
+            raise error(
+                f"{where}internal error in gpu-inventory-mcp ({type(bug).__name__}: {bug}); this "
+                "is a bug: the server log has the details, please report it"
+            ) from bug
 
-    @mcp.tool(title="GPU inventory", annotations=_READ_ONLY)
     def get_gpu_inventory(
+        *,
         include_k8s_metadata: Annotated[
             bool,
             Field(description="Include each node's labels, conditions and GPU resource numbers."),
@@ -176,31 +254,59 @@ def build_server(
                 max_length=128,
             ),
         ] = None,
-        only_unhealthy: Annotated[
+        only_unhealthy_or_degraded: Annotated[
             bool,
             Field(description="Only nodes with unhealthy or degraded GPUs, and only those GPUs."),
         ] = False,
         limit: Annotated[
-            int,
-            Field(description="Return at most this many nodes.", ge=1, le=views.MAX_LIMIT),
-        ] = 500,
-    ) -> shapes.InventoryAnswer:
+            int | None,
+            Field(
+                description=_LIMIT.format(what="Nodes per page")
+                + " The summary always covers every node.",
+                ge=1,
+                le=views.MAX_LIMIT,
+            ),
+        ] = None,
+        cursor: Annotated[
+            str | None,
+            Field(
+                description="next_cursor from the previous page, with the same filters.",
+                max_length=2048,
+            ),
+        ] = None,
+        only_unhealthy: Annotated[
+            bool | None,
+            Field(description="Renamed: use only_unhealthy_or_degraded."),
+        ] = None,
+    ) -> Annotated[CallToolResult, shapes.InventoryAnswer]:
         """The cluster's GPUs: a whole-cluster summary, then per node its GPUs (model, memory,
-        temperature, utilisation, health), agent pod and Kubernetes view (labels, conditions,
-        capacity/allocatable/allocated of the GPU resource). Nodes are sorted by name; filters
-        narrow the node list but never the summary. An unknown node or product is an error
-        that lists the valid values."""
-        return answer(
-            views.inventory_answer,
-            include_k8s_metadata=include_k8s_metadata,
-            node=node,
-            product=product,
-            only_unhealthy=only_unhealthy,
-            limit=limit,
-            memo=memo,
+        temperature, utilisation, health), agent pod and Kubernetes view (labels, every node
+        condition, capacity/allocatable/allocated of the GPU resource).
+
+        Nodes are sorted by name and come one page at a time: when next_cursor is set, call
+        again with cursor=next_cursor and the same filters for the next page. Filters narrow
+        the node list but never the summary. An unknown node or product is an error that lists
+        the valid values. inventory_current is false (and warnings say why) when the operator
+        has not confirmed the numbers recently."""
+        if only_unhealthy is not None:
+            raise ToolError(
+                "only_unhealthy was renamed only_unhealthy_or_degraded (it always listed "
+                "degraded GPUs too); pass that instead"
+            )
+        return compact(
+            answer(
+                "get_gpu_inventory",
+                views.inventory_answer,
+                include_k8s_metadata=include_k8s_metadata,
+                node=node,
+                product=product,
+                only_unhealthy_or_degraded=only_unhealthy_or_degraded,
+                limit=limit,
+                cursor=cursor,
+                memo=memo,
+            )
         )
 
-    @mcp.tool(title="GPU health", annotations=_READ_ONLY)
     def get_gpu_health(
         severity: Annotated[
             shapes.Severity,
@@ -209,15 +315,21 @@ def build_server(
                 "'unhealthy' lists only unhealthy ones."
             ),
         ] = "degraded",
-    ) -> shapes.HealthAnswer:
+        limit: Annotated[
+            int | None,
+            Field(description=_LIMIT.format(what="GPUs listed"), ge=1, le=views.MAX_LIMIT),
+        ] = None,
+    ) -> Annotated[CallToolResult, shapes.HealthAnswer]:
         """Unhealthy and degraded GPUs, newest event first, each with its health reasons, recent
         XID errors, the driver's recovery action and one recommended action (None,
-        RestartApplication, Investigate, ResetGPU, DrainAndResetGPU, RebootNode or ReplaceGPU).
-        Also lists GPU nodes that are NotReady and nodes whose agent stopped reporting.
-        Nothing is changed: acting on the advice is up to the operator of the cluster."""
-        return answer(views.health_answer, severity=severity)
+        RestartApplication, Investigate, RecoverIMEXDomain, ResetGPU, DrainAndResetGPU,
+        RebootNode or ReplaceGPU), with counts over the whole cluster. Also lists GPU nodes
+        that are NotReady and nodes whose agent stopped reporting. Nothing is changed: acting
+        on the advice is up to the operator of the cluster."""
+        return compact(
+            answer("get_gpu_health", views.health_answer, severity=severity, limit=limit)
+        )
 
-    @mcp.tool(title="Find GPU capacity", annotations=_READ_ONLY)
     def find_gpu_capacity(
         count: Annotated[
             int,
@@ -234,13 +346,43 @@ def build_server(
                 max_length=128,
             ),
         ] = None,
-    ) -> shapes.CapacityAnswer:
+        limit: Annotated[
+            int | None,
+            Field(description=_LIMIT.format(what="Nodes listed"), ge=1, le=views.MAX_LIMIT),
+        ] = None,
+    ) -> Annotated[CallToolResult, shapes.CapacityAnswer]:
         """Nodes where a pod asking for `count` GPUs could be placed now: Ready, with at least
         `count` units free (allocatable minus what bound pods request), and not reporting every
         GPU unhealthy. Best first means tightest fit first (least left over): placing a job in
         the smallest gap that holds it keeps whole nodes free for the large jobs that need
         them. Taints, affinity and other resources are not considered."""
-        return answer(views.capacity_answer, count=count, product=product)
+        return compact(
+            answer(
+                "find_gpu_capacity",
+                views.capacity_answer,
+                count=count,
+                product=product,
+                limit=limit,
+            )
+        )
+
+    tools = [
+        strict_tool(get_gpu_inventory, title="GPU inventory"),
+        strict_tool(get_gpu_health, title="GPU health"),
+        strict_tool(find_gpu_capacity, title="Find GPU capacity"),
+    ]
+    mcp = MCPServer[AppState](
+        "gpu-inventory",
+        title="GPU inventory",
+        version=server_version(),
+        instructions=INSTRUCTIONS,
+        lifespan=lifespan,
+        subscriptions=bus,
+        token_verifier=token_verifier,
+        auth=auth_settings,
+        tools=tools,
+        log_level=settings.log_level.upper(),  # type: ignore[arg-type]
+    )
 
     @mcp.resource(
         RESOURCE_URI,
@@ -251,19 +393,23 @@ def build_server(
         mime_type="application/json",
     )
     def inventory_summary() -> str:
-        return answer(views.inventory_resource, error=ResourceError).model_dump_json()
+        resource = answer(RESOURCE_URI, views.inventory_resource, error=ResourceError)
+        return resource.model_dump_json()
 
     async def healthz(_: Request) -> Response:
         """Liveness: the process serves HTTP. Open, no auth."""
         return JSONResponse({"status": "ok"})
 
     async def readyz(_: Request) -> Response:
-        """Readiness: the cache has loaded the inventory once. Open, no auth."""
+        """Readiness: this replica can answer from its cache (listed once, and not cut off from
+        the API server for longer than max_staleness_seconds). Open, no auth."""
         snapshot = watched.snapshot()
-        body = {"synced": snapshot.synced, "connected": snapshot.connected}
-        return JSONResponse(body, status_code=200 if snapshot.synced else 503)
+        reason = views.not_ready(snapshot, now=clock(), max_staleness_seconds=max_staleness)
+        body = {"synced": snapshot.synced, "connected": snapshot.connected, "reason": reason}
+        return JSONResponse(body, status_code=200 if reason is None else 503)
 
     # The SDK's custom_route decorator is untyped; the routes it adds are served without auth.
     mcp.custom_route("/healthz", methods=["GET"], include_in_schema=False)(healthz)
     mcp.custom_route("/readyz", methods=["GET"], include_in_schema=False)(readyz)
+    legacy.install(mcp)
     return mcp

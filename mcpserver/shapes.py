@@ -23,6 +23,7 @@ RecommendedAction = Literal[
     "None",
     "RestartApplication",
     "Investigate",
+    "RecoverIMEXDomain",
     "ResetGPU",
     "DrainAndResetGPU",
     "RebootNode",
@@ -43,10 +44,9 @@ class ResourceUsage(_Out):
 
     name: str
     source: Source = Field(
-        default="DevicePlugin",
-        description="DevicePlugin: Node allocatable; DRA: a DRA driver's ResourceSlices.",
+        description="DevicePlugin: Node allocatable; DRA: a DRA driver's ResourceSlices."
     )
-    capacity: int | None = Field(default=None, description="None when only the totals are known.")
+    capacity: int
     allocatable: int
     allocated: int
     available: int
@@ -79,7 +79,7 @@ class ClusterSummary(_Out):
     gpus_allocatable: int = Field(description="Allocatable units of the primary resource.")
     gpus_allocated: int = Field(description="Units requested by pods bound to GPU nodes.")
     gpus_available: int = Field(description="allocatable - allocated, floored at 0.")
-    gpu_types: list[str]
+    gpu_types: list[str] = Field(description='GPU products as NVML names them ("Tesla T4").')
     # Additions.
     primary_resource: str
     gpu_capacity: int
@@ -97,7 +97,7 @@ class ClusterSummary(_Out):
 class GPUResources(_Out):
     """The node's numbers for the primary resource (legacy shape, plus `available`)."""
 
-    capacity: int | None
+    capacity: int = Field(description="0 when the node advertises none.")
     allocatable: int
     allocated: int
     available: int
@@ -105,22 +105,29 @@ class GPUResources(_Out):
 
 class NodeKubernetes(_Out):
     labels: dict[str, str] = Field(description="GPU-relevant node labels only.")
-    conditions: dict[str, bool]
+    conditions: dict[str, bool] = Field(
+        description="Every condition on the Node (Node Problem Detector's and GPU health "
+        "conditions too): True when its status is True."
+    )
     gpu_resources: GPUResources
     all_gpu_resources: list[ResourceUsage] = Field(description="Every GPU resource name.")
 
 
+_UNREPORTED = "; null when NVML does not report it on this device."
+
+
 class GPUOut(_Out):
-    # Legacy fields.
+    # The legacy answer's fields: index, name, uuid, memory_total, temperature, utilization.
+    # The three readings are null (never a made-up number) where NVML does not support them.
     index: int
     name: str
     uuid: str
-    memory_total: int | None = Field(description="Bytes.")
-    memory_used: int | None = Field(description="Bytes.")
-    temperature: int | None = Field(description="Degrees Celsius.")
-    utilization: int | None = Field(description="GPU utilisation, percent.")
-    health: HealthStatus
+    memory_total: int | None = Field(description="Bytes" + _UNREPORTED)
+    temperature: int | None = Field(description="Degrees Celsius" + _UNREPORTED)
+    utilization: int | None = Field(description="GPU utilisation, percent" + _UNREPORTED)
     # Additions.
+    memory_used: int | None = Field(description="Bytes" + _UNREPORTED)
+    health: HealthStatus
     health_reasons: list[str]
     utilization_memory: int | None
     power_draw_watts: float | None
@@ -133,7 +140,7 @@ class GPUOut(_Out):
 class NodeOut(_Out):
     # Legacy fields.
     node_name: str
-    pod_name: str | None = Field(description="The node agent's pod, None without an agent.")
+    pod_name: str = Field(description="The node agent's pod; empty without an agent.")
     status: NodeStatus
     kubernetes: NodeKubernetes | None = Field(
         default=None,
@@ -152,16 +159,30 @@ class NodeOut(_Out):
     last_heartbeat: datetime | None
     driver_version: str | None
     cuda_version: str | None
-    source: Source = Field(default="DevicePlugin", description="Who advertises the node's GPUs.")
+    source: Source = Field(description="Who advertises the node's GPUs.")
 
 
-class InventoryAnswer(_Out):
+class _Freshness(_Out):
+    """How far every answer can be trusted (the API's status-age rule, `api.freshness`)."""
+
+    inventory_current: bool = Field(
+        description="The operator confirmed the inventory recently; if false, see warnings."
+    )
+    inventory_age_seconds: float | None = Field(
+        description="Seconds since the operator last confirmed the inventory (null: unknown)."
+    )
+    warnings: list[str] = Field(description="Why the answer may be stale or incomplete.")
+
+
+class InventoryAnswer(_Freshness):
     status: Literal["success"] = "success"
     cluster_summary: ClusterSummary
     nodes: list[NodeOut]
-    nodes_matched: int = Field(description="Nodes matching the filters, before `limit`.")
-    truncated: bool = Field(description="True when `limit` cut the node list short.")
-    warnings: list[str] = Field(description="Why the answer may be stale or incomplete.")
+    nodes_matched: int = Field(description="Nodes matching the filters, over all pages.")
+    truncated: bool = Field(description="True when more pages follow (see next_cursor).")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (same filters) for the next page; null on the last page."
+    )
 
 
 # --- get_gpu_health ------------------------------------------------------------------------------
@@ -189,14 +210,23 @@ class GPUHealthOut(_Out):
     agent_stale: bool = Field(description="The agent's readings are older than allowed.")
 
 
-class HealthAnswer(_Out):
+class HealthAnswer(_Freshness):
     status: Literal["success"] = "success"
-    unhealthy_gpus: int
-    degraded_gpus: int
-    gpus: list[GPUHealthOut] = Field(description="Unhealthy and degraded GPUs, newest event first.")
-    nodes_not_ready: list[str]
-    stale_agents: list[str] = Field(description="Nodes whose agent stopped reporting.")
-    warnings: list[str]
+    unhealthy_gpus: int = Field(description="In the whole cluster.")
+    degraded_gpus: int = Field(description="In the whole cluster.")
+    gpus: list[GPUHealthOut] = Field(
+        description="Sick GPUs of the asked severity, newest event first; the first of them "
+        "when truncated."
+    )
+    gpus_matched: int = Field(description="Sick GPUs of the asked severity, listed or not.")
+    truncated: bool = Field(
+        description="More GPUs matched than are listed: ask with a larger limit (at most 500), "
+        "or severity='unhealthy'."
+    )
+    nodes_not_ready: list[str] = Field(description="GPU nodes that are NotReady, by name.")
+    nodes_not_ready_count: int = Field(description="All of them, listed or not.")
+    stale_agents: list[str] = Field(description="Nodes whose agent stopped reporting, by name.")
+    stale_agents_count: int = Field(description="All of them, listed or not.")
 
 
 # --- find_gpu_capacity ---------------------------------------------------------------------------
@@ -211,24 +241,28 @@ class CapacityNodeOut(_Out):
     leftover: int = Field(description="Units still free after placing the pod.")
     gpu_count: int
     unhealthy_gpus: int
-    source: Source = Field(default="DevicePlugin", description="Who advertises the node's GPUs.")
+    source: Source = Field(description="Who advertises the node's GPUs.")
 
 
-class CapacityAnswer(_Out):
+class CapacityAnswer(_Freshness):
     status: Literal["success"] = "success"
     count: int
     product: str | None
     primary_resource: str
-    nodes: list[CapacityNodeOut] = Field(description="Tightest fit first.")
+    nodes: list[CapacityNodeOut] = Field(
+        description="Tightest fit first; the best of them when truncated."
+    )
+    nodes_matched: int = Field(description="Nodes where the pod fits, listed or not.")
+    truncated: bool = Field(
+        description="More nodes fit than are listed: ask with a larger limit (at most 500)."
+    )
     largest_free_block: int = Field(description="Most free units on one eligible Ready node.")
     message: str
-    warnings: list[str]
 
 
 # --- resource gpuinventory://cluster -------------------------------------------------------------
 
 
-class InventoryResource(_Out):
+class InventoryResource(_Freshness):
     status: Literal["success"] = "success"
     cluster_summary: ClusterSummary
-    warnings: list[str]

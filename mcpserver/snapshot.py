@@ -22,7 +22,10 @@ class Snapshot:
     """The `cluster` GPUInventory, or None when it does not exist (operator not running yet)."""
 
     nodes: Mapping[str, GPUNode] = field(default_factory=lambda: MappingProxyType({}))
-    """Every valid GPUNode by name; invalid objects are logged and left out."""
+    """Every valid GPUNode by name; invalid objects are left out (see `invalid_nodes`)."""
+
+    invalid_nodes: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+    """GPUNodes that do not fit the API models, by name: why (answers warn about them)."""
 
     synced: bool = False
     """Both kinds have been listed at least once, so an absent object is really absent."""

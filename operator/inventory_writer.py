@@ -75,7 +75,8 @@ class InventoryWriter(Writer):
         self.api = api
         self.facts = FactsCache()
         self.latest_status: GPUInventoryStatus | None = None
-        """The last complete status computed, as written (rows cut by `maxNodeRows`)."""
+        """The complete status the CR holds now, as this writer last wrote or confirmed it
+        (rows cut by `maxNodeRows`): the metrics never run ahead of the CR."""
         self.last_write_time: float | None = None
         """Unix time of the last successful status write."""
         self.store.on_inventory_change = self._wake.set
@@ -101,6 +102,14 @@ class InventoryWriter(Writer):
         if written is not None and self.backoff.ready(PATCH, now=now):
             due.append((written + REFRESH_AFTER - wall).total_seconds())
         return min(due)
+
+    def last_written(self) -> float | None:
+        """Unix time of the status' last write: this writer's own, or else (a new leader whose
+        predecessor's status is still current) the `lastSyncTime` the CR carries."""
+        if self.last_write_time is not None:
+            return self.last_write_time
+        synced = self._written_at()
+        return synced.timestamp() if synced is not None else None
 
     def _written_at(self) -> datetime | None:
         inventory = self.store.inventory
@@ -144,10 +153,14 @@ class InventoryWriter(Writer):
         self.store.first_pod_event = None
         try:
             for _attempt in range(MAX_CONFLICT_RETRIES):
-                patch = self._desired_patch(phase)
+                desired, patch = self._desired_patch(phase)
                 if not patch:
+                    self.latest_status = desired  # the CR already says it
                     return
-                if await self._send(patch, report):
+                written = await self._send(patch, report)
+                if written is not None:
+                    if written:
+                        self.latest_status = desired
                     break
             else:
                 logger.warning("GPUInventory/cluster kept changing under the writer; retrying")
@@ -160,7 +173,9 @@ class InventoryWriter(Writer):
         if phase is Phase.CURRENT and first_pod_event is not None and self.metrics is not None:
             self.metrics.observe_latency(self.clock() - first_pod_event)
 
-    def _desired_patch(self, phase: Phase) -> dict[str, Any]:
+    def _desired_patch(self, phase: Phase) -> tuple[GPUInventoryStatus | None, dict[str, Any]]:
+        """The status to publish (None while nothing complete was ever published) and the patch
+        that turns the CR into it."""
         inventory = self.store.inventory
         assert inventory is not None
         existing = inventory.status
@@ -170,12 +185,11 @@ class InventoryWriter(Writer):
             desired = status.waiting_status(
                 existing, generation=inventory.generation, health=health, now=now
             )
-            if existing is not None and existing.last_sync_time is not None:
-                # The metrics show what the CR shows: the last numbers, and why they are old.
-                self.latest_status = desired
+            # The metrics show what the CR shows: the last numbers, and why they are old.
+            shown = desired if existing is not None and existing.last_sync_time else None
             if existing is None:  # nothing published yet: no zeros, only why there is nothing
-                return self._patch_wire(_only_conditions(desired.to_wire()))
-            return self._patch(desired)
+                return shown, self._patch_wire(_only_conditions(desired.to_wire()))
+            return shown, self._patch(desired)
         desired = status.desired_status(
             self.facts,
             inventory.spec,
@@ -187,13 +201,12 @@ class InventoryWriter(Writer):
             last_sync_time=existing.last_sync_time if existing is not None else None,
             now=now,
         )
-        self.latest_status = desired
         patch = self._patch(desired)
         synced = desired.last_sync_time
         if patch or synced is None or now - synced >= REFRESH_AFTER:
             desired = desired.model_copy(update={"last_sync_time": now.replace(microsecond=0)})
             patch = self._patch(desired)
-        return patch
+        return desired, patch
 
     def _update_facts(self) -> None:
         inventory = self.store.inventory
@@ -219,9 +232,10 @@ class InventoryWriter(Writer):
             inventory.status_wire, wanted, resource_version=inventory.resource_version
         )
 
-    async def _send(self, patch: dict[str, Any], report: PassReport) -> bool:
-        """Send one patch; True when done (written, or given up for now), False to recompute
-        and retry (a conflict)."""
+    async def _send(self, patch: dict[str, Any], report: PassReport) -> bool | None:
+        """Send one patch: True when written, False when given up for now, None to recompute
+        and retry (a conflict, or written after refusals: once more with conditions that say
+        it works again)."""
         try:
             body = await self.call(self.api.patch_inventory_status, patch)
         except ApiError as error:
@@ -229,21 +243,21 @@ class InventoryWriter(Writer):
                 self._count("conflict")
                 fresh = await self.call(self.api.get_inventory)
                 self.store.inventory_answer(_project(fresh))
-                return fresh is None  # gone meanwhile: the next pass creates it
+                return False if fresh is None else None  # gone: the next pass creates it
             if error.status == 404:
                 self._count("gone")
                 logger.warning("GPUInventory/cluster is gone; re-creating it")
                 self.store.inventory_answer(None)
-                return True
+                return False
             await self._refused(PATCH, error)
-            return True
+            return False
         self._count("ok")
         report.patches.append(patch)
         self.last_write_time = time.time()
         self.store.inventory_answer(_project(body))
         # Accepted after refusals: the status just written still says why it failed. Once
         # more, with conditions that say it works again.
-        return not self.accepted(PATCH)
+        return None if self.accepted(PATCH) else True
 
     # --- refusals -------------------------------------------------------------------------------
 

@@ -51,10 +51,10 @@ def series_name(name: str, labels: Iterable[tuple[str, str]]) -> str:
     return f"{name}{{{pairs}}}" if pairs else name
 
 
-def held(samples: Samples, minutes: int, *, skip: Sequence[str] = ()) -> list[dict[str, str]]:
-    """Recorded samples as input series that keep their value for `minutes` minutes."""
+def held(samples: Samples, steps: int, *, skip: Sequence[str] = ()) -> list[dict[str, str]]:
+    """Recorded samples as input series that keep their value for `steps` more samples."""
     return [
-        {"series": series_name(name, labels), "values": f"{value:g}x{minutes}"}
+        {"series": series_name(name, labels), "values": f"{value:g}x{steps}"}
         for (name, labels), value in sorted(samples.items())
         if name.startswith("gpu_inventory_") and name not in skip
     ]

@@ -4,7 +4,8 @@ The build scripts are the one place that knows how to build and where the cache 
 module only runs them (idempotent: seconds when cached) and reads the path they print last.
 - `ensure_binaries()`: etcd, kube-apiserver, kube-controller-manager and kubectl
   (`hack/build-controlplane.sh`); `GPU_INVENTORY_BIN_DIR` points at prebuilt ones instead.
-- `ensure_tool(name)`: helm, promtool or kstatus-check (`hack/build-tool.sh`).
+- `ensure_tool(name)`: helm, promtool, kstatus-check, controller-gen, or the file of
+  prometheus-operator's monitoring CRDs (`hack/build-tool.sh`, all from `hack/tools`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ BUILD_SCRIPT = REPO_ROOT / "hack" / "build-controlplane.sh"
 TOOL_SCRIPT = REPO_ROOT / "hack" / "build-tool.sh"
 REQUIRED = ("etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 
-Tool = Literal["helm", "promtool", "kstatus-check"]
+Tool = Literal["helm", "promtool", "kstatus-check", "controller-gen", "monitoring-crds"]
 
 
 class BinariesError(RuntimeError):
@@ -54,7 +55,7 @@ def ensure_binaries() -> Path:
 
 @functools.cache
 def ensure_tool(name: Tool) -> Path:
-    """The path of a pinned tool, built into the cache on first use."""
+    """The path of a pinned tool (or generated file), built into the cache on first use."""
     path = _run_build(TOOL_SCRIPT, name)
     if not path.is_file():
         raise BinariesError(f"{TOOL_SCRIPT} {name} printed {path}, which does not exist")

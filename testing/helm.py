@@ -24,6 +24,10 @@ RENDERED_BASE = REPO_ROOT / "manifests" / "gpu-inventory.yaml"
 KUSTOMIZE_BASE: Mapping[str, str] = {"namespace.create": "true", "managedBy": "kustomize"}
 """How the kustomize base differs from a `helm install`: it brings its namespace (with the Pod
 Security labels) and says who manages it."""
+IMAGE_REPOSITORY = "ghcr.io/gpu-inventory/gpu-inventory"
+"""The image the kustomize base and the tests name while the chart names none (`image.repository`
+is required: no image is published for users yet). `hack/publish-image.sh` pushes here by
+default and then writes what it pushed into the chart's values."""
 HEADER = (
     "# GENERATED from charts/gpu-inventory by `make manifests`; do not edit.\n"
     "# helm template {release} charts/gpu-inventory --namespace {namespace} {sets}\n"
@@ -49,12 +53,32 @@ def _sets(values: Mapping[str, str]) -> list[str]:
     return [f"--set={key}={value}" for key, value in sorted(values.items())]
 
 
+def with_image(values: Mapping[str, str] | None = None) -> dict[str, str]:
+    """`values` plus an image repository: the chart's own if it names one, else
+    IMAGE_REPOSITORY."""
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    return {
+        "image.repository": defaults["image"]["repository"] or IMAGE_REPOSITORY,
+        **(values or {}),
+    }
+
+
 def template(
-    namespace: str, values: Mapping[str, str] | None = None, *, extra: Sequence[str] = ()
+    namespace: str,
+    values: Mapping[str, str] | None = None,
+    *,
+    extra: Sequence[str] = (),
+    release: str = RELEASE,
 ) -> str:
-    """`helm template` of the chart as release `gpu-inventory` in `namespace`."""
+    """`helm template` of the chart as `release` (default `gpu-inventory`) in `namespace`, with
+    an image (`with_image`)."""
     return helm(
-        "template", RELEASE, str(CHART), f"--namespace={namespace}", *_sets(values or {}), *extra
+        "template",
+        release,
+        str(CHART),
+        f"--namespace={namespace}",
+        *_sets(with_image(values)),
+        *extra,
     )
 
 
@@ -65,7 +89,7 @@ def objects(rendered: str) -> list[dict[str, Any]]:
 
 def render_kustomize_base() -> str:
     """What `manifests/gpu-inventory.yaml` must contain."""
-    sets = " ".join(_sets(KUSTOMIZE_BASE))
+    sets = " ".join(_sets(with_image(KUSTOMIZE_BASE)))
     header = HEADER.format(release=RELEASE, namespace=BASE_NAMESPACE, sets=sets)
     return header + template(BASE_NAMESPACE, KUSTOMIZE_BASE)
 
@@ -78,7 +102,7 @@ def install(kubeconfig: Path | str, namespace: str, values: Mapping[str, str] | 
         RELEASE,
         str(CHART),
         f"--namespace={namespace}",
-        *_sets(values or {}),
+        *_sets(with_image(values)),
         kubeconfig=kubeconfig,
     )
 

@@ -1,6 +1,7 @@
 """Install gpu-inventory on the local control plane the two ways users do.
 
-- kustomize: `kubectl apply --server-side -k manifests/` (namespace `gpu-inventory`);
+- kustomize: `kubectl apply --server-side -k manifests/` (namespace `gpu-inventory`), or of an
+  overlay of it with `namespace: X` for any other namespace;
 - helm: the namespace labelled as the chart's own Namespace template says, then
   `helm install` of `charts/gpu-inventory` into it (any namespace).
 
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -78,15 +81,35 @@ def namespace_object(namespace: str) -> dict[str, Any]:
     return body
 
 
+def kustomization(plane: ControlPlane, namespace: str) -> Path:
+    """The kustomize base for its own namespace; for another, an overlay as a user writes it:
+    the base as a resource and `namespace:`."""
+    base = REPO_ROOT / "manifests"
+    if namespace == KUSTOMIZE_NAMESPACE:
+        return base
+    overlay = plane.workdir / f"kustomize-{namespace}"
+    overlay.mkdir(exist_ok=True)
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "kustomize.config.k8s.io/v1beta1",
+                "kind": "Kustomization",
+                "namespace": namespace,
+                "resources": [os.path.relpath(base, overlay)],
+            }
+        )
+    )
+    return overlay
+
+
 def install(plane: ControlPlane, method: Method, namespace: str | None = None) -> Installation:
     """Install as an admin would; returns where it went."""
     if method == "kustomize":
-        if namespace not in (None, KUSTOMIZE_NAMESPACE):
-            raise ValueError(f"the kustomize base installs into {KUSTOMIZE_NAMESPACE}")
+        target = namespace or KUSTOMIZE_NAMESPACE
         uninstall_helm(plane)
         _remove_cluster_objects(plane, _MANAGER["helm"])
-        _kubectl(plane, "apply", "--server-side", "-k", str(REPO_ROOT / "manifests"))
-        return Installation("kustomize", KUSTOMIZE_NAMESPACE)
+        _kubectl(plane, "apply", "--server-side", "-k", str(kustomization(plane, target)))
+        return Installation("kustomize", target)
     target = namespace or "gpu-inventory-helm"
     uninstall_helm(plane)
     _remove_cluster_objects(plane, _MANAGER["kustomize"])
@@ -108,22 +131,12 @@ def install(plane: ControlPlane, method: Method, namespace: str | None = None) -
 
 def agent_pod(api: client.ApiClient, installation: Installation, *, node: str, name: str) -> Any:
     """Create the agent Pod its DaemonSet would create on `node`, from the installed pod
-    template, so the namespace's Pod Security level judges the real spec. A GPU cluster has the
-    template's RuntimeClass (the GPU Operator makes it), and a pod naming a missing one is
-    refused, so it is created when missing."""
+    template, so the API server's admission (Pod Security, RuntimeClass, priority) judges the
+    real spec."""
     daemonset = client.AppsV1Api(api).read_namespaced_daemon_set(
         installation.name("agent"), installation.namespace, _preload_content=False
     )
     template = json.loads(daemonset.data)["spec"]["template"]
-    runtime_class = template["spec"].get("runtimeClassName")
-    if runtime_class:
-        try:
-            client.NodeV1Api(api).create_runtime_class(
-                {"metadata": {"name": runtime_class}, "handler": runtime_class}
-            )
-        except client.ApiException as error:
-            if error.status != 409:
-                raise
     body = {
         "apiVersion": "v1",
         "kind": "Pod",

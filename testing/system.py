@@ -25,6 +25,7 @@ from typing import IO, Any
 
 from kubernetes import client
 
+from gpu_inventory.mcpserver.settings import DEFAULT_AUDIENCE as MCP_AUDIENCE
 from gpu_inventory.testing import dra
 from gpu_inventory.testing import install as installing
 from gpu_inventory.testing.builders import container, make_node, make_pod
@@ -239,10 +240,17 @@ class GPUInventorySystem:
                 "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": self.namespace}],
             }
         )
-        api.close()
-        return self.plane.serviceaccount_token(
-            self.namespace, name, expiration_seconds=TOKEN_SECONDS
+        # `kubectl create token NAME --audience gpu-inventory-mcp`: the MCP server accepts only
+        # tokens made for it (a token for the API server could be replayed against the cluster).
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "spec": {"audiences": [MCP_AUDIENCE], "expirationSeconds": TOKEN_SECONDS},
+        }
+        response = client.CoreV1Api(api).create_namespaced_service_account_token(
+            name, self.namespace, request
         )
+        api.close()
+        return str(response.status.token)
 
     def mcp_command(self) -> tuple[str, list[str], dict[str, str]]:
         """How to start the MCP server over stdio as its own ServiceAccount."""

@@ -27,7 +27,7 @@ dump() {
   kubectl get nodes -o wide >&2 || true
   kubectl -n "$ns" get pods -o wide >&2 || true
   kubectl get gpuinventory,gpunodes -o yaml >&2 || true
-  kubectl get events -A --sort-by=.lastTimestamp >&2 | tail -40 || true
+  kubectl get events -A --sort-by=.lastTimestamp 2>&1 | tail -40 >&2 || true
   for workload in deploy/gpu-inventory-operator ds/gpu-inventory-agent deploy/gpu-inventory-mcp; do
     echo "--- logs of $workload" >&2
     kubectl -n "$ns" logs "$workload" --all-containers --tail=80 --prefix >&2 || true

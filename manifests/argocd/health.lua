@@ -8,6 +8,7 @@
 -- NotReady nodes, stale agents) stay Healthy, with the reason in the message: they are the
 -- fleet's state, not a failed sync, and alerting covers them. In order:
 --   deletionTimestamp                           -> Progressing (kstatus: Terminating)
+--   lastSyncTime not "YYYY-MM-DDTHH:MM:SSZ"      -> Degraded (the CRD's pattern keeps it out)
 --   status older than 180 s, or from the future -> Degraded (kstatus has no clock)
 --   observedGeneration behind the generation    -> Progressing
 --   first Reconciling=True or Stalled=True       -> Progressing / Degraded (list order, as kstatus)
@@ -19,7 +20,10 @@
 --
 -- Argo CD runs custom health scripts without Lua's string and math libraries (only base, table
 -- and os.time/os.date: util/lua/lua.go, oslib_safe.go), so times are compared as RFC 3339 UTC
--- strings built with arithmetic, which order like the times they name.
+-- strings built with arithmetic, which order like the times they name. That holds only for UTC
+-- in whole seconds (20 characters, "Z"), the form the operator writes and the CRD's pattern on
+-- status.lastSyncTime admits; anything else is reported, never compared. A field of the wrong
+-- type, or a condition without a reason, gives a verdict, never a script error.
 local MAX_STATUS_AGE = 180 -- seconds; gpu_inventory.api.constants.STATUS_MAX_AGE_SECONDS
 
 local health = {}
@@ -52,11 +56,27 @@ local function rfc3339(t)
     two(floordiv(secs % 3600, 60)) .. ":" .. two(secs % 60) .. "Z"
 end
 
-local function describe(c)
-  if c.message ~= nil and c.message ~= "" then
-    return c.reason .. ": " .. c.message
+local function text(value, default)
+  if value == nil or value == "" then
+    return default
   end
-  return c.reason
+  return tostring(value)
+end
+
+local function describe(c)
+  local reason = text(c.reason, text(c.type, "condition") .. " without a reason")
+  local message = text(c.message, nil)
+  if message ~= nil then
+    return reason .. ": " .. message
+  end
+  return reason
+end
+
+local function table_or_empty(value)
+  if type(value) == "table" then
+    return value
+  end
+  return {}
 end
 
 local function result(status, message)
@@ -65,36 +85,47 @@ local function result(status, message)
   return health
 end
 
-local status = obj.status or {}
-local conditions = status.conditions or {}
+local metadata = table_or_empty(obj.metadata)
+local status = table_or_empty(obj.status)
+local conditions = {}
+for _, c in ipairs(table_or_empty(status.conditions)) do
+  if type(c) == "table" then
+    conditions[#conditions + 1] = c
+  end
+end
 
-if obj.metadata.deletionTimestamp ~= nil then
+if metadata.deletionTimestamp ~= nil then
   return result("Progressing", "GPUInventory is being deleted")
 end
 
-if status.lastSyncTime ~= nil then
+local synced = status.lastSyncTime
+if synced ~= nil then
+  if type(synced) ~= "string" or #synced ~= 20 then
+    return result("Degraded", "status.lastSyncTime " .. tostring(synced) ..
+      " is not a UTC time in whole seconds (YYYY-MM-DDTHH:MM:SSZ): its writer is not the operator")
+  end
   local now = os.time()
-  if status.lastSyncTime < rfc3339(now - MAX_STATUS_AGE) then
-    return result("Degraded", "status not refreshed since " .. status.lastSyncTime ..
+  if synced < rfc3339(now - MAX_STATUS_AGE) then
+    return result("Degraded", "status not refreshed since " .. synced ..
       ": the gpu-inventory operator is not running, cannot reach the API server, or is refused")
   end
-  if status.lastSyncTime > rfc3339(now + MAX_STATUS_AGE) then
-    return result("Degraded", "status lastSyncTime " .. status.lastSyncTime ..
+  if synced > rfc3339(now + MAX_STATUS_AGE) then
+    return result("Degraded", "status lastSyncTime " .. synced ..
       " is in the future: the operator's clock is wrong")
   end
 end
 
-local generation = obj.metadata.generation
+local generation = metadata.generation
 if generation ~= nil and status.observedGeneration ~= nil and status.observedGeneration ~= generation then
-  return result("Progressing", "the operator has not observed generation " .. generation .. " yet")
+  return result("Progressing", "the operator has not observed generation " .. tostring(generation) .. " yet")
 end
 
 for _, c in ipairs(conditions) do
   if c.type == "Reconciling" and c.status == "True" then
-    return result("Progressing", describe(c))
+    return result("Progressing", "Reconciling: " .. describe(c))
   end
   if c.type == "Stalled" and c.status == "True" then
-    return result("Degraded", describe(c))
+    return result("Degraded", "Stalled: " .. describe(c))
   end
 end
 
@@ -113,7 +144,7 @@ end
 if ready.status ~= "True" then
   return result("Progressing", describe(ready))
 end
-if status.lastSyncTime == nil then
+if synced == nil then
   return result("Progressing", "Ready, but the status has no lastSyncTime to show it is current")
 end
 if degraded ~= nil and degraded.status == "True" then

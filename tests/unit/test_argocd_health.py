@@ -4,7 +4,7 @@ Every row runs through `manifests/argocd/health.lua` (Lua 5.1 as Argo CD runs cu
 checks: no string or math library, only os.time/os.date; util/lua/lua.go, oslib_safe.go), the
 real kstatus library (`sigs.k8s.io/cli-utils` v0.37.2) and Flux's own evaluator of the shipped
 `manifests/flux/health-check.yaml` (`github.com/fluxcd/pkg/runtime/cel`), both through
-hack/kstatus-check. Where the verdicts differ, the row says why; nothing else may differ.
+hack/tools/kstatus-check. Where the verdicts differ, the row says why; nothing else may differ.
 """
 
 from __future__ import annotations
@@ -112,6 +112,11 @@ def inventory(
         status["lastSyncTime"] = _time(NOW - timedelta(seconds=synced_ago))
     obj["status"] = status
     return obj
+
+
+def with_status(obj: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    """`obj` with some status fields replaced, e.g. by values of the wrong type."""
+    return {**obj, "status": {**obj["status"], **fields}}
 
 
 READY = ("Ready", "True", "InventoryCurrent")
@@ -255,6 +260,36 @@ ROWS = (
         "kstatus reads only conditions; our Flux snippet, like the Lua script, wants a "
         "lastSyncTime before it calls the status current",
     ),
+    Row(
+        "lastsynctime-with-fractional-seconds",
+        with_status(inventory(*CURRENT), lastSyncTime=_time(NOW)[:-1] + ".250Z"),
+        "Degraded",
+        "Current",
+        "Current",
+        "the script compares times as 20-character strings and refuses any other form; the "
+        "CRD's pattern on lastSyncTime keeps other forms out, kstatus and Flux never read it",
+    ),
+    Row(
+        "lastsynctime-not-a-string",
+        with_status(inventory(*CURRENT), lastSyncTime=1795000000),
+        "Degraded",
+        "Current",
+        "Current",
+        "as above: only the script reads lastSyncTime",
+    ),
+    Row(
+        "conditions-without-reason-or-message",
+        with_status(
+            inventory(),
+            conditions=[
+                {"type": "Ready", "status": "True"},
+                {"type": "Reconciling", "status": "False"},
+            ],
+        ),
+        "Healthy",
+        "Current",
+        "Current",
+    ),
 )
 
 
@@ -310,8 +345,42 @@ def test_the_message_names_the_fleet_problem_and_the_stall() -> None:
         RECONCILED,
         ("Stalled", "True", "Forbidden"),
     )
-    assert argocd_health(stalled) == ("Degraded", "Forbidden: Forbidden says so")
+    assert argocd_health(stalled) == ("Degraded", "Stalled: Forbidden: Forbidden says so")
+    syncing = inventory(
+        ("Ready", "False", "Indexing"),
+        HEALTHY_FLEET,
+        ("Reconciling", "True", "InitialSync"),
+        NOT_STALLED,
+    )
+    assert argocd_health(syncing) == (
+        "Progressing",
+        "Reconciling: InitialSync: InitialSync says so",
+    )
     old = inventory(*CURRENT, synced_ago=600)
     status, message = argocd_health(old)
     assert status == "Degraded"
     assert message.startswith(f"status not refreshed since {_time(NOW - timedelta(seconds=600))}")
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        {"lastSyncTime": {"seconds": 1}},
+        {"lastSyncTime": True},
+        {"conditions": [{"type": "Stalled", "status": "True"}]},
+        {"conditions": [{"type": "Reconciling", "status": "True", "reason": 7, "message": 8}]},
+        {"conditions": ["Ready", None, 3]},
+        {"conditions": "Ready"},
+        {"conditions": [{"type": "Ready", "status": "True", "reason": {"a": 1}}]},
+        {"observedGeneration": "one"},
+    ],
+    ids=repr,
+)
+def test_a_malformed_status_gets_a_verdict_never_a_script_error(status: dict[str, Any]) -> None:
+    """Argo CD shows a health script's runtime error instead of any health; a status written by
+    something other than the operator must still get one."""
+    obj = inventory(*CURRENT)
+    obj["status"].update(status)
+    verdict, message = argocd_health(obj)
+    assert verdict in SAME
+    assert message

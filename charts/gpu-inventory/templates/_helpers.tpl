@@ -1,13 +1,17 @@
-{{/* Names: "<release>" when it contains the chart name, else "<release>-gpu-inventory". */}}
+{{/*
+Names: "<release>" when it contains the chart name, else "<release>-gpu-inventory", cut to 46
+characters: the longest name composed from it, the Service "<fullname>-operator-metrics", must
+stay a DNS-1035 label (at most 63).
+*/}}
 {{- define "gpu-inventory.fullname" -}}
 {{- if .Values.fullnameOverride -}}
-{{- .Values.fullnameOverride | trunc 50 | trimSuffix "-" -}}
+{{- .Values.fullnameOverride | trunc 46 | trimSuffix "-" -}}
 {{- else -}}
 {{- $name := default .Chart.Name .Values.nameOverride -}}
 {{- if contains $name .Release.Name -}}
-{{- .Release.Name | trunc 50 | trimSuffix "-" -}}
+{{- .Release.Name | trunc 46 | trimSuffix "-" -}}
 {{- else -}}
-{{- printf "%s-%s" .Release.Name $name | trunc 50 | trimSuffix "-" -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 46 | trimSuffix "-" -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}
@@ -42,18 +46,16 @@ app.kubernetes.io/managed-by: {{ default $root.Release.Service $root.Values.mana
 helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace "+" "_" }}
 {{- end -}}
 
+{{/* No default image: none is published yet, and a made-up one would only fail later, as
+ErrImagePull on every node. */}}
 {{- define "gpu-inventory.image" -}}
 {{- $image := .Values.image -}}
+{{- $repository := required "image.repository is required: no gpu-inventory image is published for you; build and push one with hack/publish-image.sh and set image.repository and image.digest (README, Deploy to a real cluster)" $image.repository -}}
 {{- if $image.digest -}}
-{{- printf "%s@%s" $image.repository $image.digest -}}
+{{- printf "%s@%s" $repository $image.digest -}}
 {{- else -}}
-{{- printf "%s:%s" $image.repository (default .Chart.AppVersion $image.tag) -}}
+{{- printf "%s:%s" $repository (default .Chart.AppVersion $image.tag) -}}
 {{- end -}}
-{{- end -}}
-
-{{/* The agent's ServiceAccount as the API server names its user. */}}
-{{- define "gpu-inventory.agentUser" -}}
-{{- printf "system:serviceaccount:%s:%s" .Release.Namespace (include "gpu-inventory.component" (list . "agent")) -}}
 {{- end -}}
 
 {{- define "gpu-inventory.agentPriorityClass" -}}
@@ -64,12 +66,19 @@ helm.sh/chart: {{ printf "%s-%s" $root.Chart.Name $root.Chart.Version | replace 
 {{- end -}}
 {{- end -}}
 
-{{/* The container securityContext every component shares (Pod Security "restricted"). */}}
+{{/*
+The container securityContext every component shares (Pod Security "restricted"). Call with a
+list of capabilities to add back, empty but for the agent's MIG mode (see agent.yaml).
+*/}}
 {{- define "gpu-inventory.containerSecurityContext" -}}
 allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:
   drop: [ALL]
+  {{- with . }}
+  # Pod Security "privileged" only: see README, "MIG monitoring".
+  add: {{ toJson . }}
+  {{- end }}
 {{- end -}}
 
 {{- define "gpu-inventory.podSecurityContext" -}}
@@ -80,14 +89,59 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
-{{/* Topology spread constraints of a component, selecting its own pods. */}}
-{{- define "gpu-inventory.topologySpread" -}}
+{{/*
+Where a Deployment's pods may run: topology spread over its own pods, node selector,
+tolerations, affinity, as its values say. Call with (list . "operator" .Values.operator).
+*/}}
+{{- define "gpu-inventory.placement" -}}
 {{- $root := index . 0 -}}
 {{- $component := index . 1 -}}
-{{- range (index . 2) }}
-- {{ toYaml . | nindent 2 | trim }}
-  labelSelector:
+{{- $values := index . 2 -}}
+{{- with $values.topologySpreadConstraints }}
+topologySpreadConstraints:
+{{- range . }}
+  - {{ toYaml . | nindent 4 | trim }}
+    labelSelector:
+      matchLabels:
+        {{- include "gpu-inventory.selectorLabels" (list $root $component) | nindent 8 }}
+{{- end }}
+{{- end }}
+{{- with $values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/*
+A component's PodDisruptionBudget, if its values enable one. Call with
+(list . "operator" .Values.operator).
+*/}}
+{{- define "gpu-inventory.podDisruptionBudget" -}}
+{{- $root := index . 0 -}}
+{{- $component := index . 1 -}}
+{{- with (index . 2).podDisruptionBudget }}
+{{- if .enabled }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "gpu-inventory.component" (list $root $component) }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "gpu-inventory.labels" (list $root $component) | nindent 4 }}
+spec:
+  maxUnavailable: {{ .maxUnavailable }}
+  selector:
     matchLabels:
       {{- include "gpu-inventory.selectorLabels" (list $root $component) | nindent 6 }}
+{{- end }}
 {{- end }}
 {{- end -}}

@@ -14,6 +14,7 @@ import pytest
 from gpu_inventory.testing import alerts
 
 H100 = 'node="h100-a",product="NVIDIA-H100-80GB-HBM3",source="DevicePlugin"'
+H100_LABELS = {"node": "h100-a", "product": "NVIDIA-H100-80GB-HBM3", "source": "DevicePlugin"}
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def case(
 def test_promtool_accepts_the_rules(rules: Path) -> None:
     checked = alerts.promtool_check(rules)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    assert "SUCCESS: 7 rules found" in checked.stdout
+    assert "SUCCESS: 8 rules found" in checked.stdout
     assert alerts.alert_names() == [
         "GPUInventoryNotReady",
         "GPUInventoryStatusStale",
@@ -48,6 +49,7 @@ def test_promtool_accepts_the_rules(rules: Path) -> None:
         "GPUNodeOvercommitted",
         "GPUsUnhealthy",
         "GPUNodeAgentStale",
+        "GPUNodeNVMLUnavailable",
     ]
 
 
@@ -145,9 +147,10 @@ def test_overcommitted_unhealthy_and_stale_name_their_node(tmp_path: Path, rules
         f'gpu_inventory_node_gpus{{{H100},state="unhealthy"}}': "0 0 2x60",
         'gpu_inventory_node_agent{node="h100-a",state="Stale"}': "1x60",
         'gpu_inventory_node_agent{node="t4-a",state="Reporting"}': "1x60",
+        'gpu_inventory_node_agent{node="a100-a",state="NVMLUnavailable"}': "0x5 1x60",
     }
     over = {
-        "exp_labels": {"severity": "warning", "node": "h100-a"},
+        "exp_labels": {"severity": "warning", **H100_LABELS},
         "exp_annotations": {
             "summary": "Node h100-a has more GPUs allocated than allocatable.",
             "description": "Pods bound to h100-a hold more GPUs than the device plugin now "
@@ -155,11 +158,7 @@ def test_overcommitted_unhealthy_and_stale_name_their_node(tmp_path: Path, rules
         },
     }
     sick = {
-        "exp_labels": {
-            "severity": "warning",
-            "node": "h100-a",
-            "product": "NVIDIA-H100-80GB-HBM3",
-        },
+        "exp_labels": {"severity": "warning", **H100_LABELS},
         "exp_annotations": {
             "summary": "2 unhealthy GPU(s) on h100-a.",
             "description": "The node agent reports unhealthy NVIDIA-H100-80GB-HBM3 GPUs on "
@@ -174,6 +173,16 @@ def test_overcommitted_unhealthy_and_stale_name_their_node(tmp_path: Path, rules
             "running, not reporting, or reports nonsense.",
         },
     }
+    blind = {
+        "exp_labels": {"severity": "warning", "node": "a100-a", "state": "NVMLUnavailable"},
+        "exp_annotations": {
+            "summary": "The agent on a100-a cannot read its GPUs through NVML.",
+            "description": "The agent runs but NVML does not load or sees no GPU, so the health "
+            "of a100-a's GPUs is unknown (kubectl get gpunode a100-a -o yaml says why): no "
+            "driver, or the container runtime gives the agent no GPU access "
+            '(agent.runtimeClassName, agent.gpuAccess; README, "Deploy to a real cluster").',
+        },
+    }
     run(
         tmp_path,
         rules,
@@ -184,5 +193,47 @@ def test_overcommitted_unhealthy_and_stale_name_their_node(tmp_path: Path, rules
             case(series, "GPUsUnhealthy", "8m", [sick]),
             case(series, "GPUNodeAgentStale", "10m", []),
             case(series, "GPUNodeAgentStale", "20m", [stale]),
+            case(series, "GPUNodeNVMLUnavailable", "15m", []),
+            case(series, "GPUNodeNVMLUnavailable", "25m", [blind]),
+        ],
+    )
+
+
+def test_alerts_keep_each_clusters_labels_and_drop_the_scrapes(tmp_path: Path, rules: Path) -> None:
+    """Two clusters' series in one Prometheus (Thanos, federation), each scraped from two
+    operator replicas during a handover: one alert per cluster, without pod or instance."""
+    series = {}
+    for cluster, unhealthy in (("east", 2), ("west", 0)):
+        for pod in ("operator-0", "operator-1"):
+            scrape = f'cluster="{cluster}",pod="{pod}",instance="{pod}:9090",job="gpu-inventory"'
+            series[f'gpu_inventory_node_gpus{{{H100},{scrape},state="unhealthy"}}'] = (
+                f"{unhealthy}x20"
+            )
+            series[f'gpu_inventory_gpus{{{scrape},state="allocatable"}}'] = "100x60"
+            series[f'gpu_inventory_gpus{{{scrape},state="available"}}'] = "5x60"
+    sick = {
+        "exp_labels": {"severity": "warning", "cluster": "east", **H100_LABELS},
+        "exp_annotations": {
+            "summary": "2 unhealthy GPU(s) on h100-a.",
+            "description": "The node agent reports unhealthy NVIDIA-H100-80GB-HBM3 GPUs on "
+            "h100-a (kubectl get gpunode h100-a -o yaml says which and why).",
+        },
+    }
+    full = [
+        {
+            "exp_labels": {"severity": "info", "cluster": cluster},
+            "exp_annotations": {
+                "summary": "Less than 10% of the cluster's GPUs are free.",
+                "description": "5% of allocatable GPUs are free; new GPU jobs may not schedule.",
+            },
+        }
+        for cluster in ("east", "west")
+    ]
+    run(
+        tmp_path,
+        rules,
+        [
+            case(series, "GPUsUnhealthy", "10m", [sick]),
+            case(series, "GPUClusterNearlyFull", "40m", full),
         ],
     )

@@ -7,6 +7,7 @@ the API server's Pod Security admission judges every pod template.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from kubernetes import client, dynamic
 
 from gpu_inventory.testing import helm
 from gpu_inventory.testing import install as installing
-from gpu_inventory.testing.binaries import REPO_ROOT
+from gpu_inventory.testing.binaries import REPO_ROOT, ensure_tool
 from gpu_inventory.testing.controlplane import ControlPlane
 from gpu_inventory.testing.kubectl import kubectl_path, run_kubectl
 
@@ -46,27 +47,52 @@ def _pod_templates(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {o["metadata"]["name"]: o["spec"]["template"] for o in objects if o["kind"] in WORKLOADS}
 
 
-def test_helm_lint_passes_with_the_defaults_and_every_option() -> None:
+def test_without_an_image_the_chart_refuses_to_render_and_says_what_to_do() -> None:
+    """No image is published for users: a default would only fail later, as ErrImagePull.
+    (`helm lint` runs in lint mode, where `required` only warns.)"""
+    with pytest.raises(helm.HelmError, match=r"image\.repository is required.*publish-image"):
+        helm.helm("template", "gpu-inventory", str(helm.CHART))
+
+
+def test_helm_lint_passes_with_an_image_and_every_option() -> None:
     chart = str(helm.CHART)
-    helm.helm("lint", "--strict", chart)
+    image = f"--set=image.repository={helm.IMAGE_REPOSITORY}"
+    helm.helm("lint", "--strict", chart, image)
     options = {
         **EVERYTHING,
         "agent.migMonitoring": "true",
         "agent.gpuAccess": "cdi",
-        "agent.runtimeClassName": "",
+        "agent.runtimeClassName": "nvidia",
         "agent.priorityClass.create": "false",
         "networkPolicy.enabled": "false",
         "image.digest": "sha256:" + "a" * 64,
     }
-    helm.helm("lint", "--strict", chart, *(f"--set={k}={v}" for k, v in options.items()))
-    helm.helm("lint", "--strict", chart, "--set=mcp.enabled=false")
+    helm.helm("lint", "--strict", chart, image, *(f"--set={k}={v}" for k, v in options.items()))
+    helm.helm("lint", "--strict", chart, image, "--set=mcp.enabled=false")
 
 
-def test_bad_values_are_refused_by_the_schema_with_their_path() -> None:
-    with pytest.raises(helm.HelmError, match=r"/agent/gpuAccess.*'envvar', 'cdi'"):
-        helm.template("gpu-fleet", {"agent.gpuAccess": "all"})
-    with pytest.raises(helm.HelmError, match=r"/image/digest"):
-        helm.template("gpu-fleet", {"image.digest": "latest"})
+@pytest.mark.parametrize(
+    ("values", "refusal"),
+    [
+        ({"agent.gpuAccess": "all"}, r"/agent/gpuAccess.*'envvar', 'cdi'"),
+        ({"image.digest": "latest"}, r"/image/digest"),
+        ({"agent.runtimeClass": "nvidia"}, r"additional properties 'runtimeClass' not allowed"),
+        ({"metrics.prometheusRule.statusStale": "5"}, r"additional properties 'statusStale'"),
+        ({"agent.maxUnavailable": "0"}, r"/agent/maxUnavailable"),
+        ({"agent.maxUnavailable": "0%"}, r"/agent/maxUnavailable"),
+        ({"operator.podDisruptionBudget.maxUnavailable": "0"}, r"/operator/podDisruptionBudget"),
+        ({"metrics.prometheusRule.nearlyFullFor": "30 minutes"}, r"/nearlyFullFor"),
+        ({"metrics.serviceMonitor.interval": "30"}, r"/serviceMonitor/interval"),
+        ({"metrics.prometheusRule.statusStaleMinutes": "100000"}, r"/statusStaleMinutes"),
+        ({"mcp.tokenAudiences": "{}"}, r"/mcp/tokenAudiences"),
+    ],
+    ids=lambda v: "-".join(v) if isinstance(v, dict) else None,
+)
+def test_bad_values_are_refused_by_the_schema_with_their_path(
+    values: dict[str, str], refusal: str
+) -> None:
+    with pytest.raises(helm.HelmError, match=refusal):
+        helm.template("gpu-fleet", values)
 
 
 def test_the_kustomize_base_is_the_chart_rendered() -> None:
@@ -124,8 +150,9 @@ def test_gpu_access_modes_and_an_optional_runtime_class() -> None:
     envvar = agent()
     env = {e["name"]: e.get("value") for e in envvar["spec"]["containers"][0]["env"]}
     assert env["NVIDIA_VISIBLE_DEVICES"] == "all"
-    assert envvar["spec"]["runtimeClassName"] == "nvidia"
-    cdi = agent(**{"agent.gpuAccess": "cdi", "agent.runtimeClassName": ""})
+    assert "runtimeClassName" not in envvar["spec"]  # a missing RuntimeClass refuses the pod
+    assert agent(**{"agent.runtimeClassName": "nvidia"})["spec"]["runtimeClassName"] == "nvidia"
+    cdi = agent(**{"agent.gpuAccess": "cdi"})
     names = {e["name"] for e in cdi["spec"]["containers"][0]["env"]}
     assert "NVIDIA_VISIBLE_DEVICES" not in names
     assert cdi["metadata"]["annotations"] == {
@@ -141,22 +168,11 @@ def test_the_image_is_pinned_by_digest_when_one_is_given() -> None:
         assert image == f"ghcr.io/gpu-inventory/gpu-inventory@{digest}"
 
 
-def test_mcp_is_wired_to_its_audience_readiness_and_service_names() -> None:
-    objects = _render(**{"mcp.allowedHosts": "{mcp.example.com:*}"})
-    container = _pod_templates(objects)["gpu-inventory-mcp"]["spec"]["containers"][0]
-    env = {e["name"]: e.get("value") for e in container["env"]}
-    assert env["GPU_INVENTORY_MCP_TOKEN_AUDIENCES"] == "gpu-inventory-mcp"
+def test_mcp_is_ready_only_once_its_cache_is() -> None:
+    """Args and env reach the server's own parser in tests/unit/test_chart_commands.py."""
+    container = _pod_templates(_render())["gpu-inventory-mcp"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/readyz"
     assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
-    (hosts,) = [a for a in container["args"] if a.startswith("--allowed-hosts=")]
-    assert hosts.split("=", 1)[1].split(",") == [
-        "gpu-inventory-mcp:*",
-        "gpu-inventory-mcp.gpu-fleet:*",
-        "gpu-inventory-mcp.gpu-fleet.svc:*",
-        "gpu-inventory-mcp.gpu-fleet.svc.cluster.local:*",
-        "mcp.example.com:*",
-    ]
-    assert "--allow-apiserver-audience" not in container["args"]
 
 
 # --- against the API server -----------------------------------------------------------------
@@ -182,17 +198,72 @@ def _dry_run_apply(plane: ControlPlane, rendered: str) -> str:
     return result.stdout
 
 
+MONITORING_CRDS = ("servicemonitors.monitoring.coreos.com", "prometheusrules.monitoring.coreos.com")
+
+
+@pytest.fixture
+def monitoring_crds(control_plane: ControlPlane) -> Iterator[None]:
+    """prometheus-operator's ServiceMonitor and PrometheusRule CRDs (pinned in hack/tools,
+    generated from its Go types), so the API server validates those two objects too."""
+    crds = str(ensure_tool("monitoring-crds"))
+    applied = run_kubectl(control_plane.kubeconfig, "apply", "--server-side", "-f", crds)
+    assert applied.returncode == 0, applied.stderr
+    try:
+        waited = run_kubectl(
+            control_plane.kubeconfig,
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            *(f"crd/{name}" for name in MONITORING_CRDS),
+        )
+        assert waited.returncode == 0, waited.stderr
+        yield
+    finally:
+        run_kubectl(control_plane.kubeconfig, "delete", "--ignore-not-found", "-f", crds)
+
+
 @pytest.mark.cluster
+@pytest.mark.usefixtures("monitoring_crds")
 def test_every_object_validates_against_the_api_server_in_another_namespace(
     control_plane: ControlPlane, fresh_namespace: str
 ) -> None:
-    # The prometheus-operator CRDs are not installed here: their two objects are checked by
-    # promtool (test_alerts.py), the rest by the API server's own schema and admission.
-    rendered = helm.template(fresh_namespace)
-    out = _dry_run_apply(control_plane, rendered)
+    values = {k: v for k, v in EVERYTHING.items() if k != "namespace.create"}
+    out = _dry_run_apply(control_plane, helm.template(fresh_namespace, values))
     assert "daemonset.apps/gpu-inventory-agent created (server dry run)" in out
     assert "validatingadmissionpolicy.admissionregistration.k8s.io/" in out
     assert "poddisruptionbudget.policy/gpu-inventory-operator created" in out
+    assert "servicemonitor.monitoring.coreos.com/gpu-inventory-operator created" in out
+    assert "prometheusrule.monitoring.coreos.com/gpu-inventory created" in out
+    # The CRDs validate for real: an interval that is not a Prometheus duration is refused.
+    (monitor,) = [
+        o
+        for o in helm.objects(helm.template(fresh_namespace, values))
+        if o["kind"] == "ServiceMonitor"
+    ]
+    monitor["spec"]["endpoints"][0]["interval"] = "30"
+    refused = run_kubectl(
+        control_plane.kubeconfig,
+        "apply",
+        "--dry-run=server",
+        "-f",
+        "-",
+        stdin=json.dumps(monitor),
+    )
+    assert refused.returncode != 0
+    assert "spec.endpoints[0].interval" in refused.stderr, refused.stderr
+
+
+@pytest.mark.cluster
+def test_the_longest_release_names_give_valid_object_names(
+    control_plane: ControlPlane, fresh_namespace: str
+) -> None:
+    """Helm allows 53 characters; a Service name is a DNS-1035 label of at most 63, and the
+    longest suffix the chart adds is `-operator-metrics`."""
+    for release in ("team-a-production-cluster-east-accelerator-fleet", "x" * 53):
+        rendered = helm.template(fresh_namespace, release=release)
+        names = [o["metadata"]["name"] for o in helm.objects(rendered) if o["kind"] == "Service"]
+        assert all(len(name) <= 63 for name in names), names
+        _dry_run_apply(control_plane, rendered)
 
 
 @pytest.mark.cluster
@@ -219,7 +290,6 @@ def test_every_pod_meets_pod_security_restricted_which_the_namespace_enforces(
     core = client.CoreV1Api(k8s)
     for name, template in templates.items():
         pod = {"metadata": {"name": name}, "spec": {**template["spec"], "nodeName": "n"}}
-        pod["spec"].pop("runtimeClassName", None)  # the RuntimeClass is the GPU cluster's
         pod["spec"].pop("priorityClassName", None)  # not installed by a dry run
         core.create_namespaced_pod(fresh_namespace, pod, dry_run="All")
 
@@ -244,7 +314,6 @@ def test_mig_monitoring_needs_a_privileged_namespace(k8s: client.ApiClient, leve
     )
     try:
         spec = {**template["spec"], "nodeName": "n"}
-        spec.pop("runtimeClassName")
         spec.pop("priorityClassName")
         pod = {"metadata": {"name": "agent"}, "spec": spec}
         if level == "privileged":
@@ -268,7 +337,6 @@ def test_the_kind_overlay_runs_the_simulated_agent_from_the_kind_image() -> None
     )
     templates = _pod_templates(helm.objects(built.stdout))
     agent = templates["gpu-inventory-agent"]["spec"]
-    assert "runtimeClassName" not in agent
     assert agent["containers"][0]["command"] == ["python", "-m", "gpu_inventory.testing.simagent"]
     for template in templates.values():
         container = template["spec"]["containers"][0]

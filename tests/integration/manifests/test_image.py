@@ -14,12 +14,13 @@ from gpu_inventory.testing.binaries import REPO_ROOT
 
 DOCKERFILE = (REPO_ROOT / "Dockerfile").read_text()
 LOCK = (REPO_ROOT / "requirements.lock").read_text()
+BUILD_LOCK = (REPO_ROOT / "requirements-build.lock").read_text()
 
 
-def locked() -> dict[str, tuple[Version, int]]:
-    """name -> (pinned version, number of hashes), from requirements.lock."""
+def locked(lock: str = LOCK) -> dict[str, tuple[Version, int]]:
+    """name -> (pinned version, number of hashes), from a lock file (`make lock`)."""
     entries: dict[str, tuple[Version, int]] = {}
-    for block in re.split(r"\n(?=\S)", LOCK):
+    for block in re.split(r"\n(?=\S)", lock):
         match = re.match(r"([A-Za-z0-9_.-]+)==([^ ;\\\n]+)", block)
         if match:
             name = match.group(1).lower().replace("_", "-")
@@ -52,3 +53,18 @@ def test_the_image_is_pinned_locked_and_ships_no_test_helpers() -> None:
         assert f"org.opencontainers.image.{label}=" in runtime
     ignored = (REPO_ROOT / ".dockerignore").read_text().split()
     assert {".demo", ".venv", ".cluster", ".pytest_cache", ".mypy_cache", "tests"} <= set(ignored)
+
+
+def test_the_wheel_is_built_with_the_locked_hashed_build_backend() -> None:
+    """pip's build isolation would fetch the newest setuptools, unpinned and unhashed."""
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    entries = locked(BUILD_LOCK)
+    for spec in pyproject["build-system"]["requires"]:
+        requirement = Requirement(spec)
+        version, hashes = entries[requirement.name.lower()]
+        assert requirement.specifier.contains(version), (spec, version)
+        assert hashes > 0
+    wheel = DOCKERFILE.split("FROM ${BASE} AS wheel", 1)[1].split("FROM ${BASE} AS runtime")[0]
+    install = wheel.index("--require-hashes --no-deps -r /tmp/requirements-build.lock")
+    assert install < wheel.index("pip wheel --no-cache-dir --no-deps --no-build-isolation")
+    assert "requirements-build.lock" not in (REPO_ROOT / ".dockerignore").read_text()

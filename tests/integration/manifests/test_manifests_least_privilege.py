@@ -1,8 +1,8 @@
 """The install on a real API server: each identity can do its job and no more, and the admission
 policy confines the agent in whatever namespace it is installed.
 
-Every test runs on both installs users make: the kustomize base (namespace `gpu-inventory`) and
-`helm install` into another namespace (`gpu-fleet`).
+Every test runs on the installs users make: the kustomize base (namespace `gpu-inventory`), an
+overlay of it with `namespace: team-gpu`, and `helm install` into another namespace (`gpu-fleet`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ G, V = constants.GROUP, constants.VERSION
 
 
 @pytest.fixture(
-    params=[("kustomize", None), ("helm", "gpu-fleet")], ids=["kustomize", "helm-gpu-fleet"]
+    params=[("kustomize", None), ("kustomize", "team-gpu"), ("helm", "gpu-fleet")],
+    ids=["kustomize", "kustomize-overlay-team-gpu", "helm-gpu-fleet"],
 )
 def installed(
     request: pytest.FixtureRequest, cluster: ControlPlane
@@ -117,6 +118,12 @@ def test_an_agent_writes_only_the_gpunode_of_its_own_node(
         )
     )
     assert "status.kubernetes belongs to the operator" in message
+    # It reads its GPUNode (not the status subresource) and lists nothing.
+    agent.get_cluster_custom_object(G, V, constants.NODE_PLURAL, "node-a")
+    _forbidden(
+        lambda: agent.get_cluster_custom_object_status(G, V, constants.NODE_PLURAL, "node-a")
+    )
+    _forbidden(lambda: agent.list_cluster_custom_object(G, V, constants.NODE_PLURAL))
 
 
 def test_an_agent_creates_its_gpunode_with_no_finalizer_and_no_owner_but_its_node(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -11,17 +10,31 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client, StdioServerParameters
-from mcp.shared.subscriptions import ResourceUpdated
+from mcp.shared.exceptions import MCPDeprecationWarning
+from mcp.types import ResourceUpdatedNotification
 
-from gpu_inventory.mcpserver import samples
 from gpu_inventory.mcpserver.server import RESOURCE_URI
+from gpu_inventory.testing import samples
 from gpu_inventory.testing.controlplane import ControlPlane
-from gpu_inventory.testing.mcpcalls import answer_when, error_text
+from gpu_inventory.testing.legacy_shape import shape_problems, target, target_cluster
+from gpu_inventory.testing.mcpcalls import answer_when, error_text, inspector, summary_after_update
 from gpu_inventory.testing.wait import eventually_async
 
 pytestmark = pytest.mark.cluster
 
 COMMAND = str(Path(sys.executable).with_name("gpu-inventory-mcp"))
+EXTRA = (
+    "memory_used",
+    "health",
+    "health_reasons",
+    "utilization_memory",
+    "power_draw_watts",
+    "power_limit_watts",
+    "pci_bus_id",
+    "mig_enabled",
+    "recent_xids",
+)
+"""Fields the answer adds to the seed's GPU object."""
 
 
 def now() -> datetime:
@@ -42,7 +55,7 @@ async def test_every_tool_over_stdio(cluster: ControlPlane, objects: Any) -> Non
             heartbeat=now(),
         ),
     )
-    objects.put(samples.inventory(nodes), *nodes)
+    objects.put(samples.inventory(nodes, now=now()), *nodes)
 
     async with Client(server_process(cluster.env())) as client:
         tools = {t.name for t in (await client.list_tools()).tools}
@@ -72,18 +85,14 @@ async def test_resource_updates_reach_a_stdio_subscriber(
     cluster: ControlPlane, objects: Any
 ) -> None:
     nodes = (samples.gpunode("t4-a", gpus=4, heartbeat=now()),)
-    objects.put(samples.inventory(nodes), *nodes)
+    objects.put(samples.inventory(nodes, now=now()), *nodes)
 
     async with Client(server_process(cluster.env())) as client:
         await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 1)
         async with client.listen(resource_subscriptions=[RESOURCE_URI]) as subscription:
             busy = (samples.gpunode("t4-a", gpus=4, allocated=2, heartbeat=now()),)
-            objects.put_inventory(samples.inventory(busy))
-            with anyio.fail_after(20):
-                event = await anext(subscription)
-            assert event == ResourceUpdated(uri=RESOURCE_URI)
-        read = await client.read_resource(RESOURCE_URI)
-        summary = json.loads(read.contents[0].text)["cluster_summary"]  # type: ignore[union-attr]
+            objects.put_inventory(samples.inventory(busy, now=now()))
+            summary = await summary_after_update(client, subscription, timeout=20)
         assert summary["gpus_allocated"] == 2
 
 
@@ -98,3 +107,54 @@ async def test_stdio_without_an_operator_says_so(cluster: ControlPlane) -> None:
             return text
 
         await eventually_async(not_running, timeout=20)
+
+
+def test_the_inspector_cli_gets_the_seed_answer_over_stdio(
+    cluster: ControlPlane, objects: Any
+) -> None:
+    """The MCP Inspector CLI starts `gpu-inventory-mcp` itself, as a desktop assistant does."""
+    inventory, nodes = target_cluster(now())
+    objects.put(inventory, *nodes)
+
+    result = inspector(
+        "-e", f"KUBECONFIG={cluster.kubeconfig}", COMMAND, "--transport", "stdio",
+        "--method", "tools/call", "--tool-name", "get_gpu_inventory",
+        "--tool-arg", "node=ip-10-0-0-153",
+    )  # fmt: skip
+
+    assert result["isError"] is False
+    expected, data = target(), result["structuredContent"]
+    assert shape_problems(expected, data) == []
+    assert data["nodes"][0]["gpus"] == [
+        {**expected["nodes"][0]["gpus"][0], **{k: data["nodes"][0]["gpus"][0][k] for k in EXTRA}}
+    ]
+    assert {k: data["cluster_summary"][k] for k in ("total_nodes", "total_gpus")} == {
+        "total_nodes": 2,
+        "total_gpus": 4,
+    }
+
+
+async def test_resource_updates_reach_an_older_stdio_client_that_subscribed(
+    cluster: ControlPlane, objects: Any
+) -> None:
+    """A 2025-era client (the initialize handshake) uses resources/subscribe and is told."""
+    nodes = (samples.gpunode("t4-a", gpus=4, heartbeat=now()),)
+    objects.put(samples.inventory(nodes, now=now()), *nodes)
+    got = anyio.Event()
+
+    async def on_message(message: object) -> None:
+        if isinstance(message, ResourceUpdatedNotification) and message.params.uri == RESOURCE_URI:
+            got.set()
+
+    process = server_process(cluster.env())
+    async with Client(process, mode="legacy", message_handler=on_message) as client:
+        resources = client.server_capabilities.resources
+        assert resources is not None
+        assert resources.subscribe is True
+        await answer_when(client, "get_gpu_inventory", {}, lambda d: len(d["nodes"]) == 1)
+        with pytest.warns(MCPDeprecationWarning):
+            await client.subscribe_resource(RESOURCE_URI)
+        busy = (samples.gpunode("t4-a", gpus=4, allocated=3, heartbeat=now()),)
+        objects.put_inventory(samples.inventory(busy, now=now()))
+        with anyio.fail_after(20):
+            await got.wait()

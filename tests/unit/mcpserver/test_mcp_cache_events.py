@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from gpu_inventory.mcpserver import samples
+from gpu_inventory.mcpserver import views
 from gpu_inventory.mcpserver.cache import INVENTORY, NODES, InventoryCache
+from gpu_inventory.testing import samples
 
 
 def wire(model: Any, resource_version: str = "1") -> dict[str, Any]:
@@ -70,6 +71,34 @@ def test_an_invalid_gpunode_is_logged_and_left_out(
         cache.replace_all(NODES, [bad, wire(samples.gpunode("good"))])
     assert list(cache.snapshot().nodes) == ["good"]
     assert "GPUNode 'bad' is invalid" in caplog.text
+
+
+def test_an_answer_warns_about_every_gpunode_it_could_not_read(cache: InventoryCache) -> None:
+    """A malformed GPUNode (an agent of another version, a hand edit) leaves its node with no
+    GPUs in the answer: the answer says so rather than looking complete."""
+    nodes = [samples.gpunode("bad", gpus=2), samples.gpunode("good", gpus=1)]
+    cache.replace_all(INVENTORY, [wire(samples.inventory(nodes))])
+    bad = wire(nodes[0])
+    bad["status"]["gpus"][0]["temperature"] = "hot"
+    cache.replace_all(NODES, [bad, wire(nodes[1])])
+
+    def warnings() -> list[str]:
+        answer = views.inventory_answer(
+            cache.snapshot(), now=samples.EPOCH, max_staleness_seconds=300
+        )
+        return answer.warnings
+
+    assert dict(cache.snapshot().invalid_nodes).keys() == {"bad"}
+    (warning,) = warnings()
+    assert "1 GPUNode could not be read" in warning
+    assert "GPUNode 'bad' is invalid: status.gpus.0.temperature" in warning
+
+    cache.apply_event(NODES, "MODIFIED", wire(nodes[0], "2"))  # the agent fixed it
+    assert warnings() == []
+    cache.apply_event(NODES, "MODIFIED", bad)  # broken again by a watch event
+    assert len(warnings()) == 1
+    cache.apply_event(NODES, "DELETED", bad)
+    assert warnings() == []
 
 
 def test_an_invalid_inventory_update_keeps_the_last_good_one(cache: InventoryCache) -> None:

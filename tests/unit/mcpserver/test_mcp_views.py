@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+import threading
 from dataclasses import replace
 from datetime import timedelta
 from types import MappingProxyType
@@ -9,15 +11,11 @@ from types import MappingProxyType
 import pytest
 
 from gpu_inventory.api.models import Condition, GPUNode, NodeResource, RemappedRows
-from gpu_inventory.mcpserver import samples, shapes, views
+from gpu_inventory.mcpserver import shapes, views
 from gpu_inventory.mcpserver.snapshot import Snapshot
-from gpu_inventory.testing.legacy_shape import (
-    LEGACY_GPU,
-    LEGACY_GPU_RESOURCES,
-    LEGACY_KUBERNETES,
-    LEGACY_NODE,
-    LEGACY_SUMMARY,
-)
+from gpu_inventory.mcpserver.views.nodes import GPUNodes
+from gpu_inventory.testing import samples
+from gpu_inventory.testing.legacy_shape import shape_problems, target
 
 NOW = samples.EPOCH + timedelta(minutes=1)
 
@@ -50,23 +48,25 @@ def small() -> Snapshot:
     return snapshot_of(
         samples.gpunode("t4-a", gpus=4, allocated=1),
         t4_sick,
-        samples.gpunode("a100", gpus=8, product="NVIDIA-A100-SXM4-80GB", allocated=2, ready=False),
+        samples.gpunode(
+            "a100",
+            gpus=8,
+            product="NVIDIA-A100-SXM4-80GB",
+            gpu_name="NVIDIA A100-SXM4-80GB",
+            allocated=2,
+            ready=False,
+        ),
     )
 
 
 # --- get_gpu_inventory: the legacy shape ---------------------------------------------------------
 
 
-def test_answer_keeps_every_legacy_field_name(small: Snapshot) -> None:
+def test_answer_keeps_every_legacy_field_name_and_type(small: Snapshot) -> None:
     data = answer(small).model_dump(mode="json")
 
     assert data["status"] == "success"
-    assert data["cluster_summary"].keys() >= LEGACY_SUMMARY
-    node = data["nodes"][0]
-    assert node.keys() >= LEGACY_NODE
-    assert node["kubernetes"].keys() >= LEGACY_KUBERNETES
-    assert node["kubernetes"]["gpu_resources"].keys() >= LEGACY_GPU_RESOURCES
-    assert node["gpus"][0].keys() >= LEGACY_GPU
+    assert shape_problems(target(), data) == []
 
 
 def test_summary_is_the_inventory_totals(small: Snapshot) -> None:
@@ -74,7 +74,8 @@ def test_summary_is_the_inventory_totals(small: Snapshot) -> None:
 
     assert (summary.total_nodes, summary.total_gpus) == (3, 14)
     assert (summary.gpus_allocatable, summary.gpus_allocated, summary.gpus_available) == (14, 4, 10)
-    assert summary.gpu_types == ["NVIDIA-A100-SXM4-80GB", "Tesla-T4"]
+    # NVML's names, as gpus[].name shows them, not the GFD labels ("Tesla-T4").
+    assert summary.gpu_types == ["NVIDIA A100-SXM4-80GB", "Tesla T4"]
     assert (summary.ready_nodes, summary.unhealthy_gpus) == (2, 1)
 
 
@@ -120,7 +121,7 @@ def test_node_without_agent_has_no_pod_and_no_gpus_but_keeps_its_numbers() -> No
     snap = snapshot_of(samples.gpunode("bare", gpus=0, allocatable=4, agent=False))
 
     node = answer(snap).nodes[0]
-    assert node.pod_name is None
+    assert node.pod_name == ""
     assert node.gpus == []
     assert (node.allocatable, node.available, node.agent_state) == (4, 4, "Missing")
 
@@ -153,13 +154,13 @@ def test_node_filter_returns_that_node_only(small: Snapshot) -> None:
 
 
 def test_unknown_node_is_an_error_listing_the_gpu_nodes(small: Snapshot) -> None:
-    with pytest.raises(ValueError, match=r"^node 'nope' is not a GPU node") as error:
+    with pytest.raises(views.ArgumentError, match=r"^node 'nope' is not a GPU node") as error:
         answer(small, node="nope")
     assert "a100, t4-a, t4-b" in str(error.value)
 
 
 def test_unknown_node_in_an_empty_cluster_says_there_are_no_gpu_nodes() -> None:
-    with pytest.raises(ValueError, match="the inventory has no GPU nodes"):
+    with pytest.raises(views.ArgumentError, match="the inventory has no GPU nodes"):
         answer(snapshot_of(), node="nope")
 
 
@@ -181,9 +182,34 @@ def test_product_filter_matches_whole_words(
 
 @pytest.mark.parametrize("query", ["A10", "V100", "80gb a100"])
 def test_unknown_product_is_an_error_listing_each_product_once(small: Snapshot, query: str) -> None:
-    with pytest.raises(ValueError, match=rf"^product '{query}' matches no GPU product") as error:
+    """In the vocabulary of gpu_types (NVML's names), so the model sees one set of names."""
+    with pytest.raises(
+        views.ArgumentError, match=rf"^product '{query}' matches no GPU product"
+    ) as error:
         answer(small, product=query)
-    assert str(error.value).endswith("products are: NVIDIA-A100-SXM4-80GB, Tesla-T4")
+    assert str(error.value).endswith("products are: NVIDIA A100-SXM4-80GB, Tesla T4")
+    assert answer(small).cluster_summary.gpu_types == ["NVIDIA A100-SXM4-80GB", "Tesla T4"]
+
+
+def test_gpu_types_are_nvml_names_whatever_the_labels_say() -> None:
+    """GFD's label spells MIG ('-MIG-1g.10gb') and time-slicing ('-SHARED') into the product;
+    NVML names the GPU. Only a node that reports no GPU names falls back to its label."""
+    mig = samples.gpunode(
+        "mig",
+        gpus=2,
+        product="NVIDIA-A100-SXM4-80GB-MIG-1g.10gb",
+        gpu_name="NVIDIA A100-SXM4-80GB",
+    )
+    shared = samples.gpunode("shared", gpus=1, product="Tesla-T4-SHARED", gpu_name="Tesla T4")
+    unreported = samples.gpunode("new", gpus=0, product="NVIDIA-L4", agent=False, allocatable=1)
+
+    summary = answer(snapshot_of(mig, shared, unreported)).cluster_summary
+
+    assert summary.gpu_types == ["NVIDIA A100-SXM4-80GB", "NVIDIA-L4", "Tesla T4"]
+    resource = views.inventory_resource(
+        snapshot_of(mig, shared, unreported), now=NOW, max_staleness_seconds=300
+    )
+    assert resource.cluster_summary.gpu_types == summary.gpu_types
 
 
 def test_a_real_product_on_other_nodes_gives_an_empty_list_not_an_error(small: Snapshot) -> None:
@@ -193,7 +219,7 @@ def test_a_real_product_on_other_nodes_gives_an_empty_list_not_an_error(small: S
 
 
 def test_only_unhealthy_lists_sick_nodes_with_only_their_sick_gpus(small: Snapshot) -> None:
-    result = answer(small, only_unhealthy=True)
+    result = answer(small, only_unhealthy_or_degraded=True)
 
     assert [n.node_name for n in result.nodes] == ["t4-b"]
     assert [(g.index, g.health, g.health_reasons) for g in result.nodes[0].gpus] == [
@@ -202,25 +228,61 @@ def test_only_unhealthy_lists_sick_nodes_with_only_their_sick_gpus(small: Snapsh
 
 
 def test_only_unhealthy_in_a_healthy_cluster_is_an_honest_empty_list() -> None:
-    result = answer(snapshot_of(samples.gpunode("ok", gpus=2)), only_unhealthy=True)
+    result = answer(snapshot_of(samples.gpunode("ok", gpus=2)), only_unhealthy_or_degraded=True)
 
     assert (result.nodes, result.nodes_matched, result.truncated) == ([], 0, False)
 
 
 @pytest.mark.parametrize("limit", [0, -1, views.MAX_LIMIT + 1])
 def test_limit_out_of_range_names_the_argument(small: Snapshot, limit: int) -> None:
-    with pytest.raises(ValueError, match=rf"^limit must be between 1 and {views.MAX_LIMIT}"):
+    with pytest.raises(
+        views.ArgumentError, match=rf"^limit must be between 1 and {views.MAX_LIMIT}"
+    ):
         answer(small, limit=limit)
 
 
 @pytest.mark.parametrize("argument", ["node", "product"])
 def test_blank_text_arguments_name_the_argument(small: Snapshot, argument: str) -> None:
-    with pytest.raises(ValueError, match=rf"^{argument} must be a non-empty string"):
+    with pytest.raises(views.ArgumentError, match=rf"^{argument} must be a non-empty string"):
         answer(small, **{argument: "  "})
 
 
+def test_one_memo_serves_worker_threads_on_changing_snapshots() -> None:
+    """Tool calls run on several worker threads at once, each on the snapshot it took; every
+    new snapshot makes the summary walk (and prune) the memo's table of GPU names."""
+    snapshots = []
+    for prefix in "abcd":
+        snapshot = snapshot_of(*(samples.gpunode(f"{prefix}{i:03d}", gpus=1) for i in range(200)))
+        assert snapshot.inventory is not None
+        assert snapshot.inventory.status is not None
+        gpunodes = GPUNodes.of(snapshot.nodes, snapshot.inventory, snapshot.inventory.status)
+        snapshots.append((snapshot, snapshot.inventory, gpunodes))
+    memo = views.AnswerMemo()
+    failures: list[BaseException] = []
+
+    def calls(offset: int) -> None:
+        try:
+            for turn in range(100):
+                memo.summary(*snapshots[(turn + offset) % len(snapshots)])
+        except BaseException as error:  # reported by the test's own thread
+            failures.append(error)
+
+    switching = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as the interpreter allows
+    try:
+        workers = [threading.Thread(target=calls, args=(k,)) for k in range(4)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+    finally:
+        sys.setswitchinterval(switching)
+
+    assert failures == []
+
+
 def test_memo_reuses_unchanged_nodes_and_rebuilds_changed_ones(small: Snapshot) -> None:
-    memo = views.NodeOutMemo()
+    memo = views.AnswerMemo()
     first = {n.node_name: n for n in answer(small, memo=memo).nodes}
     changed = samples.gpunode("t4-a", gpus=4, allocated=3)
     later = snapshot_of(changed, small.nodes["t4-b"], small.nodes["a100"])
@@ -233,7 +295,7 @@ def test_memo_reuses_unchanged_nodes_and_rebuilds_changed_ones(small: Snapshot) 
 def test_memo_answers_as_a_fresh_computation_when_the_primary_resource_changes(
     small: Snapshot,
 ) -> None:
-    memo = views.NodeOutMemo()
+    memo = views.AnswerMemo()
     answer(small, memo=memo)
     assert small.inventory is not None
     spec = small.inventory.spec.model_copy(update={"primary_resource": "nvidia.com/gpu.shared"})
@@ -381,12 +443,12 @@ def test_no_free_gpu_at_all_says_so() -> None:
 
 @pytest.mark.parametrize("count", [0, -2, views.MAX_COUNT + 1])
 def test_count_out_of_range_names_the_argument(mixed: Snapshot, count: int) -> None:
-    with pytest.raises(ValueError, match=r"^count must be between 1 and"):
+    with pytest.raises(views.ArgumentError, match=r"^count must be between 1 and"):
         capacity(mixed, count)
 
 
 def test_capacity_with_an_unknown_product_is_an_error(mixed: Snapshot) -> None:
-    with pytest.raises(ValueError, match=r"^product 'H200' matches no GPU product"):
+    with pytest.raises(views.ArgumentError, match=r"^product 'H200' matches no GPU product"):
         capacity(mixed, 1, product="H200")
 
 

@@ -248,3 +248,26 @@ async def test_the_metrics_status_follows_a_relist_with_the_old_numbers_said_to_
     assert latest is not None
     ready = next(c for c in latest.conditions if c.type == "Ready")
     assert (ready.status, ready.reason, latest.summary.allocated) == ("False", "Relisting", 1)
+
+
+async def test_the_metrics_never_show_numbers_the_cr_does_not_hold() -> None:
+    """A refused write leaves the metrics on the CR's numbers; a new leader that finds the CR
+    current reports its `lastSyncTime` as the last write until it writes itself."""
+    s = Setup()
+    await s.pass_()
+    first = s.writer.latest_status
+    assert first is not None
+    assert first.summary.allocated == 1
+    forbidden = ApiError(403, "gpuinventories/status is forbidden", "patch gpuinventories/status")
+    s.api.fail("patch_inventory_status", forbidden)
+    watch(s.store, Kind.PODS, "ADDED", pod("q", "a", 2))
+    s.clocks.advance(1)
+    await s.pass_()
+    assert s.status()["summary"]["allocated"] == 1
+    assert s.writer.latest_status is first
+
+    successor = Setup(store=s.store)
+    successor.api = s.api
+    successor.writer.api = s.api
+    successor.clocks.wall = NOW + timedelta(seconds=5)
+    assert successor.writer.last_written() == NOW.timestamp()
