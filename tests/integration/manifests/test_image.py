@@ -68,3 +68,16 @@ def test_the_wheel_is_built_with_the_locked_hashed_build_backend() -> None:
     install = wheel.index("--require-hashes --no-deps -r /tmp/requirements-build.lock")
     assert install < wheel.index("pip wheel --no-cache-dir --no-deps --no-build-isolation")
     assert "requirements-build.lock" not in (REPO_ROOT / ".dockerignore").read_text()
+
+
+def test_the_wheel_lists_every_package_folder() -> None:
+    """setuptools builds only the `packages` pyproject names: a sub-package missing there is
+    missing from the image (its imports fail in the cluster), while an editable install, which
+    maps whole folders, never notices."""
+    setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = set()
+    for package, folder in setuptools["package-dir"].items():
+        for module in (REPO_ROOT / folder).rglob("*.py"):
+            parts = module.parent.relative_to(REPO_ROOT / folder).parts
+            found.add(".".join((package, *parts)))
+    assert found == set(setuptools["packages"])
