@@ -8,7 +8,7 @@ that approaches etcd's 1.5 MiB request limit; `tests/unit/api/test_crd_size.py` 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, cast
+from typing import Annotated, Any, Final, Literal, cast
 
 from pydantic import (
     BaseModel,
@@ -261,6 +261,10 @@ class SkippedObjects(WireModel):
     nodes: Count = 0
 
 
+UTC_SECONDS: Final = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$"
+"""RFC 3339 in UTC to the second, as the API server writes its own timestamps."""
+
+
 class GPUInventoryStatus(WireModel):
     observed_generation: Annotated[int, Field(ge=0)] | None = None
     last_sync_time: Annotated[
@@ -269,7 +273,10 @@ class GPUInventoryStatus(WireModel):
             description=(
                 "When the operator last confirmed this status reflects the cluster; refreshed at"
                 " least every minute while it works. Readers treat an older status as not current."
-            )
+                " Always UTC, whole seconds, `Z`: readers (Argo CD's health check) compare it as"
+                " a string."
+            ),
+            json_schema_extra={"pattern": UTC_SECONDS},
         ),
     ] = None
     summary: InventorySummary = InventorySummary()

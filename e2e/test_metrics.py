@@ -124,16 +124,14 @@ class Recording:
 
 
 def recorded(gauges: Scrape, first: Scrape, later: Scrape) -> Recording:
-    """`gauges` held as scraped; the last-write time from two real scrapes: at 0 as old as
-    `first` saw it, then advancing by what the operator really wrote before `later`, one step
-    per real interval between the two."""
+    """`gauges` held as scraped; the last write as old as the older of its two real ages (each
+    scrape saw a write at most a refresh period old, and `later` a newer write than `first`), so
+    the recording is an operator that keeps writing at the cadence it was seen to keep."""
     step = round(later.at - first.at)
     steps = math.ceil(HELD_MINUTES * 60 / step)
     series = alerts.held(gauges.samples, steps, skip=(LAST_WRITE,))
-    written = first.samples[(LAST_WRITE, ())]
-    start = written - first.at  # <= 0: written that long before the first scrape
-    advance = later.samples[(LAST_WRITE, ())] - written
-    series.append({"series": LAST_WRITE, "values": f"{start:.3f}+{advance:.3f}x{steps}"})
+    age = max(scrape.at - scrape.samples[(LAST_WRITE, ())] for scrape in (first, later))
+    series.append({"series": LAST_WRITE, "values": f"{-age:.3f}+{step}x{steps}"})
     return Recording(step, series)
 
 

@@ -97,6 +97,7 @@ def good_gpunode_status() -> dict[str, Any]:
 def good_inventory_status() -> dict[str, Any]:
     return models.GPUInventoryStatus(
         observed_generation=1,
+        last_sync_time=NOW,
         summary=models.InventorySummary(
             nodes=1,
             ready_nodes=1,
@@ -186,6 +187,12 @@ BAD_INVENTORY_STATUS = [
     pytest.param(_drop("conditions.0.type"), "type", id="condition-without-type"),
     pytest.param(_set("conditions.0.reason", "not a reason!"), "reason", id="condition-bad-reason"),
     pytest.param(_set("conditions.0.status", "Maybe"), "status", id="condition-unknown-status"),
+    pytest.param(
+        _set("lastSyncTime", "2026-06-01T14:00:00+02:00"), "lastSyncTime", id="sync-time-not-utc"
+    ),
+    pytest.param(
+        _set("lastSyncTime", "2026-06-01T12:00:00.5Z"), "lastSyncTime", id="sync-time-fractional"
+    ),
 ]
 
 BAD_GPUNODE_STATUS = [
