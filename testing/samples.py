@@ -221,12 +221,15 @@ def inventory(
     capacity = sum(
         t.capacity for (name, _), t in resources.items() if name == constants.PRIMARY_RESOURCE
     )
+    synced = now if last_sync == "now" else last_sync
+    if synced is not None:
+        synced = synced.replace(microsecond=0)  # as the operator writes it; the CRD requires it
     return GPUInventory(
         metadata=ObjectMeta(name=constants.INVENTORY_NAME, generation=1),
         spec=spec or GPUInventorySpec(),
         status=GPUInventoryStatus(
             observed_generation=1,
-            last_sync_time=now if last_sync == "now" else last_sync,
+            last_sync_time=synced,
             summary=InventorySummary(
                 nodes=len(rows),
                 ready_nodes=sum(r.ready for r in rows),
