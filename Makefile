@@ -100,7 +100,7 @@ demo: venv controlplane
 bench: bench-operator bench-mcp bench-agent
 
 bench-operator: venv controlplane
-	$(PY) bench/operator_scale.py
+	$(PY) bench/operator_scale.py $(BENCH_ARGS)
 
 bench-mcp: venv
 	$(PY) bench/mcp_latency.py

@@ -33,7 +33,8 @@ def k8s(control_plane: ControlPlane) -> Iterator[client.ApiClient]:
 
 
 def wipe_cluster_objects(api: client.ApiClient) -> None:
-    """Delete every Node, Pod, GPUNode and GPUInventory, finalizers included."""
+    """Delete every Node, Pod, GPUNode and GPUInventory, finalizers included, and DRA's
+    ResourceClaims, ResourceSlices and DeviceClasses."""
     core = client.CoreV1Api(api)
     custom = client.CustomObjectsApi(api)
     for pod in core.list_pod_for_all_namespaces().items:
@@ -62,6 +63,19 @@ def wipe_cluster_objects(api: client.ApiClient) -> None:
     for node in core.list_node().items:
         with contextlib.suppress(client.ApiException):
             core.delete_node(node.metadata.name)
+    resource = client.ResourceV1Api(api)
+    with contextlib.suppress(client.ApiException):  # 404 where resource.k8s.io/v1 is not served
+        for claim in resource.list_resource_claim_for_all_namespaces().items:
+            with contextlib.suppress(client.ApiException):
+                resource.delete_namespaced_resource_claim(
+                    claim.metadata.name, claim.metadata.namespace
+                )
+        for item in resource.list_resource_slice().items:
+            with contextlib.suppress(client.ApiException):
+                resource.delete_resource_slice(item.metadata.name)
+        for item in resource.list_device_class().items:
+            with contextlib.suppress(client.ApiException):
+                resource.delete_device_class(item.metadata.name)
 
 
 @pytest.fixture

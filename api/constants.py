@@ -36,6 +36,11 @@ DEFAULT_MAX_NODE_ROWS: Final = 1000
 """About 130 KiB of rows: the GPUInventory stays far below etcd's 1.5 MiB request limit and
 each status write stays cheap, at any cluster size."""
 
+DEFAULT_DRA_DRIVERS: Final = ("gpu.nvidia.com",)
+"""DRA drivers whose ResourceSlice devices are GPUs: NVIDIA's DRA driver for GPUs. Its other
+driver, `compute-domain.nvidia.com`, publishes IMEX channels, not GPUs."""
+MAX_DRA_DRIVERS: Final = 16
+
 PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
 GPU_COUNT_LABEL: Final = "nvidia.com/gpu.count"
 MIG_STRATEGY_LABEL: Final = "nvidia.com/mig.strategy"

@@ -10,7 +10,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Final, Literal, cast
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializerFunctionWrapHandler,
+    StringConstraints,
+    model_serializer,
+)
 from pydantic.alias_generators import to_camel
 
 from gpu_inventory.api import constants
@@ -71,6 +80,9 @@ XidClass = Literal[
     "Application", "Memory", "NVLink", "Hardware", "Driver", "Informational", "Unknown"
 ]
 XidAction = Literal["None", "RestartApplication", "ResetGPU", "RebootNode", "Investigate"]
+Source = Literal["DevicePlugin", "DRA"]
+"""Who advertises a node's GPUs: a device plugin (Node `status.allocatable`), or a DRA driver
+(ResourceSlices of a driver in `spec.draDrivers`)."""
 
 
 class WireModel(BaseModel):
@@ -149,6 +161,16 @@ class GPUInventorySpec(WireModel):
             description="A GPUNode whose agent heartbeat is older than this is stale.",
         ),
     ] = constants.DEFAULT_AGENT_STALE_AFTER_SECONDS
+    dra_drivers: Annotated[
+        list[NameStr],
+        Field(
+            max_length=constants.MAX_DRA_DRIVERS,
+            description=(
+                "DRA drivers whose ResourceSlice devices count as GPUs (resource.k8s.io/v1)."
+                " Devices of other drivers (e.g. compute-domain.nvidia.com) are not GPUs."
+            ),
+        ),
+    ] = list(constants.DEFAULT_DRA_DRIVERS)
     max_node_rows: Annotated[
         int,
         Field(
@@ -164,9 +186,12 @@ class GPUInventorySpec(WireModel):
 
 
 class ResourceTotals(WireModel):
-    """Scheduler numbers for one extended resource name."""
+    """Scheduler numbers for one extended resource name, over the nodes of one source."""
 
     name: NameStr
+    source: Annotated[
+        Source, Field(description="DevicePlugin: Node allocatable; DRA: ResourceSlices.")
+    ] = "DevicePlugin"
     capacity: Count = 0
     allocatable: Count = 0
     allocated: Count = 0
@@ -201,6 +226,16 @@ class InventorySummary(WireModel):
     products: Annotated[list[NameStr], Field(max_length=MAX_PRODUCTS)] = []
 
 
+@model_serializer(mode="wrap")
+def _omit_device_plugin_source(self: BaseModel, handler: SerializerFunctionWrapHandler) -> Any:
+    """Per-node objects leave the common source, the device plugin, unwritten (readers default
+    it): rows are the bulk of the status, and device-plugin nodes' objects stay as they were."""
+    data = handler(self)
+    if isinstance(data, dict) and data.get("source") == "DevicePlugin":
+        del data["source"]
+    return data
+
+
 class NodeRow(WireModel):
     """One compact row per GPU node; the details live in the node's GPUNode."""
 
@@ -212,6 +247,12 @@ class NodeRow(WireModel):
     gpus: Count = 0
     unhealthy: Count = 0
     agent: AgentState = "Missing"
+    source: Annotated[
+        Source,
+        Field(description="Who advertises the node's GPUs; written only when it is DRA."),
+    ] = "DevicePlugin"
+
+    _compact = _omit_device_plugin_source
 
 
 class SkippedObjects(WireModel):
@@ -250,11 +291,12 @@ class GPUInventoryStatus(WireModel):
         ),
     ] = None
     summary: InventorySummary = InventorySummary()
+    # Atomic: one row per (name, source), so a name alone is no key; one writer owns them all.
     resources: Annotated[
         list[ResourceTotals],
         Field(
             max_length=MAX_RESOURCE_NAMES * 4,
-            json_schema_extra=map_list("name"),
+            json_schema_extra={"x-kubernetes-list-type": "atomic"},
         ),
     ] = []
     products: Annotated[
@@ -472,6 +514,12 @@ class KubernetesView(WireModel):
     ] = []
     allocated: Annotated[Count, Field(description="Allocated units of the primary resource.")] = 0
     agent_state: AgentState = "Missing"
+    source: Annotated[
+        Source,
+        Field(description="Who advertises the node's GPUs; written only when it is DRA."),
+    ] = "DevicePlugin"
+
+    _compact = _omit_device_plugin_source
 
 
 class GPUNodeSummary(WireModel):

@@ -4,6 +4,7 @@
     PYTHONSAFEPATH=1 .venv/bin/python bench/operator_scale.py --nodes 5000 --pods 150000 \
         --churn-rate 100                                     # Kubernetes' own envelope
     PYTHONSAFEPATH=1 .venv/bin/python bench/operator_scale.py --nodes 10000 --pods 20000
+    PYTHONSAFEPATH=1 .venv/bin/python bench/operator_scale.py --claims 20000   # DRA too
 
 Steps: start etcd + kube-apiserver + kube-controller-manager (gpu_inventory.testing), create N
 GPU nodes and M bound pods with many threads (a fraction asks for one GPU, the rest for CPU
@@ -17,6 +18,12 @@ only, as in a real cluster), start `gpu-inventory-operator` as a subprocess, the
 - status writes per second under churn (from the operator's /metrics);
 - the operator's peak RSS (VmHWM in /proc), the CR's size in bytes, and how many status writes
   the API server refused for their size over the whole run (from /metrics).
+
+With `--claims N`, DRA as well: `--dra-nodes` more nodes whose GPUs NVIDIA's DRA driver
+publishes (one ResourceSlice each, NVIDIA's DeviceClasses), and N ResourceClaims, as many of
+them allocated one GPU each (as the scheduler writes `status.allocation`) as the DRA GPUs
+allow, the rest pending; the first complete status must count them, and after the pod churn a
+claim churn (allocate / deallocate at --churn-rate) is measured the same way.
 
 Targets (issue 15; 2 cores, up to 5,000 nodes / 150,000 pods): first complete status <= 30 s,
 p99 <= 1 s under 100 pod events/s, <= 2 inventory status writes/s, RSS <= 400 MiB; CR <= 256
@@ -43,10 +50,12 @@ from typing import Any
 from kubernetes import client, watch
 
 from gpu_inventory.api import constants
-from gpu_inventory.testing.builders import make_pod
+from gpu_inventory.testing import dra
+from gpu_inventory.testing.builders import make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
 from gpu_inventory.testing.metrics import Samples, scrape
-from gpu_inventory.testing.population import api_client, populate
+from gpu_inventory.testing.nodes import create_node
+from gpu_inventory.testing.population import api_client, parallel, populate
 
 G, V = constants.GROUP, constants.VERSION
 OPERATOR = str(Path(sys.executable).with_name("gpu-inventory-operator"))
@@ -170,7 +179,13 @@ def main() -> int:
         help="record the operator with py-spy (pip install py-spy) into this file (collapsed "
         "stacks, as `py-spy record --format raw` writes them)",
     )
+    parser.add_argument("--claims", type=int, default=0, help="DRA ResourceClaims (0: no DRA)")
+    parser.add_argument(
+        "--dra-nodes", type=int, default=0, help="DRA GPU nodes (default: nodes / 5 with claims)"
+    )
     args = parser.parse_args()
+    if args.claims and not args.dra_nodes:
+        args.dra_nodes = max(1, args.nodes // 5)
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gpu-inventory-bench-"))
     plane = ControlPlane(workdir)
@@ -196,6 +211,11 @@ def main() -> int:
         api = api_client(plane, args.threads)
         rng = random.Random(7)
 
+        dra_load: DraLoad | None = None
+        if args.claims:
+            dra_load = DraLoad(plane, args, namespaces)
+            expected_total += dra_load.create()
+
         inventory = Inventory(plane)
         metrics_port = free_port()
         env = plane.env(GPU_INVENTORY_METRICS_PORT=str(metrics_port))
@@ -213,7 +233,7 @@ def main() -> int:
             summary = status.get("summary") or {}
             return (
                 ready(status)
-                and summary.get("nodes") == args.nodes
+                and summary.get("nodes") == args.nodes + args.dra_nodes
                 and summary.get("allocated") == expected_total
             )
 
@@ -277,6 +297,7 @@ def main() -> int:
                 rows, seen_at = inventory.rows, inventory.seen_at
             pending = _resolve(pending, rows, seen_at, latencies)
         after = scrape(metrics_port)
+        claim_churn = dra_load.churn(inventory, args) if dra_load is not None else None
 
         def rate(kind: str, result: str = "ok") -> float:
             return (writes(after, kind, result) - writes(before, kind, result)) / churn_took
@@ -293,6 +314,11 @@ def main() -> int:
 
         print()
         print(f"== gpu-inventory operator at {args.nodes} nodes / {args.pods} pods ==")
+        if dra_load is not None:
+            print(
+                f"   + DRA: {args.dra_nodes} nodes, {args.claims} claims "
+                f"({dra_load.allocated} allocated)"
+            )
         print(f"first complete status      {first_complete:8.1f} s     (target <= 30 s)")
         print(
             f"churn                      {events / churn_took:8.1f} events/s for "
@@ -309,6 +335,8 @@ def main() -> int:
             f"  of which in the operator p50 <= {operator_quantile(before, after, 0.5):.2f} s, "
             f"p99 <= {operator_quantile(before, after, 0.99):.2f} s (event received -> written)"
         )
+        if claim_churn is not None:
+            print(claim_churn)
         print(f"inventory status writes    {inventory_writes:8.2f} /s    (target <= 2 /s)")
         print(
             f"GPUNode status writes      {node_writes:8.2f} /s    (one per node whose count moved)"
@@ -335,6 +363,150 @@ def main() -> int:
         plane.stop()
         if args.workdir is None:
             shutil.rmtree(workdir / "etcd", ignore_errors=True)
+
+
+QUIET = 3.0
+"""Seconds between two claim changes on one node during the claim churn."""
+
+
+class DraLoad:
+    """DRA nodes, their ResourceSlices and NVIDIA's DeviceClasses, and ResourceClaims."""
+
+    def __init__(self, plane: ControlPlane, args: argparse.Namespace, namespaces: list[str]):
+        self.plane = plane
+        self.args = args
+        self.namespaces = namespaces
+        self.api = api_client(plane, args.threads)
+        self.resource = client.ResourceV1Api(self.api)
+        self.nodes = [f"dra-{i:05d}" for i in range(args.dra_nodes)]
+        self.free = [(n, f"gpu-{g}") for g in range(args.gpus_per_node) for n in self.nodes]
+        self.allocated = 0
+        self.claims: list[tuple[str, str]] = []
+        """(namespace, name) of the claims that hold a GPU, oldest first."""
+        self.held: dict[tuple[str, str], tuple[str, str]] = {}
+        """Claim -> the (node, device) it holds."""
+
+    def create(self) -> int:
+        """Create everything; how many GPUs the claims hold."""
+        core = client.CoreV1Api(self.api)
+        for body in dra.gpu_classes():
+            self.resource.create_device_class(body)
+
+        def add_node(name: str) -> None:
+            create_node(core, make_node(name))
+            devices = [dra.gpu_device(name, g) for g in range(self.args.gpus_per_node)]
+            self.resource.create_resource_slice(dra.make_slice(name, devices))
+
+        took = parallel(self.args.threads, self.nodes, add_node)
+        print(f"created {len(self.nodes)} DRA nodes and their slices in {took:.1f}s")
+        plan = [
+            (self.namespaces[i % len(self.namespaces)], f"claim-{i:06d}")
+            for i in range(self.args.claims)
+        ]
+        held = dict(zip(plan, self.free, strict=False))
+        self.free = self.free[len(held) :]
+
+        def create_claim(item: tuple[str, str]) -> None:
+            namespace, name = item
+            self.resource.create_namespaced_resource_claim(
+                namespace, dra.make_claim(name, namespace)
+            )
+            device = held.get(item)
+            if device is not None:
+                status = {"allocation": dra.allocation(device[0], [device[1]])}
+                self.resource.patch_namespaced_resource_claim_status(
+                    name, namespace, {"status": status}
+                )
+
+        took = parallel(self.args.threads, plan, create_claim)
+        self.allocated = len(held)
+        self.claims = list(held)
+        self.held = dict(held)
+        print(
+            f"created {len(plan)} claims in {took:.1f}s ({len(plan) / took:.0f}/s), "
+            f"{self.allocated} of them allocated"
+        )
+        return self.allocated
+
+    def churn(self, inventory: Inventory, args: argparse.Namespace) -> str:
+        """Allocate free DRA GPUs to pending claims, or free held ones, at `--churn-rate`; the
+        latency from each status write to the inventory row that reflects it."""
+        pending_claims = [
+            (self.namespaces[i % len(self.namespaces)], f"claim-{i:06d}")
+            for i in range(self.allocated, args.claims)
+        ]
+        allocated = dict.fromkeys(self.nodes, 0)
+        with inventory.lock:
+            allocated.update({n: v for n, v in inventory.rows.items() if n in allocated})
+        waiting: list[tuple[float, str, int]] = []
+        latencies: list[float] = []
+        api = client.ResourceV1Api(api_client(self.plane, 4))
+        touched: dict[str, float] = {}
+        interval = 1.0 / args.churn_rate
+        began = time.monotonic()
+        events = 0
+        while time.monotonic() - began < args.churn_seconds:
+            delay = began + events * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            # Each change targets a node no change touched for QUIET seconds, so "the row shows
+            # the new value" is unambiguous (as for the pods).
+            now = time.monotonic()
+            free = next(
+                (i for i, (n, _) in enumerate(self.free) if now - touched.get(n, -1e9) > QUIET),
+                None,
+            )
+            held = next(
+                (
+                    i
+                    for i, c in enumerate(self.claims)
+                    if now - touched.get(self.held[c][0], -1e9) > QUIET
+                ),
+                None,
+            )
+            status: dict[str, Any]
+            if (events % 2 == 0 or held is None) and pending_claims and free is not None:
+                claim = pending_claims.pop()
+                node, device = self.free.pop(free)
+                status = {"allocation": dra.allocation(node, [device])}
+                self.held[claim] = (node, device)
+                self.claims.append(claim)
+                allocated[node] += 1
+            elif held is not None:
+                claim = self.claims.pop(held)
+                node, device = self.held.pop(claim)
+                status = {"allocation": None}
+                self.free.append((node, device))
+                pending_claims.append(claim)
+                allocated[node] -= 1
+            else:
+                time.sleep(interval)
+                continue
+            touched[node] = now
+            api.patch_namespaced_resource_claim_status(claim[1], claim[0], {"status": status})
+            waiting.append((time.monotonic(), node, allocated[node]))
+            events += 1
+            with inventory.lock:
+                rows, seen_at = inventory.rows, inventory.seen_at
+            waiting = _resolve(waiting, rows, seen_at, latencies)
+        took = time.monotonic() - began
+        deadline = time.monotonic() + 30
+        while waiting and time.monotonic() < deadline:
+            with inventory.lock:
+                inventory.lock.wait(0.5)
+                rows, seen_at = inventory.rows, inventory.seen_at
+            waiting = _resolve(waiting, rows, seen_at, latencies)
+        line = (
+            f"claim churn                {events / took:8.1f} events/s for {took:.0f} s, "
+            f"{len(latencies)} measured, {len(waiting)} unresolved"
+        )
+        if latencies:
+            line += (
+                f"\nclaim change -> status p50 {percentile(latencies, 0.5):8.2f} s"
+                f"\n                      p99  {percentile(latencies, 0.99):8.2f} s     "
+                "(target <= 1 s)"
+            )
+        return line
 
 
 def _resolve(

@@ -25,7 +25,7 @@ def test_the_demo_prints_the_inventory_and_an_mcp_answer(tmp_path: Path) -> None
     out = result.stdout
     assert "$ kubectl get gpuinventory" in out
     inventory_row = out.split("$ kubectl get gpuinventory\n", 1)[1].splitlines()[1].split()
-    assert inventory_row[:8] == ["cluster", "3", "17", "13", "7", "6", "0", "True"]
+    assert inventory_row[:8] == ["cluster", "4", "25", "19", "9", "10", "0", "True"]
     assert '"node_name": "gpu-t4-a"' in out
     assert '"pod_name": "gpu-inventory-agent-gpu-t4-a"' in out
     assert out.rstrip().endswith("Stopped.")

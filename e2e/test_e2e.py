@@ -1,9 +1,10 @@
 """The whole system on the local control plane, as users deploy it.
 
-Installed for real (kustomize, and Helm into another namespace); operator, three agents (the
+Installed for real (kustomize, and Helm into another namespace); operator, four agents (the
 real agent over a simulated NVML) and the MCP server as processes, each with its own
-ServiceAccount's token. GPU pods are created, and kubectl and an MCP client must agree with the
-numbers the scheduler would use.
+ServiceAccount's token. Three nodes' GPUs come from a device plugin, one node's from NVIDIA's
+DRA driver (a ResourceSlice). GPU pods and claims are created, and kubectl and an MCP client
+must agree with the numbers the scheduler would use.
 """
 
 from __future__ import annotations
@@ -85,9 +86,9 @@ def test_kubectl_and_mcp_agree_with_the_scheduler(
         inventory = inventory_yaml(system)
         summary = inventory.get("status", {}).get("summary", {})
         assert condition(inventory, "Ready")[0] == "True", inventory.get("status")
-        assert summary.get("allocated") == 7, summary
+        assert summary.get("allocated") == 9, summary
         assert summary.get("staleAgents") == 0, summary
-        assert summary.get("gpus") == 17, summary
+        assert summary.get("gpus") == 25, summary
         return inventory
 
     inventory = eventually(complete, timeout=60, what="a complete, current inventory")
@@ -95,52 +96,62 @@ def test_kubectl_and_mcp_agree_with_the_scheduler(
     assert status["observedGeneration"] == inventory["metadata"]["generation"]
     summary = dict(status["summary"])
     assert sorted(summary.pop("products")) == ["NVIDIA-H100-80GB-HBM3", "Tesla-T4"]
+    # Device-plugin GPUs and DRA GPUs add up in the headline; each keeps a row of its own.
     assert summary == {
-        "nodes": 3,
-        "readyNodes": 3,
-        "gpus": 17,
-        "capacity": 13,
-        "allocatable": 13,
-        "allocated": 7,
-        "available": 6,
+        "nodes": 4,
+        "readyNodes": 4,
+        "gpus": 25,
+        "capacity": 19,
+        "allocatable": 19,
+        "allocated": 9,
+        "available": 10,
         "unhealthyGPUs": 0,
         "staleAgents": 0,
     }
-    resources = {r["name"]: r for r in status["resources"]}
-    assert resources[MIG] == {
-        "name": MIG,
-        "capacity": 28,
-        "allocatable": 28,
-        "allocated": 3,
-        "available": 25,
+    resources = {
+        (r["name"], r["source"]): (r["capacity"], r["allocatable"], r["allocated"], r["available"])
+        for r in status["resources"]
+    }
+    assert resources == {
+        ("nvidia.com/gpu", "DevicePlugin"): (13, 13, 7, 6),
+        ("nvidia.com/gpu", "DRA"): (6, 6, 2, 4),
+        (MIG, "DevicePlugin"): (28, 28, 3, 25),
+        (MIG, "DRA"): (14, 14, 1, 13),
     }
     rows = {row["name"]: row for row in status["nodes"]}
     assert {
-        name: (r["allocatable"], r["allocated"], r["gpus"], r["agent"]) for name, r in rows.items()
+        name: (r["allocatable"], r["allocated"], r["gpus"], r["agent"], r.get("source"))
+        for name, r in rows.items()
     } == {
-        "gpu-t4-a": (1, 1, 1, "Reporting"),
-        "gpu-h100-a": (6, 4, 8, "Reporting"),
-        "gpu-h100-b": (6, 2, 8, "Reporting"),
+        "gpu-t4-a": (1, 1, 1, "Reporting", None),
+        "gpu-h100-a": (6, 4, 8, "Reporting", None),
+        "gpu-h100-b": (6, 2, 8, "Reporting", None),
+        "gpu-h100-dra": (6, 2, 8, "Reporting", "DRA"),
     }
     assert condition(inventory, "Degraded") == ("False", constants.Reason.ALL_HEALTHY)
     assert condition(inventory, "Stalled")[0] == "False"
 
-    table = [line.split() for line in kubectl(system, "get", "gpunodes").strip().splitlines()]
-    assert table[0][:6] == ["NAME", "GPUS", "PRODUCT", "ALLOCATED", "HEALTH", "AGENT"]
-    assert sorted(row[:6] for row in table[1:]) == [
-        ["gpu-h100-a", "8", "NVIDIA-H100-80GB-HBM3", "4", "Healthy", "Reporting"],
-        ["gpu-h100-b", "8", "NVIDIA-H100-80GB-HBM3", "2", "Healthy", "Reporting"],
-        ["gpu-t4-a", "1", "Tesla-T4", "1", "Healthy", "Reporting"],
-    ]
+    def gpunodes_table() -> None:
+        # Each GPUNode's view is written by its own writer, right after the inventory.
+        table = [line.split() for line in kubectl(system, "get", "gpunodes").strip().splitlines()]
+        assert table[0][:6] == ["NAME", "GPUS", "PRODUCT", "ALLOCATED", "HEALTH", "AGENT"]
+        assert sorted(row[:6] for row in table[1:]) == [
+            ["gpu-h100-a", "8", "NVIDIA-H100-80GB-HBM3", "4", "Healthy", "Reporting"],
+            ["gpu-h100-b", "8", "NVIDIA-H100-80GB-HBM3", "2", "Healthy", "Reporting"],
+            ["gpu-h100-dra", "8", "NVIDIA-H100-80GB-HBM3", "2", "Healthy", "Reporting"],
+            ["gpu-t4-a", "1", "Tesla-T4", "1", "Healthy", "Reporting"],
+        ]
+
+    eventually(gpunodes_table, timeout=30, what="kubectl get gpunodes")
 
     answer = _mcp_inventory(system)
     assert answer["status"] == "success"
     mcp_summary = answer["cluster_summary"]
-    assert (mcp_summary["total_nodes"], mcp_summary["total_gpus"]) == (3, 17)
+    assert (mcp_summary["total_nodes"], mcp_summary["total_gpus"]) == (4, 25)
     assert [mcp_summary[k] for k in ("gpus_allocatable", "gpus_allocated", "gpus_available")] == [
-        13,
-        7,
-        6,
+        19,
+        9,
+        10,
     ]
     nodes = {n["node_name"]: n for n in answer["nodes"]}
     assert nodes["gpu-t4-a"]["pod_name"] == "gpu-inventory-agent-gpu-t4-a"
@@ -151,6 +162,12 @@ def test_kubectl_and_mcp_agree_with_the_scheduler(
         == "NVIDIA-H100-80GB-HBM3"
     )
     assert len(nodes["gpu-h100-b"]["gpus"]) == 8
+    dra_node = nodes["gpu-h100-dra"]
+    assert (dra_node["source"], dra_node["available"]) == ("DRA", 4)
+    assert {r["name"]: r["allocated"] for r in dra_node["kubernetes"]["all_gpu_resources"]} == {
+        "nvidia.com/gpu": 2,
+        MIG: 1,
+    }
 
 
 def _mcp_inventory(system: GPUInventorySystem) -> dict[str, Any]:
@@ -164,7 +181,7 @@ def _mcp_inventory(system: GPUInventorySystem) -> dict[str, Any]:
                 mcp,
                 "get_gpu_inventory",
                 {},
-                lambda d: d["cluster_summary"]["gpus_allocated"] == 7,
+                lambda d: d["cluster_summary"]["gpus_allocated"] == 9,
                 timeout=30,
             )
 

@@ -98,7 +98,8 @@ def the_metrics_are_the_status(samples: Samples, status: dict[str, Any]) -> None
     assert value(samples, "gpu_inventory_gpus", state="unhealthy") == summary["unhealthyGPUs"]
     assert value(samples, "gpu_inventory_nodes") == summary["nodes"]
     for row in status["nodes"]:
-        labels = {"node": row["name"], "product": row["product"], "source": "DevicePlugin"}
+        source = row.get("source", "DevicePlugin")  # written only for DRA nodes
+        labels = {"node": row["name"], "product": row["product"], "source": source}
         assert (
             value(samples, "gpu_inventory_node_gpus", **labels, state="allocated")
             == (row["allocated"])
@@ -160,7 +161,7 @@ def test_the_real_operators_metrics_drive_the_charts_alerts(
     create_workload(k8s)
 
     def healthy(samples: Samples, status: dict[str, Any]) -> None:
-        assert value(samples, "gpu_inventory_gpus", state="allocated") == 7
+        assert value(samples, "gpu_inventory_gpus", state="allocated") == 9
         assert value(samples, "gpu_inventory_stale_agents") == 0
         assert value(samples, "gpu_inventory_condition", type="Ready", status="True") == 1
         every_agent_reports(status)
@@ -172,11 +173,14 @@ def test_the_real_operators_metrics_drive_the_charts_alerts(
             quiet.samples,
             "gpu_inventory_resource_gpus",
             resource="nvidia.com/mig-1g.10gb",
+            source="DevicePlugin",
             state="allocated",
         )
         == 3
     )
-    assert value(quiet.samples, "gpu_inventory_product_nodes", product="NVIDIA-H100-80GB-HBM3") == 2
+    assert value(quiet.samples, "gpu_inventory_product_nodes", product="NVIDIA-H100-80GB-HBM3") == 3
+    dra_gpus = {"resource": "nvidia.com/gpu", "source": "DRA"}
+    assert value(quiet.samples, "gpu_inventory_resource_gpus", **dra_gpus, state="allocated") == 2
 
     node_b = system.nodes[2]
     system.start_agent(node_b, scenario="h100-8x-events")  # XID 79 on GPU 3 after 10 s

@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gpu_inventory.api.models import AgentState, HealthStatus
+from gpu_inventory.api.models import AgentState, HealthStatus, Source
 
 NodeStatus = Literal["ready", "not_ready", "unknown"]
 Severity = Literal["degraded", "unhealthy"]
@@ -40,9 +40,12 @@ class _Out(BaseModel):
 
 
 class ResourceUsage(_Out):
-    """Scheduler numbers for one extended resource name."""
+    """Scheduler numbers for one extended resource name (of one source in the cluster's rows)."""
 
     name: str
+    source: Source = Field(
+        description="DevicePlugin: Node allocatable; DRA: a DRA driver's ResourceSlices."
+    )
     capacity: int
     allocatable: int
     allocated: int
@@ -156,6 +159,7 @@ class NodeOut(_Out):
     last_heartbeat: datetime | None
     driver_version: str | None
     cuda_version: str | None
+    source: Source = Field(description="Who advertises the node's GPUs.")
 
 
 class _Freshness(_Out):
@@ -237,6 +241,7 @@ class CapacityNodeOut(_Out):
     leftover: int = Field(description="Units still free after placing the pod.")
     gpu_count: int
     unhealthy_gpus: int
+    source: Source = Field(description="Who advertises the node's GPUs.")
 
 
 class CapacityAnswer(_Freshness):

@@ -8,15 +8,20 @@ few milliseconds instead of walking every node (about 80 ms, measured, before th
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Final
 
-from gpu_inventory.api.models import GPUInventorySpec, NodeRow
+from gpu_inventory.api.models import GPUInventorySpec, NodeRow, Source
+from gpu_inventory.operator.dra.accounting import NodeCounts
 from gpu_inventory.operator.facts import NodeFacts, node_facts
 from gpu_inventory.operator.projections import GPUNodeProjection, NodeProjection
 
 _NO_SUMS: Final[Mapping[str, int]] = {}
+
+
+def _no_dra(_: str) -> NodeCounts | None:
+    return None
 
 
 class Aggregates:
@@ -27,8 +32,9 @@ class Aggregates:
         self.ready_nodes = 0
         self.gpus = 0
         self.unhealthy_gpus = 0
-        self.resources: dict[str, list[int]] = {}
-        """resource -> [capacity, allocatable, allocated, available]; available floored per node."""
+        self.resources: dict[tuple[str, Source], list[int]] = {}
+        """(resource, source) -> [capacity, allocatable, allocated, available]; available floored
+        per node. One row per source: device-plugin nodes and DRA nodes."""
         self.products: dict[str, list[int]] = {}
         """product -> [nodes, gpus, allocatable, allocated, available] of the primary resource."""
         self.unhealthy: dict[str, int] = {}
@@ -68,13 +74,14 @@ class Aggregates:
         self.gpus += sign * f.gpus
         self.unhealthy_gpus += sign * f.unhealthy
         for name, counts in f.resources.items():
-            acc = self.resources.setdefault(name, [0, 0, 0, 0])
+            key = (name, f.source)
+            acc = self.resources.setdefault(key, [0, 0, 0, 0])
             acc[0] += sign * counts.capacity
             acc[1] += sign * counts.allocatable
             acc[2] += sign * counts.allocated
             acc[3] += sign * counts.available
             if not any(acc):
-                del self.resources[name]
+                del self.resources[key]
         p = f.primary
         acc = self.products.setdefault(f.product, [0, 0, 0, 0, 0])
         for index, value in enumerate((1, f.gpus, p.allocatable, p.allocated, p.available)):
@@ -100,6 +107,7 @@ def row(f: NodeFacts) -> NodeRow:
         gpus=f.gpus,
         unhealthy=f.unhealthy,
         agent=f.agent,
+        source=f.source,
     )
 
 
@@ -130,9 +138,12 @@ class FactsCache:
         dirty: Iterable[str],
         spec: GPUInventorySpec,
         now: datetime,
+        dra: Callable[[str], NodeCounts | None] = _no_dra,
     ) -> set[str]:
         """Recompute the `dirty` nodes, the expired ones, or all of them after a spec change;
-        return the names whose facts changed."""
+        return the names whose facts changed. `dra` gives a node's DRA counts
+        (`Store.dra_counts`): a GPU node advertises GPU capacity, or a GPU driver publishes
+        devices on it."""
         if spec != self._spec:
             self._spec, self.facts, self.totals = spec, {}, Aggregates()
             names: set[str] = set(nodes)
@@ -147,10 +158,16 @@ class FactsCache:
         for name in names:
             old = self.facts.pop(name, None)
             node = nodes.get(name)
+            counts = dra(name) if node is not None else None
             new = None
-            if node is not None and node.has_gpus:
+            if node is not None and (node.has_gpus or counts is not None):
                 new = node_facts(
-                    node, gpunodes.get(name), allocated.get(name, _NO_SUMS), spec, now=now
+                    node,
+                    gpunodes.get(name),
+                    allocated.get(name, _NO_SUMS),
+                    spec,
+                    now=now,
+                    dra=counts,
                 )
             if new == old:
                 if old is not None:

@@ -1,5 +1,10 @@
 """One GPU node's facts: what its row, its GPUNode view and the cluster totals are made of.
 
+A node's GPUs come from its device plugin (Node `status.allocatable`, pods' requests) or from
+DRA (`dra.accounting.NodeCounts`: ResourceSlices and ResourceClaims), and a node's `source`
+says which: DRA as soon as a GPU driver publishes devices on it. Both add up per resource name
+(upstream forbids a node to offer one name both ways: extendeddynamicresources.go).
+
 Pure: no I/O; `now` is passed in. A node's facts change only when its Node, its GPUNode or the
 pods bound to it change, or when time alone moves its agent's state (a heartbeat going stale,
 the moment `expires` says). `aggregates.FactsCache` keeps them and recomputes only those.
@@ -13,8 +18,9 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from gpu_inventory.api import freshness
-from gpu_inventory.api.models import AgentState, GPUInventorySpec
+from gpu_inventory.api.models import AgentState, GPUInventorySpec, Source
 from gpu_inventory.operator import accounting
+from gpu_inventory.operator.dra.accounting import NodeCounts
 from gpu_inventory.operator.projections import GPUNodeProjection, Malformed, NodeProjection
 
 UNKNOWN_PRODUCT: Final = "Unknown"
@@ -46,6 +52,7 @@ class NodeFacts:
     malformed: Malformed
     expires: datetime | None
     """When time alone would change these facts (an agent turning stale); None: never."""
+    source: Source = "DevicePlugin"
 
     @property
     def over_allocated(self) -> bool:
@@ -71,12 +78,15 @@ def node_facts(
     spec: GPUInventorySpec,
     *,
     now: datetime,
+    dra: NodeCounts | None = None,
 ) -> NodeFacts:
     """The facts of one node (any node; callers decide which ones are GPU nodes)."""
     resources = accounting.node_totals(
         accounting.NodeResources(capacity=dict(node.capacity), allocatable=dict(node.allocatable)),
         allocated,
     )
+    if dra is not None:
+        resources = _added(resources, dra.resources)
     stale_after = timedelta(seconds=spec.agent_stale_after_seconds)
     report = gpunode.agent if gpunode is not None else None
     state = freshness.agent_state(
@@ -89,7 +99,7 @@ def node_facts(
     )
     usable = report if report is not None and state in _USABLE_AGENT else None
     note = ""
-    bound = plausible_gpus(node)
+    bound = max(plausible_gpus(node), dra.gpus if dra is not None else 0)
     if usable is not None and usable.gpus > bound:
         # A hostile or broken agent must not inflate the cluster's count (design: "the
         # operator cross-checks an agent's GPU count against the Node's capacity").
@@ -98,8 +108,17 @@ def node_facts(
             " (GFD nvidia.com/gpu.count, or its nvidia.com/ capacity)"
         )
         state, usable = "Invalid", None
-    gpus = usable.gpus if usable is not None and usable.gpus else (node.gpu_count or 0)
-    product = node.product or (usable.product if usable is not None else "") or UNKNOWN_PRODUCT
+    listed = dra.gpus if dra is not None and dra.gpus else (node.gpu_count or 0)
+    gpus = usable.gpus if usable is not None and usable.gpus else listed
+    product = (
+        node.product
+        or (dra.product if dra is not None else "")
+        or (usable.product if usable is not None else "")
+        or UNKNOWN_PRODUCT
+    )
+    unhealthy = max(
+        usable.unhealthy if usable is not None else 0, dra.unhealthy if dra is not None else 0
+    )
     return NodeFacts(
         name=node.name,
         product=product,
@@ -107,7 +126,7 @@ def node_facts(
         resources=resources,
         primary=resources.get(spec.primary_resource, _NONE),
         gpus=gpus,
-        unhealthy=min(usable.unhealthy, gpus) if usable is not None else 0,
+        unhealthy=min(unhealthy, gpus),
         agent=state,
         agent_problem=freshness.agent_problem(
             state, node_created=node.created, stale_after=stale_after, now=now
@@ -115,7 +134,24 @@ def node_facts(
         agent_note=note,
         malformed=node.malformed,
         expires=_expires(node, report, state, stale_after, now=now),
+        source="DRA" if dra is not None else "DevicePlugin",
     )
+
+
+def _added(
+    a: Mapping[str, accounting.ResourceCounts], b: Mapping[str, accounting.ResourceCounts]
+) -> dict[str, accounting.ResourceCounts]:
+    """Per resource name, the counts of both sources of one node added up (sorted by name)."""
+    added = {}
+    for name in sorted(a.keys() | b.keys()):
+        x, y = a.get(name, _NONE), b.get(name, _NONE)
+        added[name] = accounting.ResourceCounts(
+            capacity=x.capacity + y.capacity,
+            allocatable=x.allocatable + y.allocatable,
+            allocated=x.allocated + y.allocated,
+            available=x.available + y.available,
+        )
+    return added
 
 
 def plausible_gpus(node: NodeProjection) -> int:

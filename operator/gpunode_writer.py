@@ -121,7 +121,10 @@ class GPUNodeWriter(Writer):
                 continue
             gpunode = self.store.gpunodes.live.get(name)
             if gpunode is None:
-                if node.has_gpus and now_mono - self._created.get(name, -1e18) > CREATE_RETRY_AFTER:
+                if (
+                    self.store.is_gpu_node(name)
+                    and now_mono - self._created.get(name, -1e18) > CREATE_RETRY_AFTER
+                ):
                     if create_ok and self.backoff.ready(f"{CREATE} of {name}", now=now_mono):
                         creates.append(_Job(name, CREATE, functools.partial(self._create, node)))
                     else:
@@ -129,7 +132,12 @@ class GPUNodeWriter(Writer):
                 continue
             self._created.pop(name, None)
             facts = node_facts(
-                node, gpunode, self.store.allocated.get(name, _NO_SUMS), spec, now=now
+                node,
+                gpunode,
+                self.store.allocated.get(name, _NO_SUMS),
+                spec,
+                now=now,
+                dra=self.store.dra_counts(name),
             )
             view = status.node_view(facts, labels=node.labels, conditions=node.conditions)
             patch = patches.gpunode_status_patch(

@@ -10,7 +10,7 @@ Every family, its labels and their bounds (the README's "Metrics" table says the
 | family | labels | series |
 | --- | --- | --- |
 | `gpu_inventory_gpus` | state | 6 |
-| `gpu_inventory_resource_gpus` | resource, state | 4 per resource name (<= 128) |
+| `gpu_inventory_resource_gpus` | resource, source, state | 4 per resource row (<= 512) |
 | `gpu_inventory_product_gpus` | product, state | 4 per product (<= 128) |
 | `gpu_inventory_product_nodes` | product | 1 per product |
 | `gpu_inventory_node_gpus` | node, product, source, state | 5 per row of `status.nodes` |
@@ -27,7 +27,8 @@ States: `physical` and `unhealthy` count physical GPUs (from the agents); `capac
 (the primary resource, `nvidia.com/gpu` by default, except in `resource_gpus`). Rows in
 `status.nodes` are bounded by the operator (every node up to about a thousand, beyond that only
 the rows that need attention), so per-node series are too; use the cluster and product families
-for totals. `source` says who advertises a node's GPUs (`DevicePlugin` until node rows carry it).
+for totals. `source` says who advertises the GPUs: `DevicePlugin` (Node allocatable) or `DRA`
+(ResourceSlices); the status has one resource row per name and source.
 
 Pure: no I/O; the two callables are the operator's own state.
 """
@@ -40,16 +41,10 @@ from typing import Final
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from gpu_inventory.api.models import GPUInventoryStatus, NodeRow
+from gpu_inventory.api.models import GPUInventoryStatus
 
 PREFIX: Final = "gpu_inventory"
-DEFAULT_SOURCE: Final = "DevicePlugin"
 CONDITION_STATUSES: Final = ("True", "False", "Unknown")
-
-
-def _source(row: NodeRow) -> str:
-    # Node rows gain a `source` (DevicePlugin / DRA); until then every row is DevicePlugin.
-    return str(getattr(row, "source", None) or DEFAULT_SOURCE)
 
 
 class InventoryCollector(Collector):
@@ -95,9 +90,9 @@ def _families() -> dict[str, GaugeMetricFamily]:
         ),
         "resource": gauge(
             "resource_gpus",
-            "Units of each GPU extended resource by state (capacity, allocatable, allocated, "
-            "available).",
-            ("resource", "state"),
+            "Units of each GPU extended resource by source (DevicePlugin, DRA) and state "
+            "(capacity, allocatable, allocated, available).",
+            ("resource", "source", "state"),
         ),
         "product": gauge(
             "product_gpus",
@@ -166,7 +161,7 @@ def _fill(families: dict[str, GaugeMetricFamily], status: GPUInventoryStatus) ->
     for r in status.resources:
         _states(
             families["resource"],
-            [r.name],
+            [r.name, r.source],
             capacity=r.capacity,
             allocatable=r.allocatable,
             allocated=r.allocated,
@@ -185,7 +180,7 @@ def _fill(families: dict[str, GaugeMetricFamily], status: GPUInventoryStatus) ->
     for row in status.nodes:
         _states(
             families["node"],
-            [row.name, row.product, _source(row)],
+            [row.name, row.product, row.source],
             physical=row.gpus,
             unhealthy=row.unhealthy,
             allocatable=row.allocatable,

@@ -21,6 +21,7 @@ waits behind the other.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import time
@@ -32,8 +33,10 @@ from gpu_inventory.api import constants, objects
 from gpu_inventory.api.models import GPUInventoryStatus
 from gpu_inventory.operator import patches, projections, status, verdicts
 from gpu_inventory.operator.aggregates import FactsCache
+from gpu_inventory.operator.dra import feeding as dra_feeding
+from gpu_inventory.operator.dra import projections as dra_projections
 from gpu_inventory.operator.kubeapi import ApiError
-from gpu_inventory.operator.store import Kind, Phase
+from gpu_inventory.operator.store import DRA_KINDS, Kind, Phase
 from gpu_inventory.operator.writing import Shared, Writer
 
 logger = logging.getLogger(__name__)
@@ -215,6 +218,7 @@ class InventoryWriter(Writer):
             dirty=self.store.take_facts_dirty(),
             spec=inventory.spec,
             now=self.wallclock(),
+            dra=self.store.dra_counts,
         )
         self.store.mark_views(changed)  # e.g. an agent turned stale: its view says so
 
@@ -343,7 +347,11 @@ class InventoryWriter(Writer):
     def _list(self, kind: Kind, projector: projections.Projector) -> dict[str, object]:
         listed: dict[str, object] = {}
         for body in self.api.iter_objects(kind, chunk=self.config.list_chunk_size):
-            if kind is Kind.PODS:
+            if kind in DRA_KINDS:
+                with contextlib.suppress(dra_projections.MalformedError):  # logged by its event
+                    if (value := dra_feeding.project(kind, body, projector)) is not None:
+                        listed[dra_feeding.key_of(kind, body)] = value
+            elif kind is Kind.PODS:
                 pod = projections.project_pod(body, projector.matcher)
                 if pod is not None:
                     listed[projections.pod_key(body)] = pod

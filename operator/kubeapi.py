@@ -23,7 +23,7 @@ from kubernetes import client, config
 from gpu_inventory.api import constants, errors
 from gpu_inventory.api.constants import Reason
 from gpu_inventory.operator.config import POD_FIELD_SELECTOR
-from gpu_inventory.operator.store import Kind
+from gpu_inventory.operator.store import DRA_KINDS, Kind
 
 _G, _V = constants.GROUP, constants.VERSION
 
@@ -225,6 +225,15 @@ class KubeApi:
             )
         elif kind is Kind.NODES:
             response = self._call("list nodes", self.core.list_node, **options)
+        elif kind in DRA_KINDS:  # built-in, but the generic path lists any group's objects
+            response = self._call(
+                f"list {kind.value}",
+                self.custom.list_cluster_custom_object,
+                "resource.k8s.io",
+                "v1",
+                kind.value,
+                **options,
+            )
         else:
             plural = constants.NODE_PLURAL if kind is Kind.GPUNODES else constants.INVENTORY_PLURAL
             response = self._call(

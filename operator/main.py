@@ -24,6 +24,7 @@ import kopf
 from gpu_inventory.api import constants
 from gpu_inventory.operator import feeding, listing
 from gpu_inventory.operator.config import POD_FIELD_SELECTOR, OperatorConfig
+from gpu_inventory.operator.dra import watching as dra_watching
 from gpu_inventory.operator.observing import NoDiffBase
 from gpu_inventory.operator.runtime import NotServedError, Runtime
 
@@ -37,8 +38,8 @@ async def configure(
 ) -> None:
     config = memo.get("config") or OperatorConfig.from_env()
     listing.install()
-    # The four kinds are named by the handlers below; kopf need not scan CRDs and namespaces
-    # for them (which the least-privilege RBAC forbids, and kopf logged as ERRORs).
+    # The kinds are named by the handlers (below, and DRA's); kopf need not scan CRDs and
+    # namespaces for them (which the least-privilege RBAC forbids, and kopf logged as ERRORs).
     settings.scanning.disabled = True
     # Only bound, unfinished pods reach the operator: the API server filters (kopf 1.45+),
     # so finished or pending pods are never sent, parsed or remembered. A pod that finishes
@@ -81,6 +82,10 @@ async def configure(
     listing.consume_listings(
         constants.INVENTORY_PLURAL, lambda e: feeding.inventory(store, e, _LOG)
     )
+    # ResourceSlices, ResourceClaims and DeviceClasses only where resource.k8s.io/v1 is served
+    # (decided here, before kopf collects the handlers to watch with).
+    if await dra_watching.served():
+        dra_watching.register(store, _LOG)
 
 
 @kopf.on.cleanup()

@@ -30,6 +30,7 @@ from gpu_inventory.api.models import (
     KubernetesView,
 )
 from gpu_inventory.operator import accounting
+from gpu_inventory.operator.dra import projections as dra_projections
 
 Pairs = tuple[tuple[str, int], ...]
 """A small sorted mapping as a tuple: a third of a dict's memory for one or two entries."""
@@ -82,12 +83,15 @@ class Projector:
 
     matcher: accounting.ResourceMatcher
     labels: LabelFilter
+    drivers: frozenset[str] = frozenset(constants.DEFAULT_DRA_DRIVERS)
+    """DRA drivers whose ResourceSlices and ResourceClaims are kept (`spec.draDrivers`)."""
 
     @classmethod
     def for_spec(cls, spec: GPUInventorySpec) -> Projector:
         return cls(
             matcher=accounting.ResourceMatcher(spec.resource_names),
             labels=LabelFilter(tuple(spec.label_prefixes)),
+            drivers=frozenset(spec.dra_drivers),
         )
 
 
@@ -121,6 +125,11 @@ def project_pod(
     if not accounting.pod_counts(body):
         return None
     found = accounting.pod_requests(body, matcher)
+    if served := dra_projections.served_by_dra(body):  # counted through its DRA claim
+        found = accounting.PodRequests(
+            {n: c for n, c in found.counts.items() if n not in served},
+            {n: why for n, why in found.malformed.items() if n not in served},
+        )
     if not found.counts and not found.malformed:
         return None
     node = (body.get("spec") or _EMPTY).get("nodeName") or ""

@@ -5,7 +5,8 @@ can compare and skip.
 
 Rules that a reader of the CR relies on:
 - a *GPU node* has capacity of some resource in `spec.resourceNames`; only those get facts;
-- headline numbers count `spec.primaryResource`; every resource name gets its own totals;
+- headline numbers count `spec.primaryResource`; every resource name gets its own totals, one
+  row per source (DevicePlugin nodes, DRA nodes), and the headline adds both;
 - `available = allocatable - allocated`, floored at 0 per node (`accounting.ResourceCounts`);
 - `status.nodes` lists every GPU node up to `spec.maxNodeRows`; beyond it, only the nodes that
   need attention (up to the same number), and `nodesOmitted` counts the rest, so the object
@@ -56,7 +57,10 @@ def desired_status(
     """The whole status, from complete listings only (the caller checks the phase). It reads
     the cache's running totals: O(products + rows), whatever the number of nodes."""
     totals = cache.totals
-    headline = totals.resources.get(spec.primary_resource, [0, 0, 0, 0])
+    headline = [0, 0, 0, 0]  # both sources' rows of the primary resource
+    for (name, _source), counts in totals.resources.items():
+        if name == spec.primary_resource:
+            headline = [a + b for a, b in zip(headline, counts, strict=True)]
     rows = list(totals.shown_rows(spec.max_node_rows))
     products = _products(totals)
     problems = verdicts.FleetProblems(
@@ -84,9 +88,14 @@ def desired_status(
         ),
         resources=[
             ResourceTotals(
-                name=name, capacity=c[0], allocatable=c[1], allocated=c[2], available=c[3]
+                name=name,
+                source=source,
+                capacity=c[0],
+                allocatable=c[1],
+                allocated=c[2],
+                available=c[3],
             )
-            for name, c in sorted(totals.resources.items())[:_MAX_RESOURCE_ROWS]
+            for (name, source), c in sorted(totals.resources.items())[:_MAX_RESOURCE_ROWS]
         ],
         products=products,
         nodes=rows,
@@ -168,4 +177,5 @@ def node_view(
         ],
         allocated=f.primary.allocated,
         agent_state=f.agent,
+        source=f.source,
     )

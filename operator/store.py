@@ -13,6 +13,9 @@ operator's event loop, so there is no lock: no method awaits.
   `status.kubernetes` may differ); each is woken through a callback.
 - The spec shapes projections (`projections.Projector`). When it changes, the kinds it shapes
   are marked for a refresh: the inventory writer re-reads them with one LIST each.
+- DRA's kinds (ResourceSlices, ResourceClaims, DeviceClasses) live in `dra.index.DraIndex`,
+  fed the same way, and only where the API server serves them (`watch_dra`): the phase never
+  waits for a kind nobody watches.
 """
 
 from __future__ import annotations
@@ -21,6 +24,13 @@ import enum
 from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
+from gpu_inventory.operator.dra.accounting import NodeCounts
+from gpu_inventory.operator.dra.index import DraIndex
+from gpu_inventory.operator.dra.projections import (
+    ClaimProjection,
+    ClassProjection,
+    SliceProjection,
+)
 from gpu_inventory.operator.projections import (
     DEFAULT_PROJECTOR,
     GPUNodeProjection,
@@ -41,6 +51,13 @@ class Kind(enum.Enum):
     NODES = "nodes"
     GPUNODES = "gpunodes"
     INVENTORY = "gpuinventories"
+    RESOURCE_SLICES = "resourceslices"
+    RESOURCE_CLAIMS = "resourceclaims"
+    DEVICE_CLASSES = "deviceclasses"
+
+
+CORE_KINDS: Final = frozenset({Kind.PODS, Kind.NODES, Kind.GPUNODES, Kind.INVENTORY})
+DRA_KINDS: Final = frozenset({Kind.RESOURCE_SLICES, Kind.RESOURCE_CLAIMS, Kind.DEVICE_CLASSES})
 
 
 class Phase(enum.Enum):
@@ -67,11 +84,17 @@ class Store:
         self.nodes: Table[NodeProjection] = Table()
         self.gpunodes: Table[GPUNodeProjection] = Table()
         self.inventory_table: Table[InventoryProjection] = Table()
+        self.dra = DraIndex()
+        self.watched: frozenset[Kind] = CORE_KINDS
+        """The kinds kopf watches: the core four, and DRA's where the API serves it."""
         self._tables: dict[Kind, Table[Any]] = {
             Kind.PODS: self.pods,
             Kind.NODES: self.nodes,
             Kind.GPUNODES: self.gpunodes,
             Kind.INVENTORY: self.inventory_table,
+            Kind.RESOURCE_SLICES: self.dra.slices,
+            Kind.RESOURCE_CLAIMS: self.dra.claims,
+            Kind.DEVICE_CLASSES: self.dra.classes,
         }
         self.projector = projector
         self.allocated: dict[str, dict[str, int]] = {}
@@ -95,12 +118,25 @@ class Store:
     def table(self, kind: Kind) -> Table[Any]:
         return self._tables[kind]
 
+    def watch_dra(self) -> None:
+        """The API server serves resource.k8s.io/v1: its kinds are watched, and waited for."""
+        self.watched = CORE_KINDS | DRA_KINDS
+
+    def dra_counts(self, name: str) -> NodeCounts | None:
+        """What DRA says of node `name`'s GPUs, under the spec's resource names."""
+        return self.dra.counts(name, self.projector.matcher.matches)
+
+    def is_gpu_node(self, name: str) -> bool:
+        """GPU capacity on the Node (device plugin), or devices of a GPU driver (DRA)."""
+        node = self.nodes.live.get(name)
+        return node is not None and (node.has_gpus or self.dra.has_devices(name))
+
     @property
     def inventory(self) -> InventoryProjection | None:
         return self.inventory_table.live.get(INVENTORY_KEY)
 
     def phase(self) -> Phase:
-        kinds = [self.table(kind) for kind in Kind]
+        kinds = [self.table(kind) for kind in sorted(self.watched, key=_order)]
         if not all(table.synced for table in kinds):
             return Phase.INDEXING
         if any(table.gathering for table in kinds):
@@ -111,7 +147,9 @@ class Store:
 
     def waiting_for(self) -> list[str]:
         """The kinds whose listing is not complete (for messages)."""
-        return [kind.value for kind in Kind if self.table(kind).gathering]
+        return [
+            kind.value for kind in sorted(self.watched, key=_order) if self.table(kind).gathering
+        ]
 
     def malformed_pods(self) -> list[str]:
         """Why GPU resources of pods were left out, one line per resource."""
@@ -128,6 +166,9 @@ class Store:
             "gpunodes": len(self.gpunodes.live),
             "gpuinventories": len(self.inventory_table.live),
             "skipped_pods": self.skipped_pods(),
+            "resourceslices": len(self.dra.slices.live),
+            "resourceclaims": len(self.dra.claims.live),
+            "deviceclasses": len(self.dra.classes.live),
         }
 
     # --- kopf's streams ---------------------------------------------------------------------------
@@ -144,14 +185,29 @@ class Store:
     def inventory_event(self, uid: str, value: InventoryProjection | None, stream: Stream) -> None:
         self._inventory_update(self.inventory_table.apply(INVENTORY_KEY, value, stream, uid=uid))
 
+    def resource_slice(
+        self, name: str, uid: str, value: SliceProjection | None, stream: Stream
+    ) -> None:
+        self._dispatch(Kind.RESOURCE_SLICES, self.dra.slices.apply(name, value, stream, uid=uid), 0)
+
+    def resource_claim(self, key: str, value: ClaimProjection | None, stream: Stream) -> None:
+        self._dispatch(Kind.RESOURCE_CLAIMS, self.dra.claims.apply(key, value, stream), 0)
+
+    def device_class(
+        self, name: str, uid: str, value: ClassProjection | None, stream: Stream
+    ) -> None:
+        self._dispatch(Kind.DEVICE_CLASSES, self.dra.classes.apply(name, value, stream, uid=uid), 0)
+
     def listing_over(self, kind: Kind, epoch: int, count: int, *, now: float) -> None:
         """kopf's LIST of `kind` in stream `epoch` is over and yielded `count` objects."""
         table = self.table(kind)
-        was_gathering = table.gathering
+        before = (table.synced, table.gathering)
         update = table.listing_over(epoch, count)
         self._dispatch(kind, update, now)
-        if table.gathering != was_gathering:
-            self._touch_inventory()  # the phase moved
+        if (table.synced, table.gathering) != before:  # the phase moved: both writers may write
+            self._touch_inventory()
+            if self._views_dirty:
+                self.on_views_change()
 
     def _dispatch(self, kind: Kind, update: object, now: float) -> None:
         if kind is Kind.PODS:
@@ -160,8 +216,14 @@ class Store:
             self._nodes_update(update)  # type: ignore[arg-type]
         elif kind is Kind.GPUNODES:
             self._gpunodes_update(update)  # type: ignore[arg-type]
-        else:
+        elif kind is Kind.INVENTORY:
             self._inventory_update(update)  # type: ignore[arg-type]
+        elif kind is Kind.RESOURCE_SLICES:
+            self._mark(self.dra.slices_update(update))  # type: ignore[arg-type]
+        elif kind is Kind.RESOURCE_CLAIMS:
+            self._mark(self.dra.claims_update(update))  # type: ignore[arg-type]
+        else:
+            self._mark(self.dra.classes_update(update))  # type: ignore[arg-type]
 
     # --- the operator's own reads and writes ------------------------------------------------------
 
@@ -329,6 +391,12 @@ class Store:
             self.pending_refresh.update((Kind.PODS, Kind.NODES))
         elif projector.labels != old.labels:
             self.pending_refresh.add(Kind.NODES)
+        if projector.drivers != old.drivers:
+            self.pending_refresh.update(self.watched & {Kind.RESOURCE_SLICES, Kind.RESOURCE_CLAIMS})
+
+
+def _order(kind: Kind) -> int:
+    return list(Kind).index(kind)
 
 
 def _changed_keys(update: Changed[_V] | Replaced[_V]) -> set[str]:

@@ -520,6 +520,21 @@ def _install_crds(extensions: client.ApiextensionsV1Api, directory: Path) -> lis
     return names
 
 
+@contextlib.contextmanager
+def with_crds(workdir: Path, **options: Any) -> Iterator[ControlPlane]:
+    """A control plane of its own (`options` as for `ControlPlane`) with our CRDs installed,
+    stopped and its etcd data removed afterwards: what a test module that needs other flags
+    than the session's yields from its `control_plane` fixture."""
+    plane = ControlPlane(workdir, **options)
+    plane.start()
+    try:
+        plane.install_crds()
+        yield plane
+    finally:
+        plane.stop()
+        shutil.rmtree(workdir / "etcd", ignore_errors=True)
+
+
 def stop_detached(workdir: Path) -> list[str]:
     """Stop a control plane started with `detach=True`, from its state file. Names stopped."""
     state_path = workdir / STATE_FILE

@@ -1,9 +1,11 @@
 """`make demo`: the whole system on a local control plane, for a person to watch.
 
 Starts etcd, kube-apiserver and kube-controller-manager, applies the manifests, runs the
-operator, three simulated GPU nodes' agents and the MCP server (HTTP, with Kubernetes token
-auth), creates some GPU pods, prints the inventory and an MCP answer, then keeps everything
-running until Ctrl-C. `--once` stops after printing (CI runs it that way).
+operator, four simulated GPU nodes' agents (three with a device plugin's GPUs, one with GPUs
+that NVIDIA's DRA driver publishes as a ResourceSlice) and the MCP server (HTTP, with
+Kubernetes token auth), creates some GPU pods and claims, prints the inventory and an MCP
+answer, then keeps everything running until Ctrl-C. `--once` stops after printing (CI runs it
+that way).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from gpu_inventory.testing.mcpcalls import answer
 from gpu_inventory.testing.system import GPUInventorySystem, create_workload
 from gpu_inventory.testing.wait import eventually
 
-WANT_ALLOCATED = 7
+WANT_ALLOCATED = 9
 
 
 def say(text: str = "") -> None:
@@ -95,7 +97,7 @@ def run(workdir: Path, once: bool) -> int:
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
     try:
-        say("Applying manifests/ and three simulated GPU nodes ...")
+        say("Applying manifests/ and four simulated GPU nodes (one of them DRA) ...")
         system.install()
         system.start()
         port = free_port()
@@ -106,7 +108,7 @@ def run(workdir: Path, once: bool) -> int:
         api = plane.api_client()
         create_workload(api)
         api.close()
-        say("Waiting for the operator to account for 5 GPU pods ...")
+        say("Waiting for the operator to account for 8 GPU pods (3 of them with DRA claims) ...")
         wait_for_inventory(system)
         say(f"Inventory complete {time.monotonic() - started:.0f}s after start.\n")
         say(f"$ kubectl get gpuinventory\n{kubectl(plane, 'get', 'gpuinventory')}")

@@ -36,6 +36,7 @@ from gpu_inventory.api.models import (
     RecoveryAction,
     RemappedRows,
     ResourceTotals,
+    Source,
     XidEvent,
 )
 from gpu_inventory.mcpserver.snapshot import Snapshot
@@ -96,6 +97,7 @@ def gpunode(
     pod_name: str | None = None,
     heartbeat: datetime = EPOCH,
     created: datetime = EPOCH - timedelta(days=1),
+    source: Source = "DevicePlugin",
 ) -> GPUNode:
     """A GPUNode as agent and operator write it; `gpus` may be a count of healthy GPUs named
     `gpu_name` (default: the product label with spaces for dashes, as NVML names a T4).
@@ -152,6 +154,7 @@ def gpunode(
                 ],
                 allocated=allocated,
                 agent_state=agent_state if agent else "Missing",
+                source=source,
             ),
         ),
     )
@@ -169,7 +172,7 @@ def inventory(
     `last_sync` ("now": at `now`; None: never, as an operator older than lastSyncTime wrote it)."""
     rows: list[NodeRow] = []
     products: dict[str, ProductTotals] = {}
-    resources: dict[str, ResourceTotals] = {}
+    resources: dict[tuple[str, str], ResourceTotals] = {}
     for node in nodes:
         status = node.status or GPUNodeStatus()
         view = status.kubernetes or KubernetesView()
@@ -189,6 +192,7 @@ def inventory(
                 gpus=gpus,
                 unhealthy=unhealthy,
                 agent=view.agent_state,
+                source=view.source,
             )
         )
         totals = products.setdefault(product, ProductTotals(product=product))
@@ -202,8 +206,9 @@ def inventory(
             }
         )
         for r in view.gpu_resources:
-            t = resources.setdefault(r.name, ResourceTotals(name=r.name))
-            resources[r.name] = t.model_copy(
+            key = (r.name, view.source)
+            t = resources.setdefault(key, ResourceTotals(name=r.name, source=view.source))
+            resources[key] = t.model_copy(
                 update={
                     "capacity": t.capacity + r.capacity,
                     "allocatable": t.allocatable + r.allocatable,
@@ -213,18 +218,23 @@ def inventory(
             )
     allocatable = sum(r.allocatable for r in rows)
     allocated = sum(r.allocated for r in rows)
-    primary_totals = resources.get(constants.PRIMARY_RESOURCE)
+    capacity = sum(
+        t.capacity for (name, _), t in resources.items() if name == constants.PRIMARY_RESOURCE
+    )
+    synced = now if last_sync == "now" else last_sync
+    if synced is not None:
+        synced = synced.replace(microsecond=0)  # as the operator writes it; the CRD requires it
     return GPUInventory(
         metadata=ObjectMeta(name=constants.INVENTORY_NAME, generation=1),
         spec=spec or GPUInventorySpec(),
         status=GPUInventoryStatus(
             observed_generation=1,
-            last_sync_time=now if last_sync == "now" else last_sync,
+            last_sync_time=synced,
             summary=InventorySummary(
                 nodes=len(rows),
                 ready_nodes=sum(r.ready for r in rows),
                 gpus=sum(r.gpus for r in rows),
-                capacity=primary_totals.capacity if primary_totals else 0,
+                capacity=capacity,
                 allocatable=allocatable,
                 allocated=allocated,
                 available=sum(max(r.allocatable - r.allocated, 0) for r in rows),
@@ -232,7 +242,7 @@ def inventory(
                 stale_agents=sum(r.agent == "Stale" for r in rows),
                 products=sorted(p for p in products if p),
             ),
-            resources=sorted(resources.values(), key=lambda r: r.name),
+            resources=[resources[key] for key in sorted(resources)],
             products=sorted((p for p in products.values() if p.product), key=lambda p: p.product),
             nodes=rows,
             conditions=[

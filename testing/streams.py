@@ -9,10 +9,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any
 
+from gpu_inventory.api.models import GPUInventorySpec
 from gpu_inventory.operator import feeding
-from gpu_inventory.operator.store import Kind, Store
+from gpu_inventory.operator.aggregates import FactsCache
+from gpu_inventory.operator.dra import feeding as dra_feeding
+from gpu_inventory.operator.store import DRA_KINDS, Kind, Store
 from gpu_inventory.operator.tables import STREAM_KEY, Stream
 
 _LOG = logging.getLogger("gpu_inventory.tests")
@@ -31,6 +35,8 @@ def feed(store: Store, kind: Kind, event: Mapping[str, Any], *, now: float = 0.0
         feeding.node(store, event, _LOG)
     elif kind is Kind.GPUNODES:
         feeding.gpunode(store, event, _LOG)
+    elif kind in DRA_KINDS:
+        dra_feeding.event(store, kind, event, _LOG)
     else:
         feeding.inventory(store, event, _LOG)
 
@@ -70,10 +76,20 @@ def synced_store(
     pods: Iterable[Mapping[str, Any]] = (),
     gpunodes: Iterable[Mapping[str, Any]] = (),
     inventory: Mapping[str, Any] | None = None,
+    dra: bool = False,
+    slices: Iterable[Mapping[str, Any]] = (),
+    claims: Iterable[Mapping[str, Any]] = (),
+    classes: Iterable[Mapping[str, Any]] = (),
 ) -> Store:
-    """A store whose first listing of every kind is complete."""
+    """A store whose first listing of every kind is complete (with `dra`, or any DRA object
+    given, as on a cluster that serves resource.k8s.io/v1)."""
     store = Store()
     listing(store, Kind.INVENTORY, [inventory] if inventory is not None else [])
+    if dra or slices or claims or classes:
+        store.watch_dra()
+        listing(store, Kind.DEVICE_CLASSES, classes)
+        listing(store, Kind.RESOURCE_SLICES, slices)
+        listing(store, Kind.RESOURCE_CLAIMS, claims)
     listing(store, Kind.NODES, nodes)
     listing(store, Kind.GPUNODES, gpunodes)
     listing(store, Kind.PODS, pods)
@@ -85,3 +101,19 @@ def with_uid(body: dict[str, Any], uid: str | None = None) -> dict[str, Any]:
     meta = body["metadata"]
     meta["uid"] = uid or f"uid-{meta.get('namespace', '')}-{meta['name']}"
     return body
+
+
+def facts_cache_of(store: Store, *, spec: GPUInventorySpec, now: datetime) -> FactsCache:
+    """Every GPU node's facts and the running totals, computed from the store as the inventory
+    writer computes them (DRA counts included)."""
+    cache = FactsCache()
+    cache.update(
+        nodes=store.nodes.live,
+        gpunodes=store.gpunodes.live,
+        allocated=store.allocated,
+        dirty=(),
+        spec=spec,
+        now=now,
+        dra=store.dra_counts,
+    )
+    return cache

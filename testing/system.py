@@ -18,7 +18,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -26,6 +26,7 @@ from typing import IO, Any
 from kubernetes import client
 
 from gpu_inventory.mcpserver.settings import DEFAULT_AUDIENCE as MCP_AUDIENCE
+from gpu_inventory.testing import dra
 from gpu_inventory.testing import install as installing
 from gpu_inventory.testing.builders import container, make_node, make_pod
 from gpu_inventory.testing.controlplane import ControlPlane, free_port
@@ -37,16 +38,23 @@ TOKEN_SECONDS = 86_400
 
 @dataclass(frozen=True)
 class SimulatedNode:
-    """A GPU node: the Node object the device plugin would advertise, and its agent's scenario."""
+    """A GPU node: the Node object the device plugin would advertise (or, with `dra`, the
+    ResourceSlice NVIDIA's DRA driver would publish), and its agent's scenario."""
 
     name: str
     scenario: str
     gpus: int
     product: str
     resources: Mapping[str, str] = field(default_factory=dict)
+    dra: bool = False
 
     def body(self) -> dict[str, Any]:
+        if self.dra:
+            return make_node(self.name)  # DRA GPUs are no Node capacity
         return make_node(self.name, gpus=self.gpus, product=self.product, resources=self.resources)
+
+    def resource_slice(self) -> dict[str, Any]:
+        return dra.make_slice(self.name, dra.h100_mig_devices(self.name))
 
 
 _H100 = {"nvidia.com/mig-1g.10gb": "14"}  # the h100-8x-mig scenario: GPUs 0-1 as 7 x 1g.10gb
@@ -59,6 +67,8 @@ DEFAULT_NODES = (
     SimulatedNode(
         "gpu-h100-b", "h100-8x-mig", gpus=6, product="NVIDIA-H100-80GB-HBM3", resources=_H100
     ),
+    # The same HGX H100, its GPUs handed out by NVIDIA's DRA driver: 6 whole, 14 MIG devices.
+    SimulatedNode("gpu-h100-dra", "h100-8x-mig", gpus=0, product="NVIDIA-H100-80GB-HBM3", dra=True),
 )
 
 
@@ -121,6 +131,7 @@ class GPUInventorySystem:
         for node in self.nodes:
             create_node(core, node.body())
             installing.agent_pod(api, installation, node=node.name, name=self.agent_pod_name(node))
+        publish_dra(api, [node for node in self.nodes if node.dra])
         for component in ("operator", "mcp"):
             self.kubeconfigs[component] = self.plane.serviceaccount_kubeconfig(
                 self.namespace, installation.name(component), expiration_seconds=TOKEN_SECONDS
@@ -268,11 +279,29 @@ class GPUInventorySystem:
 
 
 MIG_RESOURCE = "nvidia.com/mig-1g.10gb"
+DRA_NODE = "gpu-h100-dra"
+
+
+def publish_dra(api: client.ApiClient, nodes: Sequence[SimulatedNode]) -> None:
+    """What NVIDIA's DRA driver creates: its DeviceClasses, and each DRA node's ResourceSlice."""
+    if not nodes:
+        return
+    resource = client.ResourceV1Api(api)
+    for create, body in [
+        *((resource.create_device_class, c) for c in dra.gpu_classes()),
+        *((resource.create_resource_slice, n.resource_slice()) for n in nodes),
+    ]:
+        try:
+            create(body)
+        except client.ApiException as error:
+            if error.status != 409:  # left by an earlier run
+                raise
 
 
 def create_workload(api: client.ApiClient, namespace: str = "ml") -> None:
-    """GPU pods as a team would run them: 7 GPUs and 3 MIG slices in use as the scheduler counts
-    them (an init container's 2 GPUs overlap its pod's 1), plus a finished pod that holds none.
+    """GPU pods as a team would run them: on the device-plugin nodes 7 GPUs and 3 MIG slices in
+    use as the scheduler counts them (an init container's 2 GPUs overlap its pod's 1), plus a
+    finished pod that holds none; on the DRA node 2 GPUs and 1 MIG device (`create_dra_workload`).
     """
     core = client.CoreV1Api(api)
     try:  # an earlier test's (its pods are wiped between tests, the namespace stays)
@@ -296,6 +325,34 @@ def create_workload(api: client.ApiClient, namespace: str = "ml") -> None:
     for pod in pods:
         core.create_namespaced_pod(namespace, pod)
     core.patch_namespaced_pod_status("done", namespace, {"status": {"phase": "Succeeded"}})
+    create_dra_workload(api, namespace)
+
+
+def create_dra_workload(api: client.ApiClient, namespace: str = "ml") -> None:
+    """On the DRA node, claims allocated as kube-scheduler writes them: two data-parallel pods
+    share one claim of 2 whole GPUs (held once), and an inference pod holds 1 MIG device."""
+    core, resource = client.CoreV1Api(api), client.ResourceV1Api(api)
+
+    def claimed(pod: str, claim: str) -> dict[str, Any]:
+        body = make_pod(pod, namespace=namespace, node=DRA_NODE)
+        body["spec"]["resourceClaims"] = [{"name": "gpus", "resourceClaimName": claim}]
+        body["spec"]["containers"][0]["resources"] = {"claims": [{"name": "gpus"}]}
+        created = core.create_namespaced_pod(namespace, body)
+        return {"metadata": {"name": pod, "uid": created.metadata.uid}}
+
+    for claim, count, device_class, devices, pods in (
+        ("ddp-gpus", 2, "gpu.nvidia.com", ["gpu-2", "gpu-3"], ["ddp-0", "ddp-1"]),
+        ("infer-mig", 1, "mig.nvidia.com", ["gpu-0-mig-1g10gb-19-0"], ["infer-dra"]),
+    ):
+        resource.create_namespaced_resource_claim(
+            namespace, dra.make_claim(claim, namespace, count, device_class=device_class)
+        )
+        consumers = [claimed(pod, claim) for pod in pods]
+        status = {
+            "allocation": dra.allocation(DRA_NODE, devices),
+            "reservedFor": dra.reserved_for(*consumers),
+        }
+        resource.patch_namespaced_resource_claim_status(claim, namespace, {"status": status})
 
 
 @contextlib.contextmanager

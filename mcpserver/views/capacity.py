@@ -82,6 +82,7 @@ def capacity_answer(
             leftover=f.available - count,
             gpu_count=f.gpu_count,
             unhealthy_gpus=f.unhealthy,
+            source=f.source,
         )
         for f in fits
     ]

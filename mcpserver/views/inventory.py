@@ -89,6 +89,7 @@ def kubernetes_out(facts: NodeFacts) -> shapes.NodeKubernetes:
         all_gpu_resources=[
             shapes.ResourceUsage(
                 name=r.name,
+                source=facts.source,
                 capacity=r.capacity,
                 allocatable=r.allocatable,
                 allocated=r.allocated,
@@ -120,6 +121,7 @@ def node_out(facts: NodeFacts, *, include_k8s_metadata: bool, only_sick: bool) -
         last_heartbeat=agent.heartbeat_time if agent else None,
         driver_version=driver.driver_version if driver else None,
         cuda_version=driver.cuda_version if driver else None,
+        source=facts.source,
     )
 
 

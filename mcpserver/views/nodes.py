@@ -23,6 +23,7 @@ from gpu_inventory.api.models import (
     GPUNodeStatus,
     KubernetesView,
     NodeRow,
+    Source,
     XidEvent,
 )
 from gpu_inventory.mcpserver import shapes
@@ -84,6 +85,7 @@ class NodeFacts:
     gpu_count: int
     unhealthy: int
     agent_state: AgentState
+    source: Source
 
     @property
     def available(self) -> int:
@@ -171,6 +173,7 @@ def node_facts(name: str, gpunode: GPUNode | None, row: NodeRow | None, primary:
         agent_state: AgentState = view.agent_state
     else:
         agent_state = row.agent if row else "Missing"
+    source: Source = view.source if view is not None else (row.source if row else "DevicePlugin")
     return NodeFacts(
         name=name,
         gpunode=gpunode,
@@ -183,6 +186,7 @@ def node_facts(name: str, gpunode: GPUNode | None, row: NodeRow | None, primary:
         gpu_count=gpu_count,
         unhealthy=unhealthy,
         agent_state=agent_state,
+        source=source,
     )
 
 

@@ -18,6 +18,7 @@ from kubernetes import client
 
 from gpu_inventory.api import constants
 from gpu_inventory.api.objects import gpunode_object, inventory_object
+from gpu_inventory.operator.dra import watching as dra_watching
 from gpu_inventory.operator.election import LeaseElector
 from gpu_inventory.operator.kubeapi import KubeApi
 from gpu_inventory.operator.store import Kind
@@ -239,6 +240,11 @@ def test_the_operator_identity_can_make_every_call_its_code_makes(
         api.custom.list_cluster_custom_object(
             G, V, plural, watch=True, timeout_seconds=1, _preload_content=False
         ).read()
+    assert dra_watching.denied(api.core.api_client) == []  # what the operator checks first
+    for plural in ("resourceslices", "resourceclaims", "deviceclasses"):  # DRA's, if served
+        api.custom.list_cluster_custom_object(
+            "resource.k8s.io", "v1", plural, watch=True, timeout_seconds=1, _preload_content=False
+        ).read()
     for watch_kind in (api.core.list_node, api.core.list_pod_for_all_namespaces):
         watch_kind(watch=True, timeout_seconds=1, _preload_content=False).read()
     api.core.create_namespaced_event(
@@ -292,6 +298,15 @@ def test_the_operator_identity_has_nothing_it_does_not_use(
     _forbidden(lambda: core.list_namespaced_secret(ns))
     _forbidden(lambda: core.delete_node("node-h"))
     _forbidden(lambda: core.patch_node("node-h", {"metadata": {"labels": {"x": "y"}}}))
+    # DRA's objects: listed and watched, never read one by one nor written.
+    dra = client.ResourceV1Api(op_api)
+    _forbidden(lambda: dra.read_resource_slice("node-h-gpu.nvidia.com"))
+    _forbidden(
+        lambda: dra.create_device_class(
+            {"metadata": {"name": "gpu.example.com"}, "spec": {}}, dry_run="All"
+        )
+    )
+    _forbidden(lambda: dra.patch_namespaced_resource_claim_status("claim", ns, {"status": {}}))
     # Leases: create cannot be limited by name, but reading or taking over any other is refused.
     name = f"someone-elses-{uuid.uuid4().hex[:6]}"
     other = {"metadata": {"name": name}, "spec": {"holderIdentity": "them"}}

@@ -61,6 +61,29 @@ def operator_account(
         rbac.delete_cluster_role(name)
 
 
+def test_without_rbac_for_dra_the_operator_counts_device_plugin_gpus_and_says_why(
+    start_operator: Any, kube: Any, operator_account: tuple[str, Any]
+) -> None:
+    """The shipped rules without resource.k8s.io (an older chart, or rules copied by hand) on
+    a cluster that serves DRA: no watch stuck on 403s, a current inventory, one warning."""
+    role, kubeconfig = operator_account
+    rules = [r for r in shipped_rules() if "resource.k8s.io" not in r["apiGroups"]]
+    assert len(rules) == len(shipped_rules()) - 1
+    client.RbacAuthorizationV1Api(kube.api).patch_cluster_role(role, {"rules": rules})
+    kube.create_node(make_node("n1", gpus=2))
+    operator = start_operator(kubeconfig=kubeconfig)
+
+    def current(status: dict[str, Any]) -> None:
+        assert kube.condition(status, "Ready") == ("True", "InventoryCurrent")
+        assert status["summary"]["capacity"] == 2
+
+    kube.wait_for(current, timeout=30, what="a current inventory without DRA's watches")
+    log = operator.log()
+    assert log.count("RBAC does not let this operator") == 1, log
+    assert "list deviceclasses, watch deviceclasses, list resourceclaims" in log, log
+    assert "[ERROR" not in log, log
+
+
 def test_shipped_rbac_suffices_and_a_missing_permission_stalls_the_inventory(
     start_operator: Any, kube: Any, namespace: str, operator_account: tuple[str, Any]
 ) -> None:

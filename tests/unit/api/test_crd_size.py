@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gpu_inventory.api import crdgen
+from gpu_inventory.api import crdgen, models
 
 ETCD_REQUEST_LIMIT = 1_572_864  # 1.5 MiB, etcd's default --max-request-bytes
 
@@ -58,6 +58,8 @@ def test_a_node_row_is_compact() -> None:
         "unhealthy": 0,
         "agent": "Reporting",
     }
-    assert set(typical) == set(row_schema["properties"])
+    # `source` is written only on DRA nodes' rows: a device-plugin row is as compact as ever.
+    assert set(typical) | {"source"} == set(row_schema["properties"])
+    assert models.NodeRow.model_validate(typical).to_wire() == typical
     # 5,000 such rows fit well under the limit, leaving room for everything else.
     assert 5_000 * len(json.dumps(typical)) < ETCD_REQUEST_LIMIT * 0.6

@@ -606,3 +606,35 @@ def test_conditions_are_carried_into_the_summary() -> None:
     result = answer(snap)
     assert [c.type for c in result.cluster_summary.conditions] == ["Ready", "Stalled"]
     assert result.warnings == ["The operator is stalled (Forbidden): cannot list pods"]
+
+
+# --- DRA nodes -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dra_and_plugin() -> Snapshot:
+    """A device-plugin T4 node (1 of 4 free) and a DRA A100 node (3 of 4 free) in one inventory."""
+    return snapshot_of(
+        samples.gpunode("t4", gpus=4, allocated=3),
+        samples.gpunode(
+            "a100-dra", gpus=4, product="NVIDIA-A100-SXM4-80GB", allocated=1, source="DRA"
+        ),
+    )
+
+
+def test_dra_and_device_plugin_nodes_answer_with_their_source(dra_and_plugin: Snapshot) -> None:
+    got = answer(dra_and_plugin)
+    assert {n.node_name: n.source for n in got.nodes} == {"a100-dra": "DRA", "t4": "DevicePlugin"}
+    assert [(r.name, r.source) for r in got.cluster_summary.resources] == [
+        ("nvidia.com/gpu", "DRA"),
+        ("nvidia.com/gpu", "DevicePlugin"),
+    ]
+    assert got.cluster_summary.gpus_available == 4
+    dra_node = next(n for n in got.nodes if n.node_name == "a100-dra")
+    assert dra_node.kubernetes is not None
+    assert [r.source for r in dra_node.kubernetes.all_gpu_resources] == ["DRA"]
+
+
+def test_capacity_is_found_on_dra_nodes_too(dra_and_plugin: Snapshot) -> None:
+    got = views.capacity_answer(dra_and_plugin, now=NOW, max_staleness_seconds=300, count=2)
+    assert [(n.node_name, n.source, n.available) for n in got.nodes] == [("a100-dra", "DRA", 3)]

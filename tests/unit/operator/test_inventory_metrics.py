@@ -124,7 +124,16 @@ def test_a_scrape_exports_the_status_per_cluster_resource_product_and_node() -> 
     assert value(samples, "gpu_inventory_stale_agents") == 1
     assert value(samples, "gpu_inventory_skipped_objects", kind="pods") == 2
     mig = "nvidia.com/mig-1g.10gb"
-    assert value(samples, "gpu_inventory_resource_gpus", resource=mig, state="available") == 11
+    assert (
+        value(
+            samples,
+            "gpu_inventory_resource_gpus",
+            resource=mig,
+            source="DevicePlugin",
+            state="available",
+        )
+        == 11
+    )
     h100 = "NVIDIA-H100-80GB-HBM3"
     assert value(samples, "gpu_inventory_product_gpus", product=h100, state="physical") == 8
     assert value(samples, "gpu_inventory_product_nodes", product=h100) == 1

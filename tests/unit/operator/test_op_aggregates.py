@@ -57,11 +57,11 @@ def project(name: str, state: dict[str, object]) -> tuple[object, object, dict[s
 def recount(cache: FactsCache) -> dict[str, object]:
     """The totals from scratch, the plain way: one loop over every node's facts."""
     facts = list(cache.facts.values())
-    resources: dict[str, list[int]] = {}
+    resources: dict[tuple[str, str], list[int]] = {}
     products: dict[str, list[int]] = {}
     for f in facts:
         for name, c in f.resources.items():
-            acc = resources.setdefault(name, [0, 0, 0, 0])
+            acc = resources.setdefault((name, f.source), [0, 0, 0, 0])
             for i, value in enumerate((c.capacity, c.allocatable, c.allocated, c.available)):
                 acc[i] += value
         p = products.setdefault(f.product, [0, 0, 0, 0, 0])

@@ -99,9 +99,17 @@ def test_totals_rows_and_products_of_a_small_cluster() -> None:
         "products": ["NVIDIA-H100", "Tesla-T4"],
     }
     assert got["resources"] == [
-        {"name": GPU, "capacity": 12, "allocatable": 12, "allocated": 5, "available": 7},
+        {
+            "name": GPU,
+            "source": "DevicePlugin",
+            "capacity": 12,
+            "allocatable": 12,
+            "allocated": 5,
+            "available": 7,
+        },
         {
             "name": "nvidia.com/mig-1g.10gb",
+            "source": "DevicePlugin",
             "capacity": 7,
             "allocatable": 7,
             "allocated": 1,

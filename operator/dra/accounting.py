@@ -1,0 +1,205 @@
+"""One node's DRA GPUs, counted the way the scheduler sees them.
+
+Pure: no I/O. Two steps, each a plain function over projections:
+
+- `gather_pool`: which devices of a pool exist, as the scheduler's pool gathering decides
+  (kubernetes staging/src/k8s.io/dynamic-resource-allocation/structured/internal/stable/
+  pools_stable.go, `GatherPools`): only the slices of the pool's highest `pool.generation`
+  count ("out-dated slices are silently ignored"); a pool with fewer (or more) slices than
+  `resourceSliceCount` is incomplete, and one whose device names repeat is invalid. Neither is
+  counted: the allocator (allocator_stable.go) refuses `allocationMode: All` on a pool
+  "currently being updated" or invalid, and half a republished pool is not the node's
+  inventory. Its node keeps its row; its devices count again once the pool is complete. (The
+  scheduler gathers per node; GPU drivers publish node-local pools, where both agree.)
+- `node_counts`: a node's devices and the allocated set -> per resource name capacity,
+  allocatable, allocated, available; physical GPUs; unhealthy GPUs; the product.
+
+How devices become numbers (the README's API section says the same):
+
+- A *unit* of a resource is one physical thing: devices with the same `uuid` are one unit
+  (NVIDIA's driver publishes a passthrough GPU twice, as `gpu` and `vfio` siblings of one
+  UUID, allocatable one way at a time: allocatable.go RemoveSiblingDevices).
+- Resource names: a DeviceClass with `extendedResourceName` that selects the device names it
+  (what a pod asking for that name gets, KEP-5004; NVIDIA's `gpu.nvidia.com` class maps
+  `nvidia.com/gpu` onto full GPUs); otherwise a MIG device is `nvidia.com/mig-<profile>` and
+  any other device `nvidia.com/gpu`, the names the device plugin gives the same units. Only
+  names `spec.resourceNames` selects are counted, as for device-plugin nodes.
+- Physical GPUs: distinct UUIDs of full GPUs plus distinct `parentUUID`s of MIG devices, so MIG
+  devices and partitions never add GPUs (a MIG node that also published its whole GPUs, NVIDIA
+  driver bug #719, still counts each GPU once).
+- allocatable: units with no NoSchedule/NoExecute taint. allocated: units in use, i.e. a
+  device of the unit is allocated, or the whole GPU it is carved from is, or (for a whole GPU)
+  one of its MIG devices is: either way the unit cannot be handed out. available =
+  allocatable - allocated, floored at 0, as for device-plugin resources.
+- unhealthy: physical GPUs with a device tainted by the driver's health monitor.
+- product: the most common `productName`, spelled as GPU Feature Discovery labels it (spaces
+  become dashes: k8s-device-plugin internal/lm/resource.go, productLabel), so a DRA node and a
+  device-plugin node of one product share its row.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Callable, Collection, Iterable, Mapping
+from typing import Final
+
+from gpu_inventory.api import constants
+from gpu_inventory.operator.accounting import ResourceCounts
+from gpu_inventory.operator.dra.projections import (
+    TYPE_MIG,
+    UNAVAILABLE,
+    UNHEALTHY,
+    ClassProjection,
+    Device,
+    DeviceKey,
+    SliceProjection,
+)
+
+MIG_PREFIX: Final = "nvidia.com/mig-"
+"""The device plugin's name for MIG devices (mixed strategy): `nvidia.com/mig-1g.10gb`."""
+
+Naming = Callable[[str, Device], str | None]
+"""(driver, device) -> the resource name the device counts under, None: not counted."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Pool:
+    """One (driver, pool) after gathering: the newest generation's devices, if they count."""
+
+    driver: str
+    name: str
+    generation: int
+    devices: tuple[Device, ...]
+    counted: bool
+    """Complete and valid: its devices exist for the scheduler."""
+    why_not: str = ""
+    """Why it is not counted (incomplete, duplicate device name)."""
+    nodes: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
+    """Device name -> its node ('' for none), for the claims' lookups."""
+
+    def node_of(self, device: str) -> str | None:
+        """The node a counted device is attached to ('' for none); None: not a counted device."""
+        return self.nodes.get(device) if self.counted else None
+
+
+def gather_pool(slices: Iterable[SliceProjection]) -> Pool | None:
+    """Gather one pool's slices (all of one driver and pool name); None when there are none."""
+    newest: list[SliceProjection] = []
+    for piece in slices:
+        if newest and piece.generation < newest[0].generation:
+            continue  # out-dated
+        if newest and piece.generation > newest[0].generation:
+            newest = []  # newer: replaces all old slices
+        newest.append(piece)
+    if not newest:
+        return None
+    first = newest[0]
+    devices = tuple(device for piece in newest for device in piece.devices)
+    counts = {piece.slice_count for piece in newest}
+    why_not = ""
+    if len(counts) > 1:
+        # GatherPools takes the first slice's count, and the order of slices is arbitrary;
+        # slices of one generation that disagree are a pool being rewritten: not counted.
+        why_not = f"incomplete: its slices disagree on resourceSliceCount {sorted(counts)}"
+    elif len(newest) != first.slice_count:
+        why_not = f"incomplete: {len(newest)} of {first.slice_count} slices"
+    elif len({device.name for device in devices}) != len(devices):  # poolIsInvalid
+        why_not = "invalid: duplicate device name"
+    nodes = {device.name: device.node for device in devices}
+    return Pool(first.driver, first.pool, first.generation, devices, not why_not, why_not, nodes)
+
+
+def naming(classes: Mapping[str, ClassProjection], selected: Callable[[str], bool]) -> Naming:
+    """The resource name of each device, from the DeviceClasses (class name -> projection)
+    that map names onto devices (the first class by name wins when two select one device),
+    else the default names."""
+    mapped = [(c.resource_name, c.selector) for _, c in sorted(classes.items()) if c.selector]
+
+    def name_of(driver: str, device: Device) -> str | None:
+        for resource, selector in mapped:
+            if selector is not None and selector.selects(driver, device):
+                return resource if selected(resource) else None
+        if device.kind == TYPE_MIG:
+            default = MIG_PREFIX + (device.profile or "unknown")
+        else:
+            default = constants.PRIMARY_RESOURCE
+        return default if selected(default) else None
+
+    return name_of
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NodeCounts:
+    """What DRA says about one node's GPUs."""
+
+    resources: Mapping[str, ResourceCounts]
+    """Per resource name (sorted)."""
+    gpus: int
+    unhealthy: int
+    product: str
+    """The most common `productName` of its GPUs ('' when none says)."""
+
+
+@dataclasses.dataclass(slots=True)
+class _Unit:
+    tainted: bool = False
+    in_use: bool = False
+
+
+def node_counts(
+    devices: Iterable[tuple[str, str, Device]],
+    allocated: Collection[DeviceKey],
+    name_of: Naming,
+) -> NodeCounts:
+    """Count one node's devices, given as (driver, pool, device) of counted pools."""
+    listed = list(devices)
+    gpu_of: dict[tuple[str, str, str], str] = {}
+    held: set[str] = set()  # GPUs (by physical id) whose whole device is allocated
+    carved: set[str] = set()  # GPUs one of whose MIG devices is allocated
+    products: dict[str, str] = {}
+    sick: set[str] = set()
+    for driver, pool, device in listed:
+        key = (driver, pool, device.name)
+        gpu = _physical_id(key, device)
+        gpu_of[key] = gpu
+        if device.product:
+            products.setdefault(gpu, device.product.replace(" ", "-"))
+        if device.taints & UNHEALTHY:
+            sick.add(gpu)
+        if key in allocated:
+            (carved if device.kind == TYPE_MIG else held).add(gpu)
+    units: dict[str, dict[str, _Unit]] = {}
+    for driver, pool, device in listed:
+        resource = name_of(driver, device)
+        if resource is None:
+            continue
+        key = (driver, pool, device.name)
+        gpu = gpu_of[key]
+        unit = units.setdefault(resource, {}).setdefault(device.uuid or "/".join(key), _Unit())
+        unit.tainted |= bool(device.taints & UNAVAILABLE)
+        unit.in_use |= (
+            key in allocated or gpu in held or (device.kind != TYPE_MIG and gpu in carved)
+        )
+    resources = {}
+    for resource in sorted(units):
+        capacity = len(units[resource])
+        allocatable = sum(1 for u in units[resource].values() if not u.tainted)
+        in_use = sum(1 for u in units[resource].values() if u.in_use)
+        resources[resource] = ResourceCounts(
+            capacity=capacity,
+            allocatable=allocatable,
+            allocated=in_use,
+            available=max(0, allocatable - in_use),
+        )
+    physical = set(gpu_of.values())
+    ranked = Counter(products.values()).most_common()
+    product = min((p for p, n in ranked if n == ranked[0][1]), default="") if ranked else ""
+    return NodeCounts(resources, len(physical), len(sick & physical), product)
+
+
+def _physical_id(key: DeviceKey, device: Device) -> str:
+    """The physical GPU a device is (or is carved from): its UUID, a MIG device's parent's."""
+    if device.kind == TYPE_MIG and device.parent:
+        return device.parent
+    return device.uuid or "/".join(key)

@@ -1,0 +1,189 @@
+"""Which DRA devices exist and which are allocated, kept incrementally from the watches.
+
+Pure: no I/O. The store holds three tables (ResourceSlices by name, ResourceClaims by uid,
+DeviceClasses by name; see `tables`) and hands each update to this index, which answers with
+the nodes whose counts may have changed; the store marks them for both writers, as it does for
+a pod event. So a claim event costs O(its devices), a slice event O(its pool), never a walk
+over 150,000 claims; a node's counts are computed only when the writer recomputes that node.
+
+- pools: (driver, pool) -> its slices, and the pool as gathered (`accounting.gather_pool`);
+- nodes: node -> the pools with devices on it. A node stays a DRA node while its pool is
+  incomplete (being republished): its row stays, and counts what complete pools say;
+- allocated: device key -> how many claims hold it. A device is allocated once however many
+  claims share it (allocateddevices.go keeps a *set* of device IDs): a claim shared by several
+  pods holds its devices once anyway, and a device that several claims share (DRAConsumable-
+  Capacity) is still one device.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from gpu_inventory.operator.dra import accounting
+from gpu_inventory.operator.dra.projections import (
+    ClaimProjection,
+    ClassProjection,
+    Device,
+    DeviceKey,
+    SliceProjection,
+)
+from gpu_inventory.operator.tables import Changed, Replaced, Table
+
+PoolId = tuple[str, str]
+
+
+class DraIndex:
+    """ResourceSlices, ResourceClaims and DeviceClasses, and what they say per node."""
+
+    def __init__(self) -> None:
+        self.slices: Table[SliceProjection] = Table()
+        self.claims: Table[ClaimProjection] = Table()
+        self.classes: Table[ClassProjection] = Table()
+        self.allocated: dict[DeviceKey, int] = {}
+        self._pool_slices: dict[PoolId, dict[str, SliceProjection]] = {}
+        self._pools: dict[PoolId, accounting.Pool] = {}
+        self._node_pools: dict[str, set[PoolId]] = {}
+        self._naming: tuple[Callable[[str], bool], accounting.Naming] | None = None
+
+    # --- reading ----------------------------------------------------------------------------------
+
+    def has_devices(self, node: str) -> bool:
+        """Whether the newest generation of some pool puts devices on `node`."""
+        return node in self._node_pools
+
+    def devices_on(self, node: str) -> Iterator[tuple[str, str, Device]]:
+        """(driver, pool, device) of every counted device attached to `node`."""
+        for pool_id in sorted(self._node_pools.get(node, ())):
+            pool = self._pools[pool_id]
+            if not pool.counted:
+                continue
+            for device in pool.devices:
+                if device.node == node:
+                    yield pool.driver, pool.name, device
+
+    def counts(self, node: str, selected: Callable[[str], bool]) -> accounting.NodeCounts | None:
+        """The node's DRA counts, for the resource names `selected` keeps (the spec's
+        `resourceNames`); None when no pool has devices on it."""
+        if node not in self._node_pools:
+            return None
+        return accounting.node_counts(self.devices_on(node), self.allocated, self.naming(selected))
+
+    def naming(self, selected: Callable[[str], bool]) -> accounting.Naming:
+        """Device -> resource name under the current DeviceClasses (cached until one changes)."""
+        if self._naming is None or self._naming[0] != selected:
+            self._naming = (selected, accounting.naming(self.classes.live, selected))
+        return self._naming[1]
+
+    # --- updates (each returns the nodes whose counts may have changed) -------------------------
+
+    def slices_update(
+        self, update: Changed[SliceProjection] | Replaced[SliceProjection] | None
+    ) -> set[str]:
+        if update is None:
+            return set()
+        if isinstance(update, Replaced):
+            before = set(self._node_pools)
+            self._pool_slices, self._pools, self._node_pools = {}, {}, {}
+            for name, piece in update.new.items():
+                self._pool_slices.setdefault((piece.driver, piece.pool), {})[name] = piece
+            for pool_id in list(self._pool_slices):
+                self._regather(pool_id)
+            return before | set(self._node_pools)
+        touched: set[PoolId] = set()
+        if update.old is not None:  # a slice may move to another pool: leave the old one
+            old_id = (update.old.driver, update.old.pool)
+            touched.add(old_id)
+            self._pool_slices.get(old_id, {}).pop(update.key, None)
+        if update.new is not None:
+            pool_id = (update.new.driver, update.new.pool)
+            touched.add(pool_id)
+            self._pool_slices.setdefault(pool_id, {})[update.key] = update.new
+        nodes: set[str] = set()
+        for pool_id in touched:
+            nodes |= self._regather(pool_id)
+        return nodes
+
+    def claims_update(
+        self, update: Changed[ClaimProjection] | Replaced[ClaimProjection] | None
+    ) -> set[str]:
+        if update is None:
+            return set()
+        if isinstance(update, Replaced):
+            before = self.allocated
+            self.allocated = {}
+            for claim in update.new.values():
+                _count(self.allocated, claim.devices, +1)
+            flipped = before.keys() ^ self.allocated.keys()
+        else:
+            flipped = set()
+            if update.old is not None:
+                flipped |= _count(self.allocated, update.old.devices, -1)
+            if update.new is not None:
+                flipped ^= _count(self.allocated, update.new.devices, +1)
+        return self._nodes_of(flipped)
+
+    def classes_update(
+        self, update: Changed[ClassProjection] | Replaced[ClassProjection] | None
+    ) -> set[str]:
+        """A class can rename any device: every DRA node's counts may change."""
+        if update is None:
+            return set()
+        self._naming = None
+        return set(self._node_pools)
+
+    # --- helpers --------------------------------------------------------------------------------
+
+    def _regather(self, pool_id: PoolId) -> set[str]:
+        """Gather one pool again; the nodes whose devices of it changed."""
+        old = self._pools.pop(pool_id, None)
+        members = self._pool_slices.get(pool_id)
+        new = accounting.gather_pool(members.values()) if members else None
+        if not members:
+            self._pool_slices.pop(pool_id, None)
+        if new is not None:
+            self._pools[pool_id] = new
+        old_nodes = _nodes_in(old)
+        new_nodes = _nodes_in(new)
+        for node in old_nodes - new_nodes:
+            pools = self._node_pools[node]
+            pools.discard(pool_id)
+            if not pools:
+                del self._node_pools[node]
+        for node in new_nodes - old_nodes:
+            self._node_pools.setdefault(node, set()).add(pool_id)
+        if old is not None and new is not None and old.counted and new.counted:
+            return {node for node in old_nodes | new_nodes if _on(old, node) != _on(new, node)}
+        return old_nodes | new_nodes
+
+    def _nodes_of(self, keys: Iterable[DeviceKey]) -> set[str]:
+        nodes = set()
+        for driver, pool_name, device in keys:
+            pool = self._pools.get((driver, pool_name))
+            node = pool.node_of(device) if pool is not None else None
+            if node:
+                nodes.add(node)
+        return nodes
+
+
+def _count(allocated: dict[DeviceKey, int], keys: Iterable[DeviceKey], step: int) -> set[DeviceKey]:
+    """Add `step` to each key's count; the keys that became (or stopped being) allocated."""
+    flipped = set()
+    for key in keys:
+        count = allocated.get(key, 0) + step
+        if count > 0:
+            allocated[key] = count
+        else:
+            allocated.pop(key, None)
+        if (count > 0) != (count - step > 0):
+            flipped.add(key)
+    return flipped
+
+
+def _nodes_in(pool: accounting.Pool | None) -> set[str]:
+    if pool is None:
+        return set()
+    return {device.node for device in pool.devices if device.node}
+
+
+def _on(pool: accounting.Pool, node: str) -> tuple[Device, ...]:
+    return tuple(device for device in pool.devices if device.node == node)
