@@ -250,14 +250,13 @@ def main() -> int:
         processes.append(mcp)
 
         def complete() -> None:
-            status = (
-                client.CustomObjectsApi(api)
-                .get_cluster_custom_object(
+            try:
+                body = client.CustomObjectsApi(api).get_cluster_custom_object(
                     G, V, constants.INVENTORY_PLURAL, constants.INVENTORY_NAME
                 )
-                .get("status")
-                or {}
-            )
+            except client.ApiException as error:  # not created yet: wait
+                raise AssertionError(f"no GPUInventory yet ({error.status})") from error
+            status = body.get("status") or {}
             holds(
                 status.get("summary", {}).get("allocated") == made.expected_total,
                 status.get("summary"),
