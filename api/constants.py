@@ -88,6 +88,7 @@ class Reason:
     NODES_NOT_READY: Final = "NodesNotReady"
     AGENTS_STALE: Final = "AgentsStale"
     MALFORMED_OBJECTS: Final = "MalformedObjects"
+    GPUS_ADVERTISED_TWICE: Final = "GPUsAdvertisedTwice"
     MULTIPLE_PROBLEMS: Final = "MultipleProblems"
     # Reconciling (also Ready=False while the spec change is applied)
     RECONCILED: Final = "Reconciled"

@@ -73,6 +73,8 @@ class FleetProblems:
     """Objects left out of the totals: "pod ns/name: why" or "node name: why"."""
     notes: dict[str, str] = dataclasses.field(default_factory=dict)
     """Why a stale-listed agent was not believed (node -> note), e.g. an implausible count."""
+    advertised_twice: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Nodes whose device plugin and DRA driver seem to offer the same GPUs (node -> why)."""
 
 
 def reconciliation(health: OperatorHealth) -> list[Verdict]:
@@ -115,6 +117,15 @@ def degraded(problems: FleetProblems) -> Verdict:
                 Reason.MALFORMED_OBJECTS,
                 f"GPU quantities left out of the totals: {shown}"
                 + (f" and {more} more" if more > 0 else ""),
+            )
+        )
+    if problems.advertised_twice:
+        first, why = min(problems.advertised_twice.items())
+        found.append(
+            (
+                Reason.GPUS_ADVERTISED_TWICE,
+                f"GPUs advertised by both the device plugin and DRA on "
+                f"{names(problems.advertised_twice)} ({first}: {why})",
             )
         )
     if not found:
