@@ -89,6 +89,7 @@ class Reason:
     AGENTS_STALE: Final = "AgentsStale"
     MALFORMED_OBJECTS: Final = "MalformedObjects"
     GPUS_ADVERTISED_TWICE: Final = "GPUsAdvertisedTwice"
+    DRA_NOT_COUNTED: Final = "DRANotCounted"
     MULTIPLE_PROBLEMS: Final = "MultipleProblems"
     # Reconciling (also Ready=False while the spec change is applied)
     RECONCILED: Final = "Reconciled"

@@ -71,6 +71,7 @@ def desired_status(
         + list(malformed_pods),
         notes=totals.notes,
         advertised_twice=totals.advertised_twice,
+        dra_refused=health.dra_refused,
     )
     return GPUInventoryStatus(
         observed_generation=generation,
