@@ -48,7 +48,7 @@ class NodeFacts:
     primary: accounting.ResourceCounts
     """The counts of `spec.primaryResource` (zeros when the node has none)."""
     gpus: int
-    """Physical GPUs: the agent's count when usable and plausible, else the GFD label."""
+    """Physical GPUs: the agent's count when usable and plausible, else `listed_gpus`."""
     unhealthy: int
     agent: AgentState
     agent_problem: bool
@@ -208,8 +208,10 @@ def agent_bound(node: NodeProjection, dra: NodeCounts | None) -> int | None:
     DRA node with neither label nor count is bounded only by the GPUNode schema.
     """
     said = plausible_gpus(node)
-    if dra is None or not dra.gpus:
-        return said or (None if dra is not None else 0)
+    if dra is None:
+        return said
+    if not dra.gpus:
+        return said or None
     return max(said, dra.gpus)
 
 
