@@ -161,9 +161,10 @@ def listed_gpus(node: NodeProjection, dra: NodeCounts | None) -> tuple[int, str]
 
     A device-plugin node: GFD's `nvidia.com/gpu.count`. A DRA node: the GPUs its driver
     publishes, or the label where it counts more (GPUs the driver does not publish, a pool
-    being republished). A node with both: the device plugin's
-    whole GPUs (its `nvidia.com/gpu` capacity) plus DRA's, capped by the label, which counts
-    every GPU NVML sees; a sum above it means one GPU is offered both ways.
+    being republished). A node with both: the device plugin's whole GPUs (its
+    `nvidia.com/gpu` capacity; time-sliced replicas would count each as a GPU) plus DRA's,
+    capped by the label, which counts every GPU NVML sees; a sum above it means some GPU is
+    offered both ways.
     """
     label = node.gpu_count
     if dra is None:
