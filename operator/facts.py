@@ -162,14 +162,16 @@ def listed_gpus(node: NodeProjection, dra: NodeCounts | None) -> tuple[int, str]
     A device-plugin node: GFD's `nvidia.com/gpu.count`. A DRA node: the GPUs its driver
     publishes, or the label where it counts more (GPUs the driver does not publish, a pool
     being republished). A node with both: the device plugin's whole GPUs (its
-    `nvidia.com/gpu` capacity; time-sliced replicas would count each as a GPU) plus DRA's,
-    capped by the label, which counts every GPU NVML sees; a sum above it means some GPU is
-    offered both ways.
+    `nvidia.com/gpu` capacity, divided by GFD's `nvidia.com/gpu.replicas` under time-slicing or
+    MPS, when that label is kept) plus DRA's, capped by the label, which counts every GPU NVML
+    sees; a sum above it means some GPU is offered both ways.
     """
     label = node.gpu_count
     if dra is None:
         return label or 0, ""
-    plugin = dict(node.capacity).get(constants.PRIMARY_RESOURCE, 0)
+    replicas = dict(node.labels).get(constants.GPU_REPLICAS_LABEL, "1")
+    shared = int(replicas) if replicas.isdigit() and 0 < len(replicas) <= 4 else 1
+    plugin = dict(node.capacity).get(constants.PRIMARY_RESOURCE, 0) // max(shared, 1)
     if not plugin:
         return max(dra.gpus, label or 0), ""
     both = plugin + dra.gpus

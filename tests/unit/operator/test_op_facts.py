@@ -188,6 +188,18 @@ def test_gpus_offered_by_both_sources_beyond_gfds_count_flag_the_node() -> None:
     assert "mix" in verdict.message
 
 
+def test_time_sliced_replicas_are_not_taken_for_gpus_advertised_twice() -> None:
+    """Time-slicing with 4 replicas: 2 GPUs advertised as 8 nvidia.com/gpu (GFD labels
+    nvidia.com/gpu.replicas=4), beside 2 DRA GPUs, of the 4 GFD counts."""
+    shared = node(
+        "mix",
+        gpus=8,
+        labels={"nvidia.com/gpu.count": "4", "nvidia.com/gpu.replicas": "4"},
+    )
+    facts = node_facts(shared, None, {}, SPEC, now=NOW, dra=dra_counts(2))
+    assert (facts.gpus, facts.advertised_twice) == (4, "")
+
+
 def test_an_empty_dra_count_does_not_bound_the_agent() -> None:
     """A pool being republished counts no device until complete (pools_stable.go
     GatherPools): its node's agent, reporting the 4 GPUs it sees, is not turned Invalid."""
