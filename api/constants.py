@@ -44,6 +44,8 @@ MAX_DRA_DRIVERS: Final = 16
 PRODUCT_LABEL: Final = "nvidia.com/gpu.product"
 GPU_COUNT_LABEL: Final = "nvidia.com/gpu.count"
 MIG_STRATEGY_LABEL: Final = "nvidia.com/mig.strategy"
+GPU_REPLICAS_LABEL: Final = "nvidia.com/gpu.replicas"
+"""GFD's time-slicing / MPS replica factor: the device plugin advertises each GPU this often."""
 
 NODE_CONDITION_TYPES: Final = (
     "Ready",
@@ -88,6 +90,8 @@ class Reason:
     NODES_NOT_READY: Final = "NodesNotReady"
     AGENTS_STALE: Final = "AgentsStale"
     MALFORMED_OBJECTS: Final = "MalformedObjects"
+    GPUS_ADVERTISED_TWICE: Final = "GPUsAdvertisedTwice"
+    DRA_NOT_COUNTED: Final = "DRANotCounted"
     MULTIPLE_PROBLEMS: Final = "MultipleProblems"
     # Reconciling (also Ready=False while the spec change is applied)
     RECONCILED: Final = "Reconciled"

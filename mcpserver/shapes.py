@@ -232,6 +232,9 @@ class HealthAnswer(_Freshness):
 # --- find_gpu_capacity ---------------------------------------------------------------------------
 
 
+RequestForm = Literal["ExtendedResource", "ResourceClaim"]
+
+
 class CapacityNodeOut(_Out):
     node_name: str
     product: str
@@ -242,6 +245,14 @@ class CapacityNodeOut(_Out):
     gpu_count: int
     unhealthy_gpus: int
     source: Source = Field(description="Who advertises the node's GPUs.")
+    request_as: RequestForm = Field(
+        description=(
+            "How a pod asks for these GPUs: ExtendedResource (resources.limits, served by the"
+            " device plugin) or ResourceClaim (a claim of the DRA driver's DeviceClass, e.g."
+            " NVIDIA's gpu.nvidia.com; an extended-resource request reaches a DRA node only"
+            " where a DeviceClass maps that name, alpha DRAExtendedResource)."
+        )
+    )
 
 
 class CapacityAnswer(_Freshness):

@@ -34,7 +34,7 @@ class Aggregates:
         self.unhealthy_gpus = 0
         self.resources: dict[tuple[str, Source], list[int]] = {}
         """(resource, source) -> [capacity, allocatable, allocated, available]; available floored
-        per node. One row per source: device-plugin nodes and DRA nodes."""
+        per node. One row per source: a node with both kinds adds to each its own counts."""
         self.products: dict[str, list[int]] = {}
         """product -> [nodes, gpus, allocatable, allocated, available] of the primary resource."""
         self.unhealthy: dict[str, int] = {}
@@ -42,6 +42,8 @@ class Aggregates:
         self.stale: set[str] = set()
         self.malformed: dict[str, tuple[str, ...]] = {}
         self.notes: dict[str, str] = {}
+        self.advertised_twice: dict[str, str] = {}
+        """Nodes whose device plugin and DRA driver seem to offer the same GPUs (node -> why)."""
         self.attention: set[str] = set()
         self.rows: dict[str, NodeRow] = {}
         """The row of every GPU node, built once per change of its facts."""
@@ -57,6 +59,8 @@ class Aggregates:
             self.malformed[f.name] = f.malformed
         if f.agent_note:
             self.notes[f.name] = f.agent_note
+        if f.advertised_twice:
+            self.advertised_twice[f.name] = f.advertised_twice
 
     def remove(self, f: NodeFacts) -> None:
         self._apply(f, -1)
@@ -67,21 +71,23 @@ class Aggregates:
         self.attention.discard(f.name)
         self.malformed.pop(f.name, None)
         self.notes.pop(f.name, None)
+        self.advertised_twice.pop(f.name, None)
 
     def _apply(self, f: NodeFacts, sign: int) -> None:
         self.nodes += sign
         self.ready_nodes += sign * f.ready
         self.gpus += sign * f.gpus
         self.unhealthy_gpus += sign * f.unhealthy
-        for name, counts in f.resources.items():
-            key = (name, f.source)
-            acc = self.resources.setdefault(key, [0, 0, 0, 0])
-            acc[0] += sign * counts.capacity
-            acc[1] += sign * counts.allocatable
-            acc[2] += sign * counts.allocated
-            acc[3] += sign * counts.available
-            if not any(acc):
-                del self.resources[key]
+        for source, resources in f.by_source:
+            for name, counts in resources.items():
+                key = (name, source)
+                acc = self.resources.setdefault(key, [0, 0, 0, 0])
+                acc[0] += sign * counts.capacity
+                acc[1] += sign * counts.allocatable
+                acc[2] += sign * counts.allocated
+                acc[3] += sign * counts.available
+                if not any(acc):
+                    del self.resources[key]
         p = f.primary
         acc = self.products.setdefault(f.product, [0, 0, 0, 0, 0])
         for index, value in enumerate((1, f.gpus, p.allocatable, p.allocated, p.available)):

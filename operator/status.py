@@ -70,6 +70,8 @@ def desired_status(
         malformed=[why for name in sorted(totals.malformed) for why in totals.malformed[name]]
         + list(malformed_pods),
         notes=totals.notes,
+        advertised_twice=totals.advertised_twice,
+        dra_refused=health.dra_refused,
     )
     return GPUInventoryStatus(
         observed_generation=generation,

@@ -2,7 +2,8 @@
 
 Pure: no I/O. Ready, Reconciling and Stalled describe the inventory's own reconciliation (what
 Argo CD, Flux and kstatus act on); Degraded describes the fleet (unhealthy GPUs, NotReady
-nodes, stale agents, malformed objects), for alerting. Reasons are stable constants.
+nodes, stale agents, malformed objects, and DRA GPUs the operator may not read, so the numbers
+leave them out), for alerting. Reasons are stable constants.
 """
 
 from __future__ import annotations
@@ -60,6 +61,9 @@ class OperatorHealth:
     """Kinds whose listing is not complete (INDEXING, RELISTING)."""
     refusals: tuple[Refusal, ...] = ()
     spec_error: str = ""
+    dra_refused: tuple[str, ...] = ()
+    """What RBAC does not let the operator do on DRA's kinds (`list resourceclaims`, ...) while
+    the API server serves them: DRA GPUs are then missing from every number (Degraded)."""
 
 
 @dataclasses.dataclass(slots=True)
@@ -73,6 +77,10 @@ class FleetProblems:
     """Objects left out of the totals: "pod ns/name: why" or "node name: why"."""
     notes: dict[str, str] = dataclasses.field(default_factory=dict)
     """Why a stale-listed agent was not believed (node -> note), e.g. an implausible count."""
+    advertised_twice: dict[str, str] = dataclasses.field(default_factory=dict)
+    """Nodes whose device plugin and DRA driver seem to offer the same GPUs (node -> why)."""
+    dra_refused: tuple[str, ...] = ()
+    """`OperatorHealth.dra_refused`: the numbers leave out every DRA GPU."""
 
 
 def reconciliation(health: OperatorHealth) -> list[Verdict]:
@@ -115,6 +123,27 @@ def degraded(problems: FleetProblems) -> Verdict:
                 Reason.MALFORMED_OBJECTS,
                 f"GPU quantities left out of the totals: {shown}"
                 + (f" and {more} more" if more > 0 else ""),
+            )
+        )
+    if problems.dra_refused:
+        # The operator decides whether to watch DRA once, at start-up (dra.watching.served):
+        # fixing RBAC takes effect at its next start.
+        found.append(
+            (
+                Reason.DRA_NOT_COUNTED,
+                "Dynamic Resource Allocation is served, but RBAC does not let the operator "
+                f"{', '.join(problems.dra_refused)}: GPUs that DRA drivers publish are not in"
+                " these numbers; grant list and watch on resourceslices, resourceclaims and"
+                " deviceclasses (the chart's ClusterRole) and restart the operator",
+            )
+        )
+    if problems.advertised_twice:
+        first, why = min(problems.advertised_twice.items())
+        found.append(
+            (
+                Reason.GPUS_ADVERTISED_TWICE,
+                f"GPUs advertised by both the device plugin and DRA on "
+                f"{names(problems.advertised_twice)} ({first}: {why})",
             )
         )
     if not found:
@@ -161,6 +190,13 @@ def _ready(health: OperatorHealth) -> Verdict:
             "False",
             Reason.WRITE_FAILED,
             clip("; ".join(f"{r.what}: {r.message}" for r in health.refusals)),
+        )
+    if health.dra_refused:
+        return Verdict(
+            ConditionType.READY,
+            "True",
+            Reason.INVENTORY_CURRENT,
+            "inventory is current, without the GPUs DRA drivers publish (see Degraded)",
         )
     return Verdict(
         ConditionType.READY, "True", Reason.INVENTORY_CURRENT, "inventory is complete and current"

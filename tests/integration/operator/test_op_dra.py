@@ -292,3 +292,36 @@ def test_pools_taints_and_deallocation_move_the_counts(
     # The claim is deallocated (its last consumer gone), then deleted.
     r.api.patch_namespaced_resource_claim_status(claim, namespace, {"status": {"allocation": None}})
     kube.wait_for(gpu((3, 3, 0, 3)), what="the device freed")
+
+
+def test_a_node_with_device_plugin_and_dra_gpus_keeps_both_sources_apart(
+    operator: Any, kube: Any, resources_api: Dra, namespace: str
+) -> None:
+    """The 1.34 scheduler serves an extended resource through DRA only where the node's
+    allocatable has none of it (pkg/scheduler/framework/plugins/dynamicresources), but a pod's
+    own ResourceClaim takes DRA devices on any node: one node can carry both kinds. `mix` has 4
+    device-plugin GPUs and 2 DRA GPUs of the 6 GFD counts; `twice` offers its 2 GPUs both ways."""
+    r = resources_api
+    r.classes()
+    kube.create_node(make_node("mix", gpus=4, labels={"nvidia.com/gpu.count": "6"}))
+    kube.create_node(make_node("twice", gpus=2))
+    kube.create_pod(make_pod("dp-job", namespace=namespace, node="mix", gpus=1))
+    r.publish(dra.make_slice("mix", [dra.gpu_device("mix", i) for i in range(2)]))
+    r.publish(dra.make_slice("twice", [dra.gpu_device("twice", i) for i in range(2)]))
+    r.claim(dra.make_claim("job", namespace, 1), {"allocation": dra.allocation("mix", ["gpu-0"])})
+
+    def counted(status: dict[str, Any]) -> None:
+        assert resources(status) == {
+            (GPU, "DevicePlugin"): (6, 6, 1, 5),
+            (GPU, "DRA"): (4, 4, 1, 3),
+        }
+        assert rows(status) == {
+            "mix": ("DRA", 6, 6, 2, 0),
+            "twice": ("DRA", 2, 4, 0, 0),  # capped at GFD's count
+        }
+
+    status = kube.wait_for(counted, timeout=30, what="each source in its own row")
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert degraded["status"] == "True"
+    assert "advertised by both the device plugin and DRA on twice" in degraded["message"]
+    assert "mix" not in degraded["message"].split("advertised by both")[1]

@@ -638,3 +638,23 @@ def test_dra_and_device_plugin_nodes_answer_with_their_source(dra_and_plugin: Sn
 def test_capacity_is_found_on_dra_nodes_too(dra_and_plugin: Snapshot) -> None:
     got = views.capacity_answer(dra_and_plugin, now=NOW, max_staleness_seconds=300, count=2)
     assert [(n.node_name, n.source, n.available) for n in got.nodes] == [("a100-dra", "DRA", 3)]
+
+
+def test_capacity_says_how_to_ask_and_offers_dra_nodes_only_to_claims(
+    dra_and_plugin: Snapshot,
+) -> None:
+    """On stock 1.34 a pod with `limits: nvidia.com/gpu` never lands on a DRA node: it needs a
+    ResourceClaim (DeviceClassSpec.ExtendedResourceName is gated by DRAExtendedResource)."""
+    got = views.capacity_answer(dra_and_plugin, now=NOW, max_staleness_seconds=300, count=1)
+    assert {n.node_name: n.request_as for n in got.nodes} == {
+        "t4": "ExtendedResource",
+        "a100-dra": "ResourceClaim",
+    }
+    assert got.message == (
+        "1 node(s) can take a pod asking for 1 nvidia.com/gpu now (resources.limits); the best"
+        " fit is t4 (1 free); 1 DRA node(s) have 1 nvidia.com/gpu free for a pod with a"
+        " ResourceClaim of the DRA driver's DeviceClass; the best fit is a100-dra (3 free)."
+    )
+    only_dra = views.capacity_answer(dra_and_plugin, now=NOW, max_staleness_seconds=300, count=2)
+    assert not only_dra.message.startswith("1 node(s) can take a pod asking")
+    assert only_dra.message.startswith("1 DRA node(s) have 2 nvidia.com/gpu free")

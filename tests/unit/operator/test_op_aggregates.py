@@ -10,7 +10,9 @@ from hypothesis import strategies as st
 
 from gpu_inventory.api.models import GPUInventorySpec
 from gpu_inventory.operator import projections
+from gpu_inventory.operator.accounting import ResourceCounts
 from gpu_inventory.operator.aggregates import FactsCache, row
+from gpu_inventory.operator.dra.accounting import NodeCounts
 from gpu_inventory.operator.projections import DEFAULT_PROJECTOR
 from gpu_inventory.testing.builders import make_gpunode, make_node
 
@@ -26,6 +28,7 @@ node_states = st.fixed_dictionaries(
         "ready": st.booleans(),
         "allocated": st.integers(0, 10),
         "agent": st.sampled_from(["none", "fresh", "stale", "unhealthy"]),
+        "dra": st.integers(-1, 4),
     }
 )
 steps = st.lists(st.tuples(st.integers(0, 5), st.one_of(st.none(), node_states)), max_size=40)
@@ -54,16 +57,26 @@ def project(name: str, state: dict[str, object]) -> tuple[object, object, dict[s
     return node, gpunode, allocated
 
 
+def dra_counts(gpus: int) -> NodeCounts | None:
+    """-1: not a DRA node; else a driver publishing `gpus` GPUs, one of them allocated."""
+    if gpus < 0:
+        return None
+    held = min(gpus, 1)
+    counts = {"nvidia.com/gpu": ResourceCounts(gpus, gpus, held, gpus - held)} if gpus else {}
+    return NodeCounts(counts, gpus, 0, PRODUCTS[2])
+
+
 def recount(cache: FactsCache) -> dict[str, object]:
     """The totals from scratch, the plain way: one loop over every node's facts."""
     facts = list(cache.facts.values())
     resources: dict[tuple[str, str], list[int]] = {}
     products: dict[str, list[int]] = {}
     for f in facts:
-        for name, c in f.resources.items():
-            acc = resources.setdefault((name, f.source), [0, 0, 0, 0])
-            for i, value in enumerate((c.capacity, c.allocatable, c.allocated, c.available)):
-                acc[i] += value
+        for source, counts in f.by_source:
+            for name, c in counts.items():
+                acc = resources.setdefault((name, source), [0, 0, 0, 0])
+                for i, value in enumerate((c.capacity, c.allocatable, c.allocated, c.available)):
+                    acc[i] += value
         p = products.setdefault(f.product, [0, 0, 0, 0, 0])
         for i, value in enumerate(
             (1, f.gpus, f.primary.allocatable, f.primary.allocated, f.primary.available)
@@ -81,6 +94,7 @@ def recount(cache: FactsCache) -> dict[str, object]:
         "stale": {f.name for f in facts if f.agent_problem},
         "malformed": {f.name: f.malformed for f in facts if f.malformed},
         "notes": {f.name: f.agent_note for f in facts if f.agent_note},
+        "advertised_twice": {f.name: f.advertised_twice for f in facts if f.advertised_twice},
         "attention": {f.name for f in facts if f.needs_attention},
         "rows": {f.name: row(f) for f in facts},
     }
@@ -95,12 +109,14 @@ def test_running_totals_equal_a_recount(
     nodes: dict[str, object] = {}
     gpunodes: dict[str, object] = {}
     allocated: dict[str, dict[str, int]] = {}
+    dra: dict[str, NodeCounts | None] = {}
     for index, state in history:
         name = f"n{index}"
         if state is None:
             nodes.pop(name, None)
             gpunodes.pop(name, None)
             allocated.pop(name, None)
+            dra.pop(name, None)
         else:
             node, gpunode, sums = project(name, state)
             nodes[name] = node
@@ -109,6 +125,7 @@ def test_running_totals_equal_a_recount(
             else:
                 gpunodes[name] = gpunode
             allocated[name] = sums
+            dra[name] = dra_counts(int(str(state["dra"])))
         cache.update(
             nodes=nodes,  # type: ignore[arg-type]
             gpunodes=gpunodes,  # type: ignore[arg-type]
@@ -116,5 +133,6 @@ def test_running_totals_equal_a_recount(
             dirty={name},
             spec=SPEC,
             now=NOW,
+            dra=dra.get,
         )
     assert vars(cache.totals) == recount(cache)

@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 
+from gpu_inventory.api.constants import Reason
 from gpu_inventory.api.models import GPUInventorySpec
-from gpu_inventory.operator import projections
+from gpu_inventory.operator import projections, verdicts
+from gpu_inventory.operator.accounting import ResourceCounts
 from gpu_inventory.operator.aggregates import FactsCache
+from gpu_inventory.operator.dra.accounting import NodeCounts
 from gpu_inventory.operator.facts import node_facts
 from gpu_inventory.operator.projections import DEFAULT_PROJECTOR
 from gpu_inventory.testing.builders import make_gpunode, make_node
@@ -127,3 +130,89 @@ def test_gpu_count_under_the_single_mig_strategy_is_not_a_physical_count() -> No
     )
     assert node_facts(single, None, {}, SPEC, now=NOW).gpus == 0  # unknown without an agent
     assert node_facts(single, agent(5, gpus=8), {}, SPEC, now=NOW).gpus == 8
+
+
+# --- nodes with DRA GPUs ------------------------------------------------------------------------
+
+GPU = "nvidia.com/gpu"
+
+
+def dra_counts(gpus: int, allocated: int = 0) -> NodeCounts:
+    """What DRA says of a node whose driver publishes `gpus` whole GPUs."""
+    counts = ResourceCounts(gpus, gpus, allocated, gpus - allocated)
+    return NodeCounts({GPU: counts} if gpus else {}, gpus, 0, "NVIDIA-A100-80GB")
+
+
+def mixed_totals(gpu_count_label: str) -> FactsCache:
+    """`mix`: the device plugin advertises 4 nvidia.com/gpu (a pod holds 1) and the DRA
+    driver publishes 2 GPUs (a claim holds 1); GFD counts `gpu_count_label` GPUs."""
+    cache = FactsCache()
+    cache.update(
+        nodes={"mix": node("mix", gpus=4, labels={"nvidia.com/gpu.count": gpu_count_label})},
+        gpunodes={},
+        allocated={"mix": {GPU: 1}},
+        dirty=(),
+        spec=SPEC,
+        now=NOW,
+        dra=lambda name: dra_counts(2, allocated=1) if name == "mix" else None,
+    )
+    return cache
+
+
+def test_a_node_with_both_sources_adds_each_into_its_own_row() -> None:
+    """The 1.34 scheduler serves nvidia.com/gpu through DRA only where allocatable has none
+    (dynamicresources, extended resources), but a pod's own claim takes DRA devices anywhere:
+    one node can carry both kinds, and neither may be reported as the other."""
+    cache = mixed_totals("6")
+    assert cache.totals.resources == {
+        (GPU, "DevicePlugin"): [4, 4, 1, 3],
+        (GPU, "DRA"): [2, 2, 1, 1],
+    }
+    facts = cache.facts["mix"]
+    assert (facts.gpus, facts.primary.allocatable, facts.primary.allocated) == (6, 6, 2)
+    assert facts.advertised_twice == ""
+    problems = verdicts.FleetProblems(advertised_twice=cache.totals.advertised_twice)
+    assert verdicts.degraded(problems).status == "False"
+
+
+def test_gpus_offered_by_both_sources_beyond_gfds_count_flag_the_node() -> None:
+    cache = mixed_totals("4")  # 4 + 2 advertised, NVML counts 4: two GPUs offered twice
+    facts = cache.facts["mix"]
+    assert facts.gpus == 4  # capped at what GFD counts
+    assert "advertised twice" in facts.advertised_twice
+    assert "mix" in cache.totals.attention
+    verdict = verdicts.degraded(
+        verdicts.FleetProblems(advertised_twice=cache.totals.advertised_twice)
+    )
+    assert (verdict.status, verdict.reason) == ("True", Reason.GPUS_ADVERTISED_TWICE)
+    assert "mix" in verdict.message
+
+
+def test_time_sliced_replicas_are_not_taken_for_gpus_advertised_twice() -> None:
+    """Time-slicing with 4 replicas: 2 GPUs advertised as 8 nvidia.com/gpu (GFD labels
+    nvidia.com/gpu.replicas=4), beside 2 DRA GPUs, of the 4 GFD counts."""
+    shared = node(
+        "mix",
+        gpus=8,
+        labels={"nvidia.com/gpu.count": "4", "nvidia.com/gpu.replicas": "4"},
+    )
+    facts = node_facts(shared, None, {}, SPEC, now=NOW, dra=dra_counts(2))
+    assert (facts.gpus, facts.advertised_twice) == (4, "")
+
+
+def test_an_empty_dra_count_does_not_bound_the_agent() -> None:
+    """A pool being republished counts no device until complete (pools_stable.go
+    GatherPools): its node's agent, reporting the 4 GPUs it sees, is not turned Invalid."""
+    bare = node("dra")  # no device-plugin capacity, no GFD label
+    facts = node_facts(bare, agent(5, gpus=4), {}, SPEC, now=NOW, dra=dra_counts(0))
+    assert (facts.agent, facts.gpus, facts.agent_note) == ("Reporting", 4, "")
+
+
+def test_gfds_count_bounds_the_agent_above_a_short_dra_count() -> None:
+    """NVIDIA's driver publishes nothing for a MIG-enabled GPU without MIG devices (nvlib.go
+    GetPerGpuAllocatableDevices): 2 published, 3 seen by NVML and GFD alike."""
+    labelled = node("dra", labels={"nvidia.com/gpu.count": "3"})
+    facts = node_facts(labelled, agent(5, gpus=3), {}, SPEC, now=NOW, dra=dra_counts(2))
+    assert (facts.agent, facts.gpus) == ("Reporting", 3)
+    liar = node_facts(labelled, agent(5, gpus=8), {}, SPEC, now=NOW, dra=dra_counts(2))
+    assert (liar.agent, liar.gpus) == ("Invalid", 3)

@@ -227,6 +227,20 @@ def test_conditions_follow_the_operator_health(
     assert conditions(compute(synced_store(), health=health)) == want, case
 
 
+def test_dra_served_but_not_readable_degrades_the_inventory_and_says_what_is_missing() -> None:
+    """RBAC without the DRA rule (an older chart) on a 1.34 cluster: every DRA GPU is missing
+    from the numbers, so the inventory cannot call itself complete."""
+    refused = ("list resourceclaims", "watch resourceclaims")
+    store = synced_store(nodes=[node("gpu-1")], gpunodes=[agent("gpu-1")])
+    got = compute(store, health=OperatorHealth(dra_refused=refused))
+    by_type = {c.type: c for c in got.conditions}
+    assert (by_type["Degraded"].status, by_type["Degraded"].reason) == ("True", "DRANotCounted")
+    assert "list resourceclaims, watch resourceclaims" in by_type["Degraded"].message
+    assert "restart the operator" in by_type["Degraded"].message
+    assert by_type["Ready"].status == "True"  # the operator reconciles; the fleet view is short
+    assert "complete" not in by_type["Ready"].message
+
+
 def test_every_condition_carries_the_status_generation() -> None:
     got = compute(synced_store())
     assert got.observed_generation == 3
