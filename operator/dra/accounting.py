@@ -59,6 +59,18 @@ from gpu_inventory.operator.dra.projections import (
 MIG_PREFIX: Final = "nvidia.com/mig-"
 """The device plugin's name for MIG devices (mixed strategy): `nvidia.com/mig-1g.10gb`."""
 
+
+def mig_resource_name(profile: str) -> str:
+    """The device plugin's name for a MIG profile: `1g.10gb` -> `nvidia.com/mig-1g.10gb`.
+
+    A profile with attributes (go-nvlib MigProfileInfo.String: `1g.10gb+me`, `1g.10gb-me`)
+    is named with `.` for the `+`, `nvidia.com/mig-1g.10gb.me`: a resource name must be a DNS
+    subdomain (k8s-device-plugin api/config/v1/resources.go NewResourceName validates it with
+    NameIsDNSSubdomain), which has no `+`, so a DRA row and the device plugin's row line up.
+    """
+    return MIG_PREFIX + (profile or "unknown").replace("+", ".")
+
+
 Naming = Callable[[str, Device], str | None]
 """(driver, device) -> the resource name the device counts under, None: not counted."""
 
@@ -121,7 +133,7 @@ def naming(classes: Mapping[str, ClassProjection], selected: Callable[[str], boo
             if selector is not None and selector.selects(driver, device):
                 return resource if selected(resource) else None
         if device.kind == TYPE_MIG:
-            default = MIG_PREFIX + (device.profile or "unknown")
+            default = mig_resource_name(device.profile)
         else:
             default = constants.PRIMARY_RESOURCE
         return default if selected(default) else None

@@ -242,3 +242,11 @@ def test_the_product_is_the_most_common_one() -> None:
     ]
     assert count(devices).product == dra.A100_LABEL
     assert count([]).product == ""
+
+
+def test_a_mig_profile_with_attributes_gets_the_device_plugins_name() -> None:
+    # go-nvlib names a profile with the media extensions `1g.10gb+me`; the device plugin
+    # advertises it as `nvidia.com/mig-1g.10gb.me` (a resource name is a DNS subdomain:
+    # k8s-device-plugin api/config/v1/resources.go NewResourceName).
+    got = count([dra.mig_device("n", 0, 0, profile="1g.10gb+me", profile_id=20)])
+    assert dict(got.resources) == {"nvidia.com/mig-1g.10gb.me": rc(1, 1, 0)}
