@@ -6,11 +6,11 @@ Pure: no I/O. Two steps, each a plain function over projections:
   (kubernetes staging/src/k8s.io/dynamic-resource-allocation/structured/internal/stable/
   pools_stable.go, `GatherPools`): only the slices of the pool's highest `pool.generation`
   count ("out-dated slices are silently ignored"); a pool with fewer (or more) slices than
-  `resourceSliceCount` is incomplete, and one whose device names repeat is invalid. Neither is
-  counted: the allocator (allocator_stable.go) refuses `allocationMode: All` on a pool
-  "currently being updated" or invalid, and half a republished pool is not the node's
-  inventory. Its node keeps its row; its devices count again once the pool is complete. (The
-  scheduler gathers per node; GPU drivers publish node-local pools, where both agree.)
+  `resourceSliceCount` is incomplete, and one whose device names repeat is invalid. An invalid
+  pool is not counted (the allocator refuses it). While a pool is incomplete (being
+  republished one slice at a time) its last complete gathering is counted (`carry_over`); one
+  never seen complete counts nothing, its nodes keep their rows. (The scheduler gathers per
+  node; GPU drivers publish node-local pools, where both agree.)
 - `node_counts`: a node's devices and the allocated set -> per resource name capacity,
   allocatable, allocated, available; physical GPUs; unhealthy GPUs; the product.
 
@@ -86,7 +86,12 @@ class Pool:
     counted: bool
     """Complete and valid: its devices exist for the scheduler."""
     why_not: str = ""
-    """Why it is not counted (incomplete, duplicate device name)."""
+    """Why it is not counted (incomplete, duplicate device name), or why an older generation
+    is counted in its place (see `carry_over`)."""
+    incomplete: bool = False
+    """Its newest generation lacks slices (an older complete one may stand in for it)."""
+    pending_nodes: frozenset[str] = frozenset()
+    """Nodes of a newer, incomplete generation not yet counted: they keep their rows."""
     nodes: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     """Device name -> its node ('' for none), for the claims' lookups."""
 
@@ -118,8 +123,42 @@ def gather_pool(slices: Iterable[SliceProjection]) -> Pool | None:
         why_not = f"incomplete: {len(newest)} of {first.slice_count} slices"
     elif len({device.name for device in devices}) != len(devices):  # poolIsInvalid
         why_not = "invalid: duplicate device name"
-    nodes = {device.name: device.node for device in devices}
-    return Pool(first.driver, first.pool, first.generation, devices, not why_not, why_not, nodes)
+    return Pool(
+        first.driver,
+        first.pool,
+        first.generation,
+        devices,
+        counted=not why_not,
+        why_not=why_not,
+        incomplete=why_not.startswith("incomplete"),
+        nodes={device.name: device.node for device in devices},
+    )
+
+
+def carry_over(newest: Pool | None, previous: Pool | None) -> Pool | None:
+    """The pool to count: the newest gathering, or, while that is incomplete, the last complete
+    one (`previous`, what was counted before).
+
+    A driver republishes a pool one slice at a time (the kubelet's resourceslice controller,
+    `syncPool`, writes one slice per API call after bumping the generation), so a pool of
+    several slices is briefly incomplete at each change. The scheduler keeps allocating from
+    it meanwhile: GatherPools (pools_stable.go) only marks it `IsIncomplete`, and the
+    allocator (allocator_stable.go) refuses such a pool only for `allocationMode: All`; so its
+    GPUs have not gone away, and the last complete gathering stands until the new generation is
+    complete. A pool never seen complete counts nothing; an invalid one (duplicate device
+    names) counts nothing either, as the allocator refuses it outright.
+    """
+    if newest is None or not newest.incomplete or previous is None or not previous.counted:
+        return newest
+    return dataclasses.replace(
+        previous,
+        why_not=(
+            f"{newest.why_not} at generation {newest.generation}; counting the last complete"
+            f" one (generation {previous.generation}) meanwhile"
+        ),
+        incomplete=True,
+        pending_nodes=frozenset(d.node for d in newest.devices if d.node),
+    )
 
 
 def naming(classes: Mapping[str, ClassProjection], selected: Callable[[str], bool]) -> Naming:

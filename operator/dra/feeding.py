@@ -63,6 +63,10 @@ def event(store: Store, kind: Kind, event: Mapping[str, Any], logger: Log) -> bo
                 )
     if kind is Kind.RESOURCE_SLICES:
         store.resource_slice(key, uid, value, stream)  # type: ignore[arg-type]
+        for problem in store.dra.take_problems():
+            # An invalid pool is an error to the allocator (pools_stable.go poolIsInvalid), an
+            # incomplete one a republication under way: either way, say it once.
+            logger.warning("%s (DRA devices)", problem)
     elif kind is Kind.RESOURCE_CLAIMS:
         store.resource_claim(key, value, stream)  # type: ignore[arg-type]
     else:
