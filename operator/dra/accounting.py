@@ -26,7 +26,13 @@ How devices become numbers (the README's API section says the same):
   names `spec.resourceNames` selects are counted, as for device-plugin nodes.
 - Physical GPUs: distinct UUIDs of full GPUs plus distinct `parentUUID`s of MIG devices, so MIG
   devices and partitions never add GPUs (a MIG node that also published its whole GPUs, NVIDIA
-  driver bug #719, still counts each GPU once).
+  driver bug #719, still counts each GPU once; NVIDIA's dynamic MIG placements carry a
+  `parentUUID` and no `uuid`, mig.go CommonAttributesMig).
+- Partitionable devices (KEP-4815, DRAPartitionableDevices; NVIDIA's dynamic MIG publishes the
+  whole GPU and every MIG placement, all consuming one counter set per GPU: driver.go
+  generateCombinedResourceSlices, partitions.go): a unit is available only if it is free,
+  untainted, and its consumption fits what the allocated devices left of its counter sets
+  (allocator_stable.go checkAvailableCounters). Capacity stays the number of placements.
 - allocatable: units with no NoSchedule/NoExecute taint. allocated: units in use, i.e. a
   device of the unit is allocated, or the whole GPU it is carved from is, or (for a whole GPU)
   one of its MIG devices is: either way the unit cannot be handed out. available =
@@ -51,10 +57,14 @@ from gpu_inventory.operator.dra.projections import (
     UNAVAILABLE,
     UNHEALTHY,
     ClassProjection,
+    Counters,
     Device,
     DeviceKey,
     SliceProjection,
 )
+
+CounterSetKey = tuple[str, str, str]
+"""(driver, pool, counter set name)."""
 
 MIG_PREFIX: Final = "nvidia.com/mig-"
 """The device plugin's name for MIG devices (mixed strategy): `nvidia.com/mig-1g.10gb`."""
@@ -92,6 +102,8 @@ class Pool:
     """Its newest generation lacks slices (an older complete one may stand in for it)."""
     pending_nodes: frozenset[str] = frozenset()
     """Nodes of a newer, incomplete generation not yet counted: they keep their rows."""
+    counter_sets: tuple[tuple[str, Counters], ...] = ()
+    """The shared counter sets of its slices (partitionable devices)."""
     nodes: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     """Device name -> its node ('' for none), for the claims' lookups."""
 
@@ -132,6 +144,12 @@ def gather_pool(slices: Iterable[SliceProjection]) -> Pool | None:
         why_not=why_not,
         incomplete=why_not.startswith("incomplete"),
         nodes={device.name: device.node for device in devices},
+        # The 1.34 allocator scopes a counter set to its slice (allocator_stable.go
+        # checkAvailableCounters reads `slice.Spec.SharedCounters` of the device's own slice);
+        # 1.35 lets one slice carry them for the whole pool. NVIDIA's driver names one set per
+        # GPU (`gpu-<minor>-counter-set`, partitions.go GetSharedCounterSetName) in either
+        # layout, so sets are kept per pool, which reads both.
+        counter_sets=tuple(sorted({n: c for p in newest for n, c in p.counter_sets}.items())),
     )
 
 
@@ -196,15 +214,23 @@ class NodeCounts:
 class _Unit:
     tainted: bool = False
     in_use: bool = False
+    fits: bool = False
+    """Some device of it fits what remains of the counter sets it consumes from."""
+
+
+_NO_COUNTERS: Final[Mapping[CounterSetKey, Counters]] = {}
 
 
 def node_counts(
     devices: Iterable[tuple[str, str, Device]],
     allocated: Collection[DeviceKey],
     name_of: Naming,
+    counter_sets: Mapping[CounterSetKey, Counters] = _NO_COUNTERS,
 ) -> NodeCounts:
-    """Count one node's devices, given as (driver, pool, device) of counted pools."""
+    """Count one node's devices, given as (driver, pool, device) of counted pools, with the
+    shared counter sets of those pools."""
     listed = list(devices)
+    remaining = _remaining(listed, allocated, counter_sets)
     gpu_of: dict[tuple[str, str, str], str] = {}
     held: set[str] = set()  # GPUs (by physical id) whose whole device is allocated
     carved: set[str] = set()  # GPUs one of whose MIG devices is allocated
@@ -232,16 +258,23 @@ def node_counts(
         unit.in_use |= (
             key in allocated or gpu in held or (device.kind != TYPE_MIG and gpu in carved)
         )
+        unit.fits |= _fits(driver, pool, device, remaining)
     resources = {}
     for resource in sorted(units):
         capacity = len(units[resource])
         allocatable = sum(1 for u in units[resource].values() if not u.tainted)
         in_use = sum(1 for u in units[resource].values() if u.in_use)
+        # A partition is available only if it could be allocated now: free, untainted, and
+        # its consumption fits what the allocated devices left of its counter sets. Each is
+        # judged alone (seven free 1g placements and one free 7g on an idle A100 are all
+        # "available", not all at once). Devices without counters always fit, so for them
+        # this is allocatable - allocated, as for device-plugin resources.
+        free = sum(1 for u in units[resource].values() if u.fits and not (u.tainted or u.in_use))
         resources[resource] = ResourceCounts(
             capacity=capacity,
             allocatable=allocatable,
             allocated=in_use,
-            available=max(0, allocatable - in_use),
+            available=min(max(0, allocatable - in_use), free),
         )
     physical = set(gpu_of.values())
     ranked = Counter(products.values()).most_common()
@@ -249,8 +282,51 @@ def node_counts(
     return NodeCounts(resources, len(physical), len(sick & physical), product)
 
 
+def _remaining(
+    listed: Iterable[tuple[str, str, Device]],
+    allocated: Collection[DeviceKey],
+    counter_sets: Mapping[CounterSetKey, Counters],
+) -> dict[CounterSetKey, dict[str, int]]:
+    """What is left of each counter set after the allocated devices' consumption, as
+    allocator_stable.go `checkAvailableCounters` computes it (a counter not in the set is
+    ignored; a negative remainder just means nothing fits)."""
+    remaining = {key: dict(counters) for key, counters in counter_sets.items()}
+    for driver, pool, device in listed:
+        if not device.consumes or (driver, pool, device.name) not in allocated:
+            continue
+        for set_name, counters in device.consumes:
+            left = remaining.get((driver, pool, set_name))
+            if left is None:
+                continue
+            for counter, amount in counters:
+                if counter in left:
+                    left[counter] -= amount
+    return remaining
+
+
+def _fits(
+    driver: str, pool: str, device: Device, remaining: Mapping[CounterSetKey, dict[str, int]]
+) -> bool:
+    """Whether the device's consumption fits what remains of its counter sets: no counter of
+    a set it consumes from may drop below 0 (checkAvailableCounters; consumption of a set or
+    counter the pool does not define is ignored there too)."""
+    for set_name, counters in device.consumes:
+        left = remaining.get((driver, pool, set_name))
+        if left is None:
+            continue
+        if any(value < 0 for value in left.values()):
+            return False
+        if any(left.get(counter, amount) < amount for counter, amount in counters):
+            return False
+    return True
+
+
 def _physical_id(key: DeviceKey, device: Device) -> str:
     """The physical GPU a device is (or is carved from): its UUID, a MIG device's parent's."""
     if device.kind == TYPE_MIG and device.parent:
         return device.parent
-    return device.uuid or "/".join(key)
+    if device.uuid:
+        return device.uuid
+    if device.consumes:  # a partition of another driver: the device its counter set is
+        return "/".join((key[0], key[1], device.consumes[0][0]))
+    return "/".join(key)

@@ -83,7 +83,15 @@ class DraIndex:
         `resourceNames`); None when no pool has devices on it."""
         if node not in self._node_pools:
             return None
-        return accounting.node_counts(self.devices_on(node), self.allocated, self.naming(selected))
+        counter_sets = {
+            (pool.driver, pool.name, name): counters
+            for pool_id in self._node_pools[node]
+            if (pool := self._pools[pool_id]).counted
+            for name, counters in pool.counter_sets
+        }
+        return accounting.node_counts(
+            self.devices_on(node), self.allocated, self.naming(selected), counter_sets
+        )
 
     def naming(self, selected: Callable[[str], bool]) -> accounting.Naming:
         """Device -> resource name under the current DeviceClasses (cached until one changes)."""
@@ -175,7 +183,7 @@ class DraIndex:
         for node in new_nodes - old_nodes:
             self._node_pools.setdefault(node, set()).add(pool_id)
         if old is not None and new is not None and old.counted and new.counted:
-            if old.why_not != new.why_not:  # what `why_not` says of its nodes changed
+            if old.why_not != new.why_not or old.counter_sets != new.counter_sets:
                 return old_nodes | new_nodes
             changed = {node for node in old_nodes & new_nodes if _on(old, node) != _on(new, node)}
             return changed | (old_nodes ^ new_nodes)

@@ -12,6 +12,8 @@ from gpu_inventory.operator.accounting import ResourceCounts
 from gpu_inventory.operator.dra import accounting, projections
 from gpu_inventory.operator.dra.projections import DeviceKey, SliceProjection
 from gpu_inventory.testing import dra
+from gpu_inventory.testing.builders import make_node
+from gpu_inventory.testing.streams import synced_store
 
 GPU, MIG = "nvidia.com/gpu", "nvidia.com/mig-1g.10gb"
 XID = {"key": "gpu.nvidia.com/xid", "value": "79", "effect": "NoSchedule"}
@@ -250,3 +252,75 @@ def test_a_mig_profile_with_attributes_gets_the_device_plugins_name() -> None:
     # k8s-device-plugin api/config/v1/resources.go NewResourceName).
     got = count([dra.mig_device("n", 0, 0, profile="1g.10gb+me", profile_id=20)])
     assert dict(got.resources) == {"nvidia.com/mig-1g.10gb.me": rc(1, 1, 0)}
+
+
+# --- partitionable devices (dynamic MIG) --------------------------------------------------------
+
+
+def dynamic_mig_counts(allocated: Collection[str]) -> dict[str, tuple[int, int, int, int]]:
+    """Two A100s published as NVIDIA's driver does with DynamicMIG on 1.34 (one slice per GPU,
+    each with its counter set), counted through the store as the operator counts a node."""
+    claims = []
+    for index, name in enumerate(allocated):
+        body = dra.make_claim(f"c{index}", "ml", device_class="mig.nvidia.com")
+        body["metadata"]["uid"] = f"claim-{index}"
+        body["status"] = {"allocation": dra.allocation("n", [name])}
+        claims.append(body)
+    slices = [dra.dynamic_mig_slice("n", minor, slice_count=2) for minor in (0, 1)]
+    store = synced_store(nodes=[make_node("n")], slices=slices, claims=claims)
+    got = store.dra.counts("n", lambda _: True)
+    assert got is not None
+    assert got.gpus == 2  # placements carry parentUUID and no uuid: no extra GPUs
+    return {
+        name: (c.capacity, c.allocatable, c.allocated, c.available)
+        for name, c in got.resources.items()
+    }
+
+
+PER_GPU = {
+    "nvidia.com/gpu": 1,
+    "nvidia.com/mig-1g.10gb": 7,
+    "nvidia.com/mig-1g.10gb.me": 7,
+    "nvidia.com/mig-1g.20gb": 4,
+    "nvidia.com/mig-2g.20gb": 3,
+    "nvidia.com/mig-3g.40gb": 2,
+    "nvidia.com/mig-4g.40gb": 1,
+    "nvidia.com/mig-7g.80gb": 1,
+}
+
+
+def test_idle_partitionable_gpus_offer_every_placement() -> None:
+    assert dynamic_mig_counts([]) == {r: (2 * n, 2 * n, 0, 2 * n) for r, n in PER_GPU.items()}
+
+
+def test_an_allocated_partition_leaves_only_what_its_counters_allow() -> None:
+    # 3g.40gb at placement 0 of gpu-0 takes memory slices 0-3 and 42 of 98 SMs
+    # (allocator_stable.go checkAvailableCounters): on gpu-0 only placements within slices
+    # 4-7 still fit; gpu-1 is whole.
+    got = dynamic_mig_counts([dra.placement_name(0, "3g.40gb", 9, 0)])
+    assert got == {
+        "nvidia.com/gpu": (2, 2, 1, 1),  # gpu-0 is carved
+        "nvidia.com/mig-1g.10gb": (14, 14, 0, 3 + 7),
+        "nvidia.com/mig-1g.10gb.me": (14, 14, 0, 3 + 7),
+        "nvidia.com/mig-1g.20gb": (8, 8, 0, 2 + 4),
+        "nvidia.com/mig-2g.20gb": (6, 6, 0, 1 + 3),
+        "nvidia.com/mig-3g.40gb": (4, 4, 1, 1 + 2),
+        "nvidia.com/mig-4g.40gb": (2, 2, 0, 0 + 1),
+        "nvidia.com/mig-7g.80gb": (2, 2, 0, 0 + 1),
+    }
+
+
+def test_a_small_partition_blocks_the_whole_gpu_and_its_largest_profile() -> None:
+    got = dynamic_mig_counts([dra.placement_name(1, "1g.10gb", 19, 0)])
+    assert got["nvidia.com/mig-7g.80gb"] == (2, 2, 0, 1)
+    assert got["nvidia.com/gpu"] == (2, 2, 1, 1)
+    # Placement 0 of 1g.10gb and of 1g.10gb+me share memory slice 0: both gone on gpu-1.
+    assert got["nvidia.com/mig-1g.10gb"] == (14, 14, 1, 13)
+    assert got["nvidia.com/mig-1g.10gb.me"] == (14, 14, 0, 13)
+
+
+def test_the_whole_gpu_allocated_leaves_no_partition_of_it() -> None:
+    got = dynamic_mig_counts(["gpu-0"])
+    assert got["nvidia.com/gpu"] == (2, 2, 1, 1)
+    assert got["nvidia.com/mig-1g.10gb"] == (14, 14, 7, 7)
+    assert got["nvidia.com/mig-7g.80gb"] == (2, 2, 1, 1)
