@@ -46,7 +46,7 @@ class DraIndex:
         self._node_pools: dict[str, set[PoolId]] = {}
         self._naming: tuple[Callable[[str], bool], accounting.Naming] | None = None
         self._reported: dict[PoolId, int] = {}  # pool -> the generation whose problem was said
-        self._problems: list[str] = []  # problems not yet taken by `take_problems`
+        self._problems: list[tuple[bool, str]] = []  # not yet taken by `take_problems`
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -73,8 +73,9 @@ class DraIndex:
             if self._pools[pool_id].why_not
         )
 
-    def take_problems(self) -> list[str]:
-        """Pool problems not taken before, each once per (pool, generation), for the log."""
+    def take_problems(self) -> list[tuple[bool, str]]:
+        """Pool problems not taken before, each once per (pool, generation), for the log:
+        (still counted, as its last complete generation; what is wrong)."""
         problems, self._problems = self._problems, []
         return problems
 
@@ -197,7 +198,7 @@ class DraIndex:
             self._reported.pop(pool_id, None)
         elif self._reported.get(pool_id) != newest.generation:
             self._reported[pool_id] = newest.generation
-            self._problems.append(_problem(pool_id, new.why_not))
+            self._problems.append((new.counted, _problem(pool_id, new.why_not)))
 
     def _nodes_of(self, keys: Iterable[DeviceKey]) -> set[str]:
         nodes = set()
