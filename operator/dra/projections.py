@@ -145,7 +145,12 @@ def project_slice(body: Mapping[str, Any], drivers: Collection[str]) -> SlicePro
         raise MalformedError(f"spec.pool.resourceSliceCount {count!r} is not a whole number >= 1")
     # Where the devices are (pools_stable.go GatherPools): `nodeName` puts all of them on one
     # node; `perDeviceNodeSelection` lets each device say; `nodeSelector` and `allNodes` make
-    # them reachable from many nodes, so they belong to no one node's count.
+    # them reachable from many nodes (GatherPools offers them to each node that matches), so
+    # they belong to no one node's count. Such devices get node "" and are NOT COUNTED
+    # anywhere, not even in the cluster totals: the totals are sums of node rows
+    # (operator/aggregates.py), and a cluster-only row would need its own place there.
+    # NVIDIA's GPU driver never publishes this shape (its pools are node-local), so only a
+    # hand-configured `spec.draDrivers` entry can meet it.
     node = spec.get("nodeName")
     node = node if isinstance(node, str) else ""
     per_device = spec.get("perDeviceNodeSelection") is True
