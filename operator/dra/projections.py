@@ -24,7 +24,7 @@ import re
 import sys
 from collections.abc import Collection, Mapping
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 from gpu_inventory.operator.accounting.quantities import QuantityError, parse_quantity
 
@@ -75,15 +75,18 @@ the same counters, so 5,000 nodes of partitionable GPUs cost a few hundred tuple
 Consumption = tuple[tuple[str, Counters], ...]
 """(counter set, counters) per set a device consumes from (`consumesCounters`)."""
 
-_SHAPES: dict[Counters, Counters] = {}
+_Shape = TypeVar("_Shape", bound=tuple[Any, ...])
+_SHAPES: dict[Any, Any] = {}
 _MAX_SHAPES: Final = 100_000
 """Beyond this many distinct shapes (a hostile driver) tuples are kept unshared."""
 
 
-def _shared(counters: Counters) -> Counters:
+def _shared(shape: _Shape) -> _Shape:
+    """One tuple per distinct value: the counters, and a device's whole consumption (the same
+    on every node, as NVIDIA names counter sets by GPU minor)."""
     if len(_SHAPES) >= _MAX_SHAPES:
-        return _SHAPES.get(counters, counters)
-    return _SHAPES.setdefault(counters, counters)
+        return _SHAPES.get(shape, shape)  # type: ignore[no-any-return]
+    return _SHAPES.setdefault(shape, shape)  # type: ignore[no-any-return]
 
 
 # --- ResourceSlices -----------------------------------------------------------------------------
@@ -194,7 +197,7 @@ def _named_counters(
         if not isinstance(name, str) or not name:
             raise MalformedError(f"{here} has no {name_field}")
         named.append((_intern(name), _counters(entry.get("counters"), here, rounding)))
-    return tuple(named)
+    return _shared(tuple(named))
 
 
 def _counters(raw: object, where: str, rounding: str) -> Counters:
