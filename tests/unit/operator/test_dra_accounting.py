@@ -7,6 +7,8 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpu_inventory.operator.accounting import ResourceCounts
 from gpu_inventory.operator.dra import accounting, projections
@@ -324,3 +326,43 @@ def test_the_whole_gpu_allocated_leaves_no_partition_of_it() -> None:
     assert got["nvidia.com/gpu"] == (2, 2, 1, 1)
     assert got["nvidia.com/mig-1g.10gb"] == (14, 14, 7, 7)
     assert got["nvidia.com/mig-7g.80gb"] == (2, 2, 1, 1)
+
+
+PLACEMENTS = [
+    (minor, profile, profile_id, start, size, engines, memory)
+    for minor in (0, 1)
+    for profile, profile_id, starts, size, engines, memory in dra.A100_MIG_PROFILES
+    for start in starts
+]
+
+
+def free_placements(held: set[int]) -> dict[str, int]:
+    """The reference, from the A100's hardware rules rather than from counters: a free
+    placement can be created when none of its memory slices is taken and the engines and
+    memory the held placements of its GPU leave suffice; a GPU held beyond what it has
+    (over-allocated) offers nothing."""
+    whole = dict(dra.A100_MIG_PROFILES[-1][4], memory=dra.A100_MIG_PROFILES[-1][5])
+    free: dict[str, int] = {}
+    for minor in (0, 1):
+        mine = [(i, p) for i, p in enumerate(PLACEMENTS) if p[0] == minor]
+        taken = [p for i, p in mine if i in held]
+        slices = [s for p in taken for s in range(p[3], p[3] + p[4])]
+        left = {
+            k: v - sum(dict(p[5], memory=p[6]).get(k, 0) for p in taken) for k, v in whole.items()
+        }
+        broken = len(slices) != len(set(slices)) or any(v < 0 for v in left.values())
+        for i, (_, profile, _, start, size, engines, memory) in mine:
+            name = "nvidia.com/mig-" + profile.replace("+", ".")
+            need = dict(engines, memory=memory)
+            fits = not broken and not set(range(start, start + size)) & set(slices)
+            fits = fits and all(left.get(k, 0) >= v for k, v in need.items())
+            free[name] = free.get(name, 0) + (1 if fits and i not in held else 0)
+    return free
+
+
+@settings(max_examples=60, deadline=None)
+@given(held=st.sets(st.integers(0, len(PLACEMENTS) - 1), max_size=6))
+def test_available_partitions_match_the_hardware_rules(held: set[int]) -> None:
+    names = [dra.placement_name(m, p, pid, s) for m, p, pid, s, *_ in (PLACEMENTS[i] for i in held)]
+    got = dynamic_mig_counts(names)
+    assert {r: c[3] for r, c in got.items() if r != "nvidia.com/gpu"} == free_placements(held)
