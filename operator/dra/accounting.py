@@ -286,37 +286,45 @@ def _remaining(
     listed: Iterable[tuple[str, str, Device]],
     allocated: Collection[DeviceKey],
     counter_sets: Mapping[CounterSetKey, Counters],
-) -> dict[CounterSetKey, dict[str, int]]:
-    """What is left of each counter set after the allocated devices' consumption, as
+) -> dict[CounterSetKey, dict[str, int] | None]:
+    """What is left of each counter set an allocated device consumes from, as
     allocator_stable.go `checkAvailableCounters` computes it (a counter not in the set is
-    ignored; a negative remainder just means nothing fits)."""
-    remaining = {key: dict(counters) for key, counters in counter_sets.items()}
+    ignored); None for a set left with a negative counter, from which nothing fits."""
+    remaining: dict[CounterSetKey, dict[str, int]] = {}
     for driver, pool, device in listed:
         if not device.consumes or (driver, pool, device.name) not in allocated:
             continue
         for set_name, counters in device.consumes:
-            left = remaining.get((driver, pool, set_name))
+            key = (driver, pool, set_name)
+            left = remaining.get(key)
             if left is None:
-                continue
+                whole = counter_sets.get(key)
+                if whole is None:
+                    continue
+                left = remaining[key] = dict(whole)
             for counter, amount in counters:
                 if counter in left:
                     left[counter] -= amount
-    return remaining
+    return {
+        key: None if any(value < 0 for value in left.values()) else left
+        for key, left in remaining.items()
+    }
 
 
 def _fits(
-    driver: str, pool: str, device: Device, remaining: Mapping[CounterSetKey, dict[str, int]]
+    driver: str, pool: str, device: Device, remaining: Mapping[CounterSetKey, dict[str, int] | None]
 ) -> bool:
-    """Whether the device's consumption fits what remains of its counter sets: no counter of
-    a set it consumes from may drop below 0 (checkAvailableCounters; consumption of a set or
-    counter the pool does not define is ignored there too)."""
+    """Whether the device's consumption fits what remains of the counter sets it consumes
+    from (checkAvailableCounters; consumption of a counter the set does not define is ignored
+    there too). A set no allocated device consumes from is whole, and every device fits a whole
+    set: NVIDIA's set is the largest profile's capacities and every memory slice (partitions.go
+    PartSharedCounterSets), which the whole GPU itself consumes."""
     for set_name, counters in device.consumes:
-        left = remaining.get((driver, pool, set_name))
-        if left is None:
+        key = (driver, pool, set_name)
+        if key not in remaining:
             continue
-        if any(value < 0 for value in left.values()):
-            return False
-        if any(left.get(counter, amount) < amount for counter, amount in counters):
+        left = remaining[key]
+        if left is None or any(left.get(counter, amount) < amount for counter, amount in counters):
             return False
     return True
 
