@@ -240,3 +240,108 @@ def extended_resource_claim_status(
             {"containerName": c, "resourceName": r, "requestName": q} for c, r, q in mappings
         ],
     }
+
+
+# --- Partitionable devices: NVIDIA's dynamic MIG on Kubernetes 1.34 -----------------------------
+
+A100_MIG_PROFILES: tuple[tuple[str, int, tuple[int, ...], int, dict[str, int], int], ...] = (
+    # (profile, profile id, placement starts, memory slices, engines, memory MiB): A100-SXM4-80GB
+    # as `nvidia-smi mig -lgip` / `-lgipp` lists it (NVIDIA MIG user guide, "A100 MIG Profiles").
+    ("1g.10gb", 19, (0, 1, 2, 3, 4, 5, 6), 1, {"multiprocessors": 14, "copyEngines": 1}, 9856),
+    (
+        "1g.10gb+me",
+        20,
+        (0, 1, 2, 3, 4, 5, 6),
+        1,
+        {"multiprocessors": 14, "copyEngines": 1, "decoders": 1, "jpegEngines": 1, "ofaEngines": 1},
+        9856,
+    ),
+    (
+        "1g.20gb",
+        15,
+        (0, 2, 4, 6),
+        2,
+        {"multiprocessors": 14, "copyEngines": 1, "decoders": 1},
+        19968,
+    ),
+    ("2g.20gb", 14, (0, 2, 4), 2, {"multiprocessors": 28, "copyEngines": 2, "decoders": 1}, 19968),
+    ("3g.40gb", 9, (0, 4), 4, {"multiprocessors": 42, "copyEngines": 3, "decoders": 2}, 40192),
+    ("4g.40gb", 5, (0,), 4, {"multiprocessors": 56, "copyEngines": 4, "decoders": 2}, 40192),
+    (
+        "7g.80gb",
+        0,
+        (0,),
+        8,
+        {"multiprocessors": 98, "copyEngines": 7, "decoders": 5, "jpegEngines": 1, "ofaEngines": 1},
+        80896,
+    ),
+)
+_ENGINES = ("multiprocessors", "copyEngines", "decoders", "encoders", "jpegEngines", "ofaEngines")
+
+
+def _dns(name: str) -> str:
+    """A capacity name as a counter name (partitions.go camelToDNSName): copyEngines ->
+    copy-engines."""
+    return "".join(f"-{c.lower()}" if c.isupper() else c for c in name)
+
+
+def _capacities(engines: Mapping[str, int], memory_mib: int) -> dict[str, int]:
+    """CommonCapacitiesMig: every engine (0 when absent) and memory in bytes."""
+    return {**{e: engines.get(e, 0) for e in _ENGINES}, "memory": memory_mib * 1024 * 1024}
+
+
+def _consumes(counter_set: str, capacities: Mapping[str, int], slices: range) -> dict[str, Any]:
+    """PartConsumesCounters: the capacities as counters plus one `memory-slice-<i>` each."""
+    counters = {_dns(k): {"value": str(v)} for k, v in capacities.items()}
+    counters.update({f"memory-slice-{i}": {"value": "1"} for i in slices})
+    return {"counterSet": counter_set, "counters": counters}
+
+
+def placement_name(minor: int, profile: str, profile_id: int, start: int) -> str:
+    """mig.go ToCanonicalName: `gpu-0-mig-3g40gb-9-0`; `+` is not RFC 1123, so `1g10gb-me`."""
+    compact = profile.replace(".", "").replace("+", "-")
+    return f"gpu-{minor}-mig-{compact}-{profile_id}-{start}"
+
+
+def dynamic_mig_slice(
+    node: str, minor: int, *, generation: int = 1, slice_count: int = 1, product: str = A100
+) -> dict[str, Any]:
+    """One GPU as NVIDIA's driver publishes it with DynamicMIG on Kubernetes 1.34
+    (driver.go generateCombinedResourceSlices): a slice of its own, with the GPU's counter set
+    (`gpu-<minor>-counter-set`: the largest profile's capacities and every memory slice), the
+    whole GPU consuming all of it, and every MIG placement consuming its share; placements
+    carry `parentUUID` and `profile` but no `uuid` (mig.go CommonAttributesMig)."""
+    counter_set = f"gpu-{minor}-counter-set"
+    largest = _capacities(A100_MIG_PROFILES[-1][4], A100_MIG_PROFILES[-1][5])
+    whole = gpu_device(node, minor, product=product)
+    whole["capacity"] = {k: {"value": str(v)} for k, v in largest.items()}
+    whole["consumesCounters"] = [_consumes(counter_set, largest, range(8))]
+    devices = [whole]
+    for profile, profile_id, starts, size, engines, memory in A100_MIG_PROFILES:
+        capacities = _capacities(engines, memory)
+        for start in starts:
+            devices.append(
+                {
+                    "name": placement_name(minor, profile, profile_id, start),
+                    "attributes": {
+                        "type": {"string": "mig"},
+                        "parentUUID": {"string": gpu_uuid(node, minor)},
+                        "profile": {"string": profile},
+                        **_product_attributes(product),
+                    },
+                    "capacity": {k: {"value": str(v)} for k, v in capacities.items()},
+                    "consumesCounters": [
+                        _consumes(counter_set, capacities, range(start, start + size))
+                    ],
+                }
+            )
+    body = make_slice(
+        node,
+        devices,
+        name=f"{node}-gpu-{minor}",
+        generation=generation,
+        slice_count=slice_count,
+    )
+    own = _consumes(counter_set, largest, range(8))["counters"]
+    body["spec"]["sharedCounters"] = [{"name": counter_set, "counters": own}]
+    return body

@@ -6,11 +6,11 @@ Pure: no I/O. Two steps, each a plain function over projections:
   (kubernetes staging/src/k8s.io/dynamic-resource-allocation/structured/internal/stable/
   pools_stable.go, `GatherPools`): only the slices of the pool's highest `pool.generation`
   count ("out-dated slices are silently ignored"); a pool with fewer (or more) slices than
-  `resourceSliceCount` is incomplete, and one whose device names repeat is invalid. Neither is
-  counted: the allocator (allocator_stable.go) refuses `allocationMode: All` on a pool
-  "currently being updated" or invalid, and half a republished pool is not the node's
-  inventory. Its node keeps its row; its devices count again once the pool is complete. (The
-  scheduler gathers per node; GPU drivers publish node-local pools, where both agree.)
+  `resourceSliceCount` is incomplete, and one whose device names repeat is invalid. An invalid
+  pool is not counted (the allocator refuses it). While a pool is incomplete (being
+  republished one slice at a time) its last complete gathering is counted (`carry_over`); one
+  never seen complete counts nothing, its nodes keep their rows. (The scheduler gathers per
+  node; GPU drivers publish node-local pools, where both agree.)
 - `node_counts`: a node's devices and the allocated set -> per resource name capacity,
   allocatable, allocated, available; physical GPUs; unhealthy GPUs; the product.
 
@@ -26,7 +26,13 @@ How devices become numbers (the README's API section says the same):
   names `spec.resourceNames` selects are counted, as for device-plugin nodes.
 - Physical GPUs: distinct UUIDs of full GPUs plus distinct `parentUUID`s of MIG devices, so MIG
   devices and partitions never add GPUs (a MIG node that also published its whole GPUs, NVIDIA
-  driver bug #719, still counts each GPU once).
+  driver bug #719, still counts each GPU once; NVIDIA's dynamic MIG placements carry a
+  `parentUUID` and no `uuid`, mig.go CommonAttributesMig).
+- Partitionable devices (KEP-4815, DRAPartitionableDevices; NVIDIA's dynamic MIG publishes the
+  whole GPU and every MIG placement, all consuming one counter set per GPU: driver.go
+  generateCombinedResourceSlices, partitions.go): a unit is available only if it is free,
+  untainted, and its consumption fits what the allocated devices left of its counter sets
+  (allocator_stable.go checkAvailableCounters). Capacity stays the number of placements.
 - allocatable: units with no NoSchedule/NoExecute taint. allocated: units in use, i.e. a
   device of the unit is allocated, or the whole GPU it is carved from is, or (for a whole GPU)
   one of its MIG devices is: either way the unit cannot be handed out. available =
@@ -51,13 +57,29 @@ from gpu_inventory.operator.dra.projections import (
     UNAVAILABLE,
     UNHEALTHY,
     ClassProjection,
+    Counters,
     Device,
     DeviceKey,
     SliceProjection,
 )
 
+CounterSetKey = tuple[str, str, str]
+"""(driver, pool, counter set name)."""
+
 MIG_PREFIX: Final = "nvidia.com/mig-"
 """The device plugin's name for MIG devices (mixed strategy): `nvidia.com/mig-1g.10gb`."""
+
+
+def mig_resource_name(profile: str) -> str:
+    """The device plugin's name for a MIG profile: `1g.10gb` -> `nvidia.com/mig-1g.10gb`.
+
+    A profile with attributes (go-nvlib MigProfileInfo.String: `1g.10gb+me`, `1g.10gb-me`)
+    is named with `.` for the `+`, `nvidia.com/mig-1g.10gb.me`: a resource name must be a DNS
+    subdomain (k8s-device-plugin api/config/v1/resources.go NewResourceName validates it with
+    NameIsDNSSubdomain), which has no `+`, so a DRA row and the device plugin's row line up.
+    """
+    return MIG_PREFIX + (profile or "unknown").replace("+", ".")
+
 
 Naming = Callable[[str, Device], str | None]
 """(driver, device) -> the resource name the device counts under, None: not counted."""
@@ -74,7 +96,14 @@ class Pool:
     counted: bool
     """Complete and valid: its devices exist for the scheduler."""
     why_not: str = ""
-    """Why it is not counted (incomplete, duplicate device name)."""
+    """Why it is not counted (incomplete, duplicate device name), or why an older generation
+    is counted in its place (see `carry_over`)."""
+    incomplete: bool = False
+    """Its newest generation lacks slices (an older complete one may stand in for it)."""
+    pending_nodes: frozenset[str] = frozenset()
+    """Nodes of a newer, incomplete generation not yet counted: they keep their rows."""
+    counter_sets: tuple[tuple[str, Counters], ...] = ()
+    """The shared counter sets of its slices (partitionable devices)."""
     nodes: Mapping[str, str] = dataclasses.field(default_factory=dict, compare=False, repr=False)
     """Device name -> its node ('' for none), for the claims' lookups."""
 
@@ -106,8 +135,48 @@ def gather_pool(slices: Iterable[SliceProjection]) -> Pool | None:
         why_not = f"incomplete: {len(newest)} of {first.slice_count} slices"
     elif len({device.name for device in devices}) != len(devices):  # poolIsInvalid
         why_not = "invalid: duplicate device name"
-    nodes = {device.name: device.node for device in devices}
-    return Pool(first.driver, first.pool, first.generation, devices, not why_not, why_not, nodes)
+    return Pool(
+        first.driver,
+        first.pool,
+        first.generation,
+        devices,
+        counted=not why_not,
+        why_not=why_not,
+        incomplete=why_not.startswith("incomplete"),
+        nodes={device.name: device.node for device in devices},
+        # The 1.34 allocator scopes a counter set to its slice (allocator_stable.go
+        # checkAvailableCounters reads `slice.Spec.SharedCounters` of the device's own slice);
+        # 1.35 lets one slice carry them for the whole pool. NVIDIA's driver names one set per
+        # GPU (`gpu-<minor>-counter-set`, partitions.go GetSharedCounterSetName) in either
+        # layout, so sets are kept per pool, which reads both.
+        counter_sets=tuple(sorted({n: c for p in newest for n, c in p.counter_sets}.items())),
+    )
+
+
+def carry_over(newest: Pool | None, previous: Pool | None) -> Pool | None:
+    """The pool to count: the newest gathering, or, while that is incomplete, the last complete
+    one (`previous`, what was counted before).
+
+    A driver republishes a pool one slice at a time (the kubelet's resourceslice controller,
+    `syncPool`, writes one slice per API call after bumping the generation), so a pool of
+    several slices is briefly incomplete at each change. The scheduler keeps allocating from
+    it meanwhile: GatherPools (pools_stable.go) only marks it `IsIncomplete`, and the
+    allocator (allocator_stable.go) refuses such a pool only for `allocationMode: All`; so its
+    GPUs have not gone away, and the last complete gathering stands until the new generation is
+    complete. A pool never seen complete counts nothing; an invalid one (duplicate device
+    names) counts nothing either, as the allocator refuses it outright.
+    """
+    if newest is None or not newest.incomplete or previous is None or not previous.counted:
+        return newest
+    return dataclasses.replace(
+        previous,
+        why_not=(
+            f"{newest.why_not} at generation {newest.generation}; counting the last complete"
+            f" one (generation {previous.generation}) meanwhile"
+        ),
+        incomplete=True,
+        pending_nodes=frozenset(d.node for d in newest.devices if d.node),
+    )
 
 
 def naming(classes: Mapping[str, ClassProjection], selected: Callable[[str], bool]) -> Naming:
@@ -121,7 +190,7 @@ def naming(classes: Mapping[str, ClassProjection], selected: Callable[[str], boo
             if selector is not None and selector.selects(driver, device):
                 return resource if selected(resource) else None
         if device.kind == TYPE_MIG:
-            default = MIG_PREFIX + (device.profile or "unknown")
+            default = mig_resource_name(device.profile)
         else:
             default = constants.PRIMARY_RESOURCE
         return default if selected(default) else None
@@ -145,15 +214,23 @@ class NodeCounts:
 class _Unit:
     tainted: bool = False
     in_use: bool = False
+    fits: bool = False
+    """Some device of it fits what remains of the counter sets it consumes from."""
+
+
+_NO_COUNTERS: Final[Mapping[CounterSetKey, Counters]] = {}
 
 
 def node_counts(
     devices: Iterable[tuple[str, str, Device]],
     allocated: Collection[DeviceKey],
     name_of: Naming,
+    counter_sets: Mapping[CounterSetKey, Counters] = _NO_COUNTERS,
 ) -> NodeCounts:
-    """Count one node's devices, given as (driver, pool, device) of counted pools."""
+    """Count one node's devices, given as (driver, pool, device) of counted pools, with the
+    shared counter sets of those pools."""
     listed = list(devices)
+    remaining = _remaining(listed, allocated, counter_sets)
     gpu_of: dict[tuple[str, str, str], str] = {}
     held: set[str] = set()  # GPUs (by physical id) whose whole device is allocated
     carved: set[str] = set()  # GPUs one of whose MIG devices is allocated
@@ -181,16 +258,23 @@ def node_counts(
         unit.in_use |= (
             key in allocated or gpu in held or (device.kind != TYPE_MIG and gpu in carved)
         )
+        unit.fits |= _fits(driver, pool, device, remaining)
     resources = {}
     for resource in sorted(units):
         capacity = len(units[resource])
         allocatable = sum(1 for u in units[resource].values() if not u.tainted)
         in_use = sum(1 for u in units[resource].values() if u.in_use)
+        # A partition is available only if it could be allocated now: free, untainted, and
+        # its consumption fits what the allocated devices left of its counter sets. Each is
+        # judged alone (seven free 1g placements and one free 7g on an idle A100 are all
+        # "available", not all at once). Devices without counters always fit, so for them
+        # this is allocatable - allocated, as for device-plugin resources.
+        free = sum(1 for u in units[resource].values() if u.fits and not (u.tainted or u.in_use))
         resources[resource] = ResourceCounts(
             capacity=capacity,
             allocatable=allocatable,
             allocated=in_use,
-            available=max(0, allocatable - in_use),
+            available=min(max(0, allocatable - in_use), free),
         )
     physical = set(gpu_of.values())
     ranked = Counter(products.values()).most_common()
@@ -198,8 +282,59 @@ def node_counts(
     return NodeCounts(resources, len(physical), len(sick & physical), product)
 
 
+def _remaining(
+    listed: Iterable[tuple[str, str, Device]],
+    allocated: Collection[DeviceKey],
+    counter_sets: Mapping[CounterSetKey, Counters],
+) -> dict[CounterSetKey, dict[str, int] | None]:
+    """What is left of each counter set an allocated device consumes from, as
+    allocator_stable.go `checkAvailableCounters` computes it (a counter not in the set is
+    ignored); None for a set left with a negative counter, from which nothing fits."""
+    remaining: dict[CounterSetKey, dict[str, int]] = {}
+    for driver, pool, device in listed:
+        if not device.consumes or (driver, pool, device.name) not in allocated:
+            continue
+        for set_name, counters in device.consumes:
+            key = (driver, pool, set_name)
+            left = remaining.get(key)
+            if left is None:
+                whole = counter_sets.get(key)
+                if whole is None:
+                    continue
+                left = remaining[key] = dict(whole)
+            for counter, amount in counters:
+                if counter in left:
+                    left[counter] -= amount
+    return {
+        key: None if any(value < 0 for value in left.values()) else left
+        for key, left in remaining.items()
+    }
+
+
+def _fits(
+    driver: str, pool: str, device: Device, remaining: Mapping[CounterSetKey, dict[str, int] | None]
+) -> bool:
+    """Whether the device's consumption fits what remains of the counter sets it consumes
+    from (checkAvailableCounters; consumption of a counter the set does not define is ignored
+    there too). A set no allocated device consumes from is whole, and every device fits a whole
+    set: NVIDIA's set is the largest profile's capacities and every memory slice (partitions.go
+    PartSharedCounterSets), which the whole GPU itself consumes."""
+    for set_name, counters in device.consumes:
+        key = (driver, pool, set_name)
+        if key not in remaining:
+            continue
+        left = remaining[key]
+        if left is None or any(left.get(counter, amount) < amount for counter, amount in counters):
+            return False
+    return True
+
+
 def _physical_id(key: DeviceKey, device: Device) -> str:
     """The physical GPU a device is (or is carved from): its UUID, a MIG device's parent's."""
     if device.kind == TYPE_MIG and device.parent:
         return device.parent
-    return device.uuid or "/".join(key)
+    if device.uuid:
+        return device.uuid
+    if device.consumes:  # a partition of another driver: the device its counter set is
+        return "/".join((key[0], key[1], device.consumes[0][0]))
+    return "/".join(key)

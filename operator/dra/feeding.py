@@ -18,6 +18,7 @@ from gpu_inventory.operator.tables import stream_of
 
 _EMPTY: Final[Mapping[str, Any]] = {}
 Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
+_POOLS_LOG: Final = logging.getLogger(__name__)
 
 
 def key_of(kind: Kind, body: Mapping[str, Any]) -> str:
@@ -63,6 +64,15 @@ def event(store: Store, kind: Kind, event: Mapping[str, Any], logger: Log) -> bo
                 )
     if kind is Kind.RESOURCE_SLICES:
         store.resource_slice(key, uid, value, stream)  # type: ignore[arg-type]
+        for counted, problem in store.dra.take_problems():
+            # An invalid pool is an error to the allocator (pools_stable.go poolIsInvalid), one
+            # never seen complete counts nothing: warnings. A republication under way, its last
+            # complete generation counted meanwhile, is routine. Either way, said once.
+            # The module's logger, not the slice's: the pool is the subject, and kopf's
+            # per-object loggers drop INFO.
+            _POOLS_LOG.log(
+                logging.INFO if counted else logging.WARNING, "%s (DRA devices)", problem
+            )
     elif kind is Kind.RESOURCE_CLAIMS:
         store.resource_claim(key, value, stream)  # type: ignore[arg-type]
     else:

@@ -7,8 +7,9 @@ a pod event. So a claim event costs O(its devices), a slice event O(its pool), n
 over 150,000 claims; a node's counts are computed only when the writer recomputes that node.
 
 - pools: (driver, pool) -> its slices, and the pool as gathered (`accounting.gather_pool`);
-- nodes: node -> the pools with devices on it. A node stays a DRA node while its pool is
-  incomplete (being republished): its row stays, and counts what complete pools say;
+- nodes: node -> the pools with devices on it. While a pool is incomplete (being
+  republished) its last complete gathering is counted; a node only its incomplete generation
+  names keeps a row that counts nothing from it;
 - allocated: device key -> how many claims hold it. A device is allocated once however many
   claims share it (allocateddevices.go keeps a *set* of device IDs): a claim shared by several
   pods holds its devices once anyway, and a device that several claims share (DRAConsumable-
@@ -44,6 +45,8 @@ class DraIndex:
         self._pools: dict[PoolId, accounting.Pool] = {}
         self._node_pools: dict[str, set[PoolId]] = {}
         self._naming: tuple[Callable[[str], bool], accounting.Naming] | None = None
+        self._reported: dict[PoolId, int] = {}  # pool -> the generation whose problem was said
+        self._problems: list[tuple[bool, str]] = []  # not yet taken by `take_problems`
 
     # --- reading ----------------------------------------------------------------------------------
 
@@ -61,12 +64,35 @@ class DraIndex:
                 if device.node == node:
                     yield pool.driver, pool.name, device
 
+    def why_not(self, node: str) -> tuple[str, ...]:
+        """Why pools with devices on `node` are not counted, or counted as an older generation
+        (`pool <driver>/<name>: <reason>`, by pool); empty when every one counts as it is."""
+        return tuple(
+            _problem(pool_id, self._pools[pool_id].why_not)
+            for pool_id in sorted(self._node_pools.get(node, ()))
+            if self._pools[pool_id].why_not
+        )
+
+    def take_problems(self) -> list[tuple[bool, str]]:
+        """Pool problems not taken before, each once per (pool, generation), for the log:
+        (still counted, as its last complete generation; what is wrong)."""
+        problems, self._problems = self._problems, []
+        return problems
+
     def counts(self, node: str, selected: Callable[[str], bool]) -> accounting.NodeCounts | None:
         """The node's DRA counts, for the resource names `selected` keeps (the spec's
         `resourceNames`); None when no pool has devices on it."""
         if node not in self._node_pools:
             return None
-        return accounting.node_counts(self.devices_on(node), self.allocated, self.naming(selected))
+        counter_sets = {
+            (pool.driver, pool.name, name): counters
+            for pool_id in self._node_pools[node]
+            if (pool := self._pools[pool_id]).counted
+            for name, counters in pool.counter_sets
+        }
+        return accounting.node_counts(
+            self.devices_on(node), self.allocated, self.naming(selected), counter_sets
+        )
 
     def naming(self, selected: Callable[[str], bool]) -> accounting.Naming:
         """Device -> resource name under the current DeviceClasses (cached until one changes)."""
@@ -83,11 +109,14 @@ class DraIndex:
             return set()
         if isinstance(update, Replaced):
             before = set(self._node_pools)
+            previous = self._pools  # a relist keeps each pool's last complete gathering
             self._pool_slices, self._pools, self._node_pools = {}, {}, {}
             for name, piece in update.new.items():
                 self._pool_slices.setdefault((piece.driver, piece.pool), {})[name] = piece
             for pool_id in list(self._pool_slices):
-                self._regather(pool_id)
+                self._regather(pool_id, previous.get(pool_id))
+            for gone in self._reported.keys() - self._pool_slices.keys():
+                del self._reported[gone]
             return before | set(self._node_pools)
         touched: set[PoolId] = set()
         if update.old is not None:  # a slice may move to another pool: leave the old one
@@ -133,11 +162,14 @@ class DraIndex:
 
     # --- helpers --------------------------------------------------------------------------------
 
-    def _regather(self, pool_id: PoolId) -> set[str]:
-        """Gather one pool again; the nodes whose devices of it changed."""
+    def _regather(self, pool_id: PoolId, relisted: accounting.Pool | None = None) -> set[str]:
+        """Gather one pool again; the nodes whose devices of it changed. `relisted`: what was
+        counted before a relist emptied `_pools`, to stand in while the pool is incomplete."""
         old = self._pools.pop(pool_id, None)
         members = self._pool_slices.get(pool_id)
-        new = accounting.gather_pool(members.values()) if members else None
+        newest = accounting.gather_pool(members.values()) if members else None
+        new = accounting.carry_over(newest, old or relisted)
+        self._note(pool_id, newest, new)
         if not members:
             self._pool_slices.pop(pool_id, None)
         if new is not None:
@@ -152,8 +184,21 @@ class DraIndex:
         for node in new_nodes - old_nodes:
             self._node_pools.setdefault(node, set()).add(pool_id)
         if old is not None and new is not None and old.counted and new.counted:
-            return {node for node in old_nodes | new_nodes if _on(old, node) != _on(new, node)}
+            if old.why_not != new.why_not or old.counter_sets != new.counter_sets:
+                return old_nodes | new_nodes
+            changed = {node for node in old_nodes & new_nodes if _on(old, node) != _on(new, node)}
+            return changed | (old_nodes ^ new_nodes)
         return old_nodes | new_nodes
+
+    def _note(
+        self, pool_id: PoolId, newest: accounting.Pool | None, new: accounting.Pool | None
+    ) -> None:
+        """Queue a pool's problem for the log, once per (pool, generation)."""
+        if newest is None or new is None or not new.why_not:
+            self._reported.pop(pool_id, None)
+        elif self._reported.get(pool_id) != newest.generation:
+            self._reported[pool_id] = newest.generation
+            self._problems.append((new.counted, _problem(pool_id, new.why_not)))
 
     def _nodes_of(self, keys: Iterable[DeviceKey]) -> set[str]:
         nodes = set()
@@ -179,10 +224,14 @@ def _count(allocated: dict[DeviceKey, int], keys: Iterable[DeviceKey], step: int
     return flipped
 
 
+def _problem(pool_id: PoolId, why_not: str) -> str:
+    return f"pool {pool_id[0]}/{pool_id[1]}: {why_not}"
+
+
 def _nodes_in(pool: accounting.Pool | None) -> set[str]:
     if pool is None:
         return set()
-    return {device.node for device in pool.devices if device.node}
+    return {device.node for device in pool.devices if device.node} | pool.pending_nodes
 
 
 def _on(pool: accounting.Pool, node: str) -> tuple[Device, ...]:

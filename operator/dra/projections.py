@@ -3,9 +3,10 @@
 Pure: no I/O. Only the GPU drivers' objects are kept (`spec.draDrivers`, NVIDIA's
 `gpu.nvidia.com` by default), and of them only what the counting needs:
 
-- a ResourceSlice: its pool (driver, name, generation, slice count) and, per device, its node,
-  the few attributes NVIDIA's driver publishes that say what the device is, and whether a taint
-  makes it unavailable or unhealthy;
+- a ResourceSlice: its pool (driver, name, generation, slice count), its shared counter sets
+  and, per device, its node, the few attributes NVIDIA's driver publishes that say what the
+  device is, what it consumes of the counter sets (partitionable devices, KEP-4815), and
+  whether a taint makes it unavailable or unhealthy;
 - a ResourceClaim: the (driver, pool, device) keys its allocation holds, nothing else, so
   150,000 claims cost what their device keys cost;
 - a DeviceClass: the extended resource name it maps (DRAExtendedResource) and, when its CEL
@@ -22,7 +23,10 @@ import dataclasses
 import re
 import sys
 from collections.abc import Collection, Mapping
-from typing import Any, Final
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
+from typing import Any, Final, TypeVar
+
+from gpu_inventory.operator.accounting.quantities import QuantityError, parse_quantity
 
 GROUP: Final = "resource.k8s.io"
 VERSION: Final = "v1"
@@ -63,6 +67,28 @@ class MalformedError(ValueError):
     """An object the API server would not have accepted; the message says what is wrong."""
 
 
+Counters = tuple[tuple[str, int], ...]
+"""Counter name -> amount in thousandths (a quantity such as `98`, `1` or `9856Mi`), sorted.
+One tuple per distinct shape is kept (`_shared`): every A100's `1g.10gb` placement 3 consumes
+the same counters, so 5,000 nodes of partitionable GPUs cost a few hundred tuples, not millions."""
+
+Consumption = tuple[tuple[str, Counters], ...]
+"""(counter set, counters) per set a device consumes from (`consumesCounters`)."""
+
+_Shape = TypeVar("_Shape", bound=tuple[Any, ...])
+_SHAPES: dict[Any, Any] = {}
+_MAX_SHAPES: Final = 100_000
+"""Beyond this many distinct shapes (a hostile driver) tuples are kept unshared."""
+
+
+def _shared(shape: _Shape) -> _Shape:
+    """One tuple per distinct value: the counters, and a device's whole consumption (the same
+    on every node, as NVIDIA names counter sets by GPU minor)."""
+    if len(_SHAPES) >= _MAX_SHAPES:
+        return _SHAPES.get(shape, shape)  # type: ignore[no-any-return]
+    return _SHAPES.setdefault(shape, shape)  # type: ignore[no-any-return]
+
+
 # --- ResourceSlices -----------------------------------------------------------------------------
 
 
@@ -83,6 +109,8 @@ class Device:
     """A MIG device's profile, e.g. `1g.10gb`."""
     taints: int = 0
     """`UNAVAILABLE` and `UNHEALTHY` bits."""
+    consumes: Consumption = ()
+    """What it takes from its pool's counter sets when allocated (empty for most devices)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,6 +124,8 @@ class SliceProjection:
     slice_count: int
     """`pool.resourceSliceCount`: how many slices the complete pool has."""
     devices: tuple[Device, ...]
+    counter_sets: tuple[tuple[str, Counters], ...] = ()
+    """`sharedCounters`: (counter set name, counters) that its devices consume from."""
 
 
 def project_slice(body: Mapping[str, Any], drivers: Collection[str]) -> SliceProjection | None:
@@ -118,7 +148,12 @@ def project_slice(body: Mapping[str, Any], drivers: Collection[str]) -> SlicePro
         raise MalformedError(f"spec.pool.resourceSliceCount {count!r} is not a whole number >= 1")
     # Where the devices are (pools_stable.go GatherPools): `nodeName` puts all of them on one
     # node; `perDeviceNodeSelection` lets each device say; `nodeSelector` and `allNodes` make
-    # them reachable from many nodes, so they belong to no one node's count.
+    # them reachable from many nodes (GatherPools offers them to each node that matches), so
+    # they belong to no one node's count. Such devices get node "" and are NOT COUNTED
+    # anywhere, not even in the cluster totals: the totals are sums of node rows
+    # (operator/aggregates.py), and a cluster-only row would need its own place there.
+    # NVIDIA's GPU driver never publishes this shape (its pools are node-local), so only a
+    # hand-configured `spec.draDrivers` entry can meet it.
     node = spec.get("nodeName")
     node = node if isinstance(node, str) else ""
     per_device = spec.get("perDeviceNodeSelection") is True
@@ -129,7 +164,13 @@ def project_slice(body: Mapping[str, Any], drivers: Collection[str]) -> SlicePro
         device_node = node
         if per_device and isinstance(raw.get("nodeName"), str):
             device_node = raw["nodeName"]
-        devices.append(_device(raw, str(driver), device_node))
+        consumes = _named_counters(
+            raw.get("consumesCounters"),
+            f"spec.devices[{index}].consumesCounters",
+            "counterSet",
+            ROUND_CEILING,
+        )
+        devices.append(_device(raw, str(driver), device_node, consumes))
     meta = body.get("metadata") or _EMPTY
     return SliceProjection(
         uid=str(meta.get("uid", "")),
@@ -138,10 +179,45 @@ def project_slice(body: Mapping[str, Any], drivers: Collection[str]) -> SlicePro
         generation=generation,
         slice_count=count,
         devices=tuple(devices),
+        counter_sets=_named_counters(
+            spec.get("sharedCounters"), "spec.sharedCounters", "name", ROUND_FLOOR
+        ),
     )
 
 
-def _device(raw: Mapping[str, Any], driver: str, node: str) -> Device:
+def _named_counters(
+    raw: object, where: str, name_field: str, rounding: str
+) -> tuple[tuple[str, Counters], ...]:
+    """(name, counters) per entry: `spec.sharedCounters` (name_field `name`, what each set
+    holds) or a device's `consumesCounters` (`counterSet`, what it takes from each set)."""
+    named = []
+    for index, entry in enumerate(raw if isinstance(raw, list) else ()):
+        here = f"{where}[{index}]"
+        name = entry.get(name_field) if isinstance(entry, Mapping) else None
+        if not isinstance(name, str) or not name:
+            raise MalformedError(f"{here} has no {name_field}")
+        named.append((_intern(name), _counters(entry.get("counters"), here, rounding)))
+    return _shared(tuple(named))
+
+
+def _counters(raw: object, where: str, rounding: str) -> Counters:
+    """Counters in thousandths; what a set holds is rounded down and what a device takes up,
+    so a device is never said to fit where the allocator's exact quantities say it does not."""
+    if not isinstance(raw, Mapping):
+        raise MalformedError(f"{where}.counters is missing")
+    counters = []
+    for name, counter in raw.items():
+        value = counter.get("value") if isinstance(counter, Mapping) else None
+        try:
+            amount = parse_quantity(value)  # type: ignore[arg-type]
+        except QuantityError as error:
+            raise MalformedError(f"{where}.counters[{name!r}]: {error}") from None
+        milli = (amount * 1000).to_integral_value(rounding=rounding)
+        counters.append((_intern(str(name)), int(milli if milli >= 0 else Decimal(0))))
+    return _shared(tuple(sorted(counters)))
+
+
+def _device(raw: Mapping[str, Any], driver: str, node: str, consumes: Consumption) -> Device:
     attributes = raw.get("attributes")
     attributes = attributes if isinstance(attributes, Mapping) else _EMPTY
     found = {
@@ -157,6 +233,7 @@ def _device(raw: Mapping[str, Any], driver: str, node: str) -> Device:
         product=_intern(found["product"]),
         profile=_intern(found["profile"]),
         taints=_taints(raw.get("taints"), driver),
+        consumes=consumes,
     )
 
 

@@ -5,7 +5,8 @@ No scheduler and no kubelet run here: ResourceSlices are created the way NVIDIA'
 publishes them, and each claim's `status.allocation` (and a DRAExtendedResource pod's
 `status.extendedResourceClaimStatus`) is written the way kube-scheduler writes them. The API
 server validates every one of those objects. Alpha gates this needs: DRAExtendedResource
-(DeviceClass.extendedResourceName, the pod status field) and DRADeviceTaints (device taints);
+(DeviceClass.extendedResourceName, the pod status field), DRADeviceTaints (device taints) and
+DRAPartitionableDevices (sharedCounters, consumesCounters: NVIDIA's dynamic MIG);
 DRAAdminAccess and DRAPrioritizedList are beta and on in 1.34.
 """
 
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.cluster
 
 GPU = "nvidia.com/gpu"
 MIG = "nvidia.com/mig-1g.10gb"
-GATES = "--feature-gates=DRAExtendedResource=true,DRADeviceTaints=true"
+GATES = "--feature-gates=DRAExtendedResource=true,DRADeviceTaints=true,DRAPartitionableDevices=true"
 FATAL_XID = {"key": "gpu.nvidia.com/xid", "value": "79", "effect": "NoSchedule"}
 
 
@@ -271,14 +272,17 @@ def test_pools_taints_and_deallocation_move_the_counts(
     status = kube.wait_for(gpu((3, 2, 1, 1)), what="the newest generation, one GPU tainted")
     assert status["summary"]["unhealthyGPUs"] == 1
     assert kube.condition(status, "Degraded")[0] == "True"
-    # Split into two slices of generation 3, the second not published yet: incomplete.
+    # Split into two slices of generation 3, the second not published yet: incomplete. The
+    # scheduler keeps allocating from such a pool, so generation 2 is counted meanwhile.
     r.publish(dra.make_slice("dra-a", [dra.gpu_device("dra-a", 0)], generation=3, slice_count=2))
 
-    def none_counted(status: dict[str, Any]) -> None:
-        assert (GPU, "DRA") not in resources(status)
+    def logged() -> None:
+        assert "pool gpu.nvidia.com/dra-a: incomplete: 1 of 2 slices at generation 3" in (
+            operator.log()
+        )
 
-    status = kube.wait_for(none_counted, what="an incomplete pool counted as none")
-    assert rows(status)["dra-a"][0] == "DRA"  # the node keeps its row meanwhile
+    eventually(logged, what="the incomplete pool logged")
+    kube.wait_for(gpu((3, 2, 1, 1)), what="generation 2 still counted")
     r.publish(
         dra.make_slice(
             "dra-a",
@@ -325,3 +329,33 @@ def test_a_node_with_device_plugin_and_dra_gpus_keeps_both_sources_apart(
     assert degraded["status"] == "True"
     assert "advertised by both the device plugin and DRA on twice" in degraded["message"]
     assert "mix" not in degraded["message"].split("advertised by both")[1]
+
+
+def test_dynamic_mig_counts_what_the_counter_sets_allow(
+    operator: Any, kube: Any, resources_api: Dra, namespace: str
+) -> None:
+    """Two A100s with every MIG placement, as NVIDIA's driver publishes them with DynamicMIG on
+    1.34 (one slice per GPU, with its counter set), and a 3g.40gb allocated on gpu-0."""
+    r = resources_api
+    r.classes()
+    kube.create_node(make_node("dra-dyn"))
+    for minor in (0, 1):
+        r.publish(dra.dynamic_mig_slice("dra-dyn", minor, slice_count=2))
+    stored = r.api.read_resource_slice("dra-dyn-gpu-0")
+    assert stored.spec.shared_counters, "the API server dropped sharedCounters (gate off?)"
+    placement = dra.placement_name(0, "3g.40gb", 9, 0)
+    r.claim(
+        dra.make_claim("slice", namespace, 1, device_class="mig.nvidia.com"),
+        {"allocation": dra.allocation("dra-dyn", [placement])},
+    )
+
+    def counted(status: dict[str, Any]) -> None:
+        got = resources(status)
+        assert got[(GPU, "DRA")] == (2, 2, 1, 1)
+        assert got[("nvidia.com/mig-7g.80gb", "DRA")] == (2, 2, 0, 1)
+        assert got[(MIG, "DRA")] == (14, 14, 0, 10)
+        assert got[("nvidia.com/mig-1g.10gb.me", "DRA")] == (14, 14, 0, 10)
+        assert got[("nvidia.com/mig-3g.40gb", "DRA")] == (4, 4, 1, 3)
+        assert rows(status)["dra-dyn"][:2] == ("DRA", 2)
+
+    kube.wait_for(counted, timeout=30, what="dynamic MIG counted as its counters allow")

@@ -7,11 +7,15 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gpu_inventory.operator.accounting import ResourceCounts
 from gpu_inventory.operator.dra import accounting, projections
 from gpu_inventory.operator.dra.projections import DeviceKey, SliceProjection
 from gpu_inventory.testing import dra
+from gpu_inventory.testing.builders import make_node
+from gpu_inventory.testing.streams import synced_store
 
 GPU, MIG = "nvidia.com/gpu", "nvidia.com/mig-1g.10gb"
 XID = {"key": "gpu.nvidia.com/xid", "value": "79", "effect": "NoSchedule"}
@@ -242,3 +246,123 @@ def test_the_product_is_the_most_common_one() -> None:
     ]
     assert count(devices).product == dra.A100_LABEL
     assert count([]).product == ""
+
+
+def test_a_mig_profile_with_attributes_gets_the_device_plugins_name() -> None:
+    # go-nvlib names a profile with the media extensions `1g.10gb+me`; the device plugin
+    # advertises it as `nvidia.com/mig-1g.10gb.me` (a resource name is a DNS subdomain:
+    # k8s-device-plugin api/config/v1/resources.go NewResourceName).
+    got = count([dra.mig_device("n", 0, 0, profile="1g.10gb+me", profile_id=20)])
+    assert dict(got.resources) == {"nvidia.com/mig-1g.10gb.me": rc(1, 1, 0)}
+
+
+# --- partitionable devices (dynamic MIG) --------------------------------------------------------
+
+
+def dynamic_mig_counts(allocated: Collection[str]) -> dict[str, tuple[int, int, int, int]]:
+    """Two A100s published as NVIDIA's driver does with DynamicMIG on 1.34 (one slice per GPU,
+    each with its counter set), counted through the store as the operator counts a node."""
+    claims = []
+    for index, name in enumerate(allocated):
+        body = dra.make_claim(f"c{index}", "ml", device_class="mig.nvidia.com")
+        body["metadata"]["uid"] = f"claim-{index}"
+        body["status"] = {"allocation": dra.allocation("n", [name])}
+        claims.append(body)
+    slices = [dra.dynamic_mig_slice("n", minor, slice_count=2) for minor in (0, 1)]
+    store = synced_store(nodes=[make_node("n")], slices=slices, claims=claims)
+    got = store.dra.counts("n", lambda _: True)
+    assert got is not None
+    assert got.gpus == 2  # placements carry parentUUID and no uuid: no extra GPUs
+    return {
+        name: (c.capacity, c.allocatable, c.allocated, c.available)
+        for name, c in got.resources.items()
+    }
+
+
+PER_GPU = {
+    "nvidia.com/gpu": 1,
+    "nvidia.com/mig-1g.10gb": 7,
+    "nvidia.com/mig-1g.10gb.me": 7,
+    "nvidia.com/mig-1g.20gb": 4,
+    "nvidia.com/mig-2g.20gb": 3,
+    "nvidia.com/mig-3g.40gb": 2,
+    "nvidia.com/mig-4g.40gb": 1,
+    "nvidia.com/mig-7g.80gb": 1,
+}
+
+
+def test_idle_partitionable_gpus_offer_every_placement() -> None:
+    assert dynamic_mig_counts([]) == {r: (2 * n, 2 * n, 0, 2 * n) for r, n in PER_GPU.items()}
+
+
+def test_an_allocated_partition_leaves_only_what_its_counters_allow() -> None:
+    # 3g.40gb at placement 0 of gpu-0 takes memory slices 0-3 and 42 of 98 SMs
+    # (allocator_stable.go checkAvailableCounters): on gpu-0 only placements within slices
+    # 4-7 still fit; gpu-1 is whole.
+    got = dynamic_mig_counts([dra.placement_name(0, "3g.40gb", 9, 0)])
+    assert got == {
+        "nvidia.com/gpu": (2, 2, 1, 1),  # gpu-0 is carved
+        "nvidia.com/mig-1g.10gb": (14, 14, 0, 3 + 7),
+        "nvidia.com/mig-1g.10gb.me": (14, 14, 0, 3 + 7),
+        "nvidia.com/mig-1g.20gb": (8, 8, 0, 2 + 4),
+        "nvidia.com/mig-2g.20gb": (6, 6, 0, 1 + 3),
+        "nvidia.com/mig-3g.40gb": (4, 4, 1, 1 + 2),
+        "nvidia.com/mig-4g.40gb": (2, 2, 0, 0 + 1),
+        "nvidia.com/mig-7g.80gb": (2, 2, 0, 0 + 1),
+    }
+
+
+def test_a_small_partition_blocks_the_whole_gpu_and_its_largest_profile() -> None:
+    got = dynamic_mig_counts([dra.placement_name(1, "1g.10gb", 19, 0)])
+    assert got["nvidia.com/mig-7g.80gb"] == (2, 2, 0, 1)
+    assert got["nvidia.com/gpu"] == (2, 2, 1, 1)
+    # Placement 0 of 1g.10gb and of 1g.10gb+me share memory slice 0: both gone on gpu-1.
+    assert got["nvidia.com/mig-1g.10gb"] == (14, 14, 1, 13)
+    assert got["nvidia.com/mig-1g.10gb.me"] == (14, 14, 0, 13)
+
+
+def test_the_whole_gpu_allocated_leaves_no_partition_of_it() -> None:
+    got = dynamic_mig_counts(["gpu-0"])
+    assert got["nvidia.com/gpu"] == (2, 2, 1, 1)
+    assert got["nvidia.com/mig-1g.10gb"] == (14, 14, 7, 7)
+    assert got["nvidia.com/mig-7g.80gb"] == (2, 2, 1, 1)
+
+
+PLACEMENTS = [
+    (minor, profile, profile_id, start, size, engines, memory)
+    for minor in (0, 1)
+    for profile, profile_id, starts, size, engines, memory in dra.A100_MIG_PROFILES
+    for start in starts
+]
+
+
+def free_placements(held: set[int]) -> dict[str, int]:
+    """The reference, from the A100's hardware rules rather than from counters: a free
+    placement can be created when none of its memory slices is taken and the engines and
+    memory the held placements of its GPU leave suffice; a GPU held beyond what it has
+    (over-allocated) offers nothing."""
+    whole = dict(dra.A100_MIG_PROFILES[-1][4], memory=dra.A100_MIG_PROFILES[-1][5])
+    free: dict[str, int] = {}
+    for minor in (0, 1):
+        mine = [(i, p) for i, p in enumerate(PLACEMENTS) if p[0] == minor]
+        taken = [p for i, p in mine if i in held]
+        slices = [s for p in taken for s in range(p[3], p[3] + p[4])]
+        left = {
+            k: v - sum(dict(p[5], memory=p[6]).get(k, 0) for p in taken) for k, v in whole.items()
+        }
+        broken = len(slices) != len(set(slices)) or any(v < 0 for v in left.values())
+        for i, (_, profile, _, start, size, engines, memory) in mine:
+            name = "nvidia.com/mig-" + profile.replace("+", ".")
+            need = dict(engines, memory=memory)
+            fits = not broken and not set(range(start, start + size)) & set(slices)
+            fits = fits and all(left.get(k, 0) >= v for k, v in need.items())
+            free[name] = free.get(name, 0) + (1 if fits and i not in held else 0)
+    return free
+
+
+@settings(max_examples=60, deadline=None)
+@given(held=st.sets(st.integers(0, len(PLACEMENTS) - 1), max_size=6))
+def test_available_partitions_match_the_hardware_rules(held: set[int]) -> None:
+    names = [dra.placement_name(m, p, pid, s) for m, p, pid, s, *_ in (PLACEMENTS[i] for i in held)]
+    got = dynamic_mig_counts(names)
+    assert {r: c[3] for r, c in got.items() if r != "nvidia.com/gpu"} == free_placements(held)

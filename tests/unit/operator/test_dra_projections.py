@@ -119,6 +119,55 @@ def test_a_malformed_slice_says_what_is_wrong(edit: Any, message: str) -> None:
         projections.project_slice(body, DRIVERS)
 
 
+def test_counter_sets_and_consumption_are_kept_once_per_shape() -> None:
+    # 5,000 nodes of dynamic MIG GPUs publish the same consumptions over and over: every
+    # placement of one profile and start shares one tuple, whichever GPU or node it is on.
+    first = projections.project_slice(dra.dynamic_mig_slice("n1", 0), DRIVERS)
+    second = projections.project_slice(dra.dynamic_mig_slice("n2", 1), DRIVERS)
+    assert first is not None
+    assert second is not None
+    assert first.counter_sets[0][0] == "gpu-0-counter-set"
+    assert dict(first.counter_sets[0][1])["multiprocessors"] == 98_000  # thousandths
+    assert dict(first.counter_sets[0][1])["memory-slice-7"] == 1_000
+    assert len(first.devices) == len(second.devices) == 26
+    for a, b in zip(first.devices, second.devices, strict=True):
+        assert a.consumes[0][1] is b.consumes[0][1]
+    placement = next(d for d in first.devices if d.name == "gpu-0-mig-3g40gb-9-4")
+    counters = dict(placement.consumes[0][1])
+    assert (counters["memory-slice-4"], counters["memory-slice-7"]) == (1_000, 1_000)
+    assert "memory-slice-3" not in counters
+    assert (placement.uuid, placement.parent) == ("", dra.gpu_uuid("n1", 0))
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (
+            lambda s: s["spec"]["sharedCounters"][0].pop("name"),
+            "spec.sharedCounters[0] has no name",
+        ),
+        (
+            lambda s: s["spec"]["sharedCounters"][0]["counters"].update(memory={"value": "lots"}),
+            "spec.sharedCounters[0].counters['memory']",
+        ),
+        (
+            lambda s: s["spec"]["devices"][1]["consumesCounters"][0].pop("counterSet"),
+            "spec.devices[1].consumesCounters[0] has no counterSet",
+        ),
+        (
+            lambda s: s["spec"]["devices"][1]["consumesCounters"][0].pop("counters"),
+            "spec.devices[1].consumesCounters[0].counters is missing",
+        ),
+    ],
+    ids=["nameless-set", "bad-quantity", "no-counter-set", "no-counters"],
+)
+def test_malformed_counters_say_what_is_wrong(edit: Any, message: str) -> None:
+    body = dra.dynamic_mig_slice("n", 0)
+    edit(body)
+    with pytest.raises(MalformedError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        projections.project_slice(body, DRIVERS)
+
+
 def allocated_claim(devices: list[str], **kwargs: Any) -> dict[str, Any]:
     claim = dra.make_claim("c", "ns", len(devices))
     claim["metadata"]["uid"] = "uid-c"

@@ -2,9 +2,10 @@
 the store's incremental DRA counts equal a plain recount of the objects that exist at the end.
 
 The reference below is written from the rules, not from the operator's code: group the slices
-by pool, keep each pool's newest generation, count only complete pools (as many slices as each
-of them says) without duplicate device names, mark every device a non-admin result of an
-allocated claim names, and count per node."""
+by pool, keep each pool's newest generation; a complete pool (as many slices as each of them
+says) without duplicate device names is counted, and remembered; while a pool is incomplete,
+the one last remembered (after each event) is counted; a pool with duplicate names forgets it.
+Mark every device a non-admin result of an allocated claim names, and count per node."""
 
 from __future__ import annotations
 
@@ -134,11 +135,39 @@ operations = st.lists(
 )
 
 
+Remembered = dict[str, list[tuple[str, dict[str, Any]]]]
+"""Pool name -> (node, device) of its last complete, valid generation."""
+
+
+def remember(remembered: Remembered, slice_bodies: list[dict[str, Any]]) -> None:
+    """After an event: what each pool's last complete generation is."""
+    pools: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for body in slice_bodies:
+        if body["spec"]["driver"] == dra.DRIVER:
+            pools[body["spec"]["pool"]["name"]].append(body["spec"])
+    for pool in set(remembered) - set(pools):
+        del remembered[pool]  # every slice gone
+    for pool, specs in pools.items():
+        newest = max(spec["pool"]["generation"] for spec in specs)
+        current = [spec for spec in specs if spec["pool"]["generation"] == newest]
+        devices = [(spec["nodeName"], d) for spec in current for d in spec["devices"]]
+        names = [d["name"] for _, d in devices]
+        sizes = {spec["pool"]["resourceSliceCount"] for spec in current}
+        if sizes != {len(current)}:
+            continue  # incomplete: the last complete one stands
+        if len(set(names)) != len(names):
+            remembered.pop(pool, None)  # invalid: nothing counts
+        else:
+            remembered[pool] = devices
+
+
 def reference(
-    slice_bodies: list[dict[str, Any]], claim_bodies: list[dict[str, Any]]
+    slice_bodies: list[dict[str, Any]],
+    claim_bodies: list[dict[str, Any]],
+    remembered: Remembered,
 ) -> dict[str, dict[str, tuple[int, int, int, int]]]:
     """node -> resource -> (capacity, allocatable, allocated, available), recounted plainly.
-    A node appears when a GPU driver's newest slices put devices on it."""
+    A node appears when a GPU driver's newest slices, or the counted ones, put devices on it."""
     pools: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for body in slice_bodies:
         if body["spec"]["driver"] == dra.DRIVER:
@@ -154,13 +183,10 @@ def reference(
         newest = max(spec["pool"]["generation"] for spec in specs)
         current = [spec for spec in specs if spec["pool"]["generation"] == newest]
         devices = [(spec["nodeName"], d) for spec in current for d in spec["devices"]]
-        for node_name, _ in devices:
+        counted = remembered.get(pool, [])
+        for node_name, _ in devices + counted:
             counts.setdefault(node_name, {})
-        names = [d["name"] for _, d in devices]
-        sizes = {spec["pool"]["resourceSliceCount"] for spec in current}
-        if sizes != {len(current)} or len(set(names)) != len(names):
-            continue  # incomplete (or its slices disagree on the count), or invalid
-        for node_name, d in devices:
+        for node_name, d in counted:
             kind = d["attributes"]["type"]["string"]
             resource = (
                 GPU if kind == "gpu" else "nvidia.com/mig-" + d["attributes"]["profile"]["string"]
@@ -232,6 +258,7 @@ def test_incremental_counts_equal_a_plain_recount(ops: list[tuple[str, Any]]) ->
         Kind.RESOURCE_SLICES: {},
         Kind.RESOURCE_CLAIMS: {},
     }
+    remembered: Remembered = {}
     for op, arg in ops:
         if op == "slice":
             _apply(
@@ -260,7 +287,10 @@ def test_incremental_counts_equal_a_plain_recount(ops: list[tuple[str, Any]]) ->
             epochs[arg] += 1
             listing(store, arg, list(objects[arg].values()), epoch=epochs[arg])
         recompute(cache, store)
+        remember(remembered, list(objects[Kind.RESOURCE_SLICES].values()))
     want = reference(
-        list(objects[Kind.RESOURCE_SLICES].values()), list(objects[Kind.RESOURCE_CLAIMS].values())
+        list(objects[Kind.RESOURCE_SLICES].values()),
+        list(objects[Kind.RESOURCE_CLAIMS].values()),
+        remembered,
     )
     assert computed(cache) == want

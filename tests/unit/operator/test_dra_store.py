@@ -4,8 +4,11 @@ republished and incomplete pools, taints, and a phase that waits only for what i
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import pytest
 
 from gpu_inventory.api.models import GPUInventorySpec, GPUInventoryStatus
 from gpu_inventory.operator import status
@@ -187,6 +190,91 @@ def test_an_incomplete_pool_keeps_its_node_but_counts_nothing_until_complete() -
     )
     watch(store, Kind.RESOURCE_SLICES, "ADDED", with_uid(second))
     assert rows(desired(store))[(GPU, "DRA")] == (4, 4, 3, 1)
+
+
+def two_slice_pool(generation: int, first: range, second: range) -> list[dict[str, Any]]:
+    """Node `dra`'s pool as two slices `dra-a` and `dra-b` of one generation."""
+    return [
+        gpu_range(name, generation, minors)
+        for name, minors in (("dra-a", first), ("dra-b", second))
+    ]
+
+
+def gpu_range(name: str, generation: int, minors: range) -> dict[str, Any]:
+    devices = [dra.gpu_device("dra", i) for i in minors]
+    body = dra.make_slice("dra", devices, name=name, generation=generation, slice_count=2)
+    body["metadata"]["uid"] = f"uid-{name}"
+    return body
+
+
+def test_a_pool_republished_one_slice_at_a_time_counts_its_last_complete_generation() -> None:
+    # The kubelet rewrites a pool one slice per API call after a generation bump; the scheduler
+    # keeps allocating from it meanwhile (allocator_stable.go refuses an incomplete pool only for
+    # allocationMode All), so its GPUs are counted as the last complete generation had them.
+    store = mixed_cluster()
+    watch(store, Kind.RESOURCE_SLICES, "DELETED", gpu_slice("dra", 4))
+    for body in two_slice_pool(1, range(0, 2), range(2, 4)):
+        watch(store, Kind.RESOURCE_SLICES, "ADDED", body)
+    assert rows(desired(store))[(GPU, "DRA")] == (4, 4, 3, 1)
+    store.take_facts_dirty()
+    grown = two_slice_pool(2, range(0, 3), range(3, 6))
+    watch(store, Kind.RESOURCE_SLICES, "MODIFIED", grown[0])
+    assert rows(desired(store))[(GPU, "DRA")] == (4, 4, 3, 1)
+    assert store.take_facts_dirty() == {"dra"}  # its `why_not` changed
+    assert store.dra.why_not("dra") == (
+        "pool gpu.nvidia.com/dra: incomplete: 1 of 2 slices at generation 2;"
+        " counting the last complete one (generation 1) meanwhile",
+    )
+    watch(store, Kind.RESOURCE_SLICES, "MODIFIED", grown[1])
+    assert rows(desired(store))[(GPU, "DRA")] == (6, 6, 3, 3)
+    assert store.take_facts_dirty() == {"dra"}
+    assert store.dra.why_not("dra") == ()
+
+
+def test_a_pool_never_seen_complete_counts_nothing_and_says_why() -> None:
+    store = mixed_cluster()
+    watch(store, Kind.RESOURCE_SLICES, "DELETED", gpu_slice("dra", 4))
+    watch(store, Kind.RESOURCE_SLICES, "ADDED", gpu_range("dra-a", 1, range(0, 2)))
+    got = desired(store)
+    assert (GPU, "DRA") not in rows(got)
+    assert next(r for r in got.nodes if r.name == "dra").source == "DRA"
+    assert store.dra.why_not("dra") == ("pool gpu.nvidia.com/dra: incomplete: 1 of 2 slices",)
+
+
+def test_a_pool_with_a_duplicate_device_name_counts_nothing_and_says_why() -> None:
+    store = mixed_cluster()
+    watch(store, Kind.RESOURCE_SLICES, "DELETED", gpu_slice("dra", 4))
+    for body in two_slice_pool(1, range(0, 2), range(1, 3)):
+        watch(store, Kind.RESOURCE_SLICES, "ADDED", body)
+    assert (GPU, "DRA") not in rows(desired(store))
+    assert store.dra.why_not("dra") == ("pool gpu.nvidia.com/dra: invalid: duplicate device name",)
+
+
+def test_a_pools_problem_is_logged_once_per_generation(caplog: pytest.LogCaptureFixture) -> None:
+    store = mixed_cluster()
+    watch(store, Kind.RESOURCE_SLICES, "DELETED", gpu_slice("dra", 4))
+    with caplog.at_level(logging.WARNING):
+        watch(store, Kind.RESOURCE_SLICES, "ADDED", gpu_range("dra-a", 1, range(0, 2)))
+        watch(store, Kind.RESOURCE_SLICES, "MODIFIED", gpu_range("dra-a", 1, range(0, 1)))
+        watch(store, Kind.RESOURCE_SLICES, "MODIFIED", gpu_range("dra-a", 2, range(0, 2)))
+    assert [r.getMessage() for r in caplog.records] == [
+        "pool gpu.nvidia.com/dra: incomplete: 1 of 2 slices (DRA devices)",
+        "pool gpu.nvidia.com/dra: incomplete: 1 of 2 slices (DRA devices)",
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        watch(store, Kind.RESOURCE_SLICES, "ADDED", gpu_range("dra-b", 2, range(2, 4)))
+        # Republished at generation 3: routine, the complete generation 2 counts meanwhile.
+        watch(store, Kind.RESOURCE_SLICES, "MODIFIED", gpu_range("dra-b", 3, range(2, 4)))
+        watch(store, Kind.RESOURCE_SLICES, "MODIFIED", gpu_range("dra-a", 3, range(0, 2)))
+    assert [(r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            logging.INFO,
+            "pool gpu.nvidia.com/dra: incomplete: 1 of 2 slices at generation 3;"
+            " counting the last complete one (generation 2) meanwhile (DRA devices)",
+        )
+    ]
+    assert store.dra.why_not("dra") == ()
 
 
 def test_a_fatal_xid_taint_makes_a_gpu_unavailable_and_unhealthy() -> None:
