@@ -295,6 +295,7 @@ class InventoryWriter(Writer):
             waiting_for=tuple(self.store.waiting_for()),
             refusals=self.refusals.all(),
             spec_error=inventory.spec_error if inventory is not None else "",
+            dra_refused=self.store.dra_refused,
         )
 
     # --- the object itself ----------------------------------------------------------------------

@@ -84,7 +84,9 @@ async def configure(
     )
     # ResourceSlices, ResourceClaims and DeviceClasses only where resource.k8s.io/v1 is served
     # (decided here, before kopf collects the handlers to watch with).
-    if await dra_watching.served():
+    discovery = await dra_watching.served()
+    store.dra_refused = discovery.refused
+    if discovery.watch:
         dra_watching.register(store, _LOG)
 
 

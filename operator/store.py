@@ -86,6 +86,9 @@ class Store:
         self.inventory_table: Table[InventoryProjection] = Table()
         self.dra = DraIndex()
         self.watched: frozenset[Kind] = CORE_KINDS
+        self.dra_refused: tuple[str, ...] = ()
+        """What RBAC refuses of DRA's kinds where the API serves them (e.g. "list deviceclasses"):
+        the inventory's conditions say its numbers leave out DRA GPUs."""
         """The kinds kopf watches: the core four, and DRA's where the API serves it."""
         self._tables: dict[Kind, Table[Any]] = {
             Kind.PODS: self.pods,

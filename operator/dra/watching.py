@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 import kopf
 import urllib3
@@ -37,7 +37,15 @@ NEEDED_VERBS: Final = frozenset({"list", "watch"})
 MAX_DELAY: Final = 30.0
 
 
-async def served(*, delay: float = 0.5) -> bool:
+class Discovery(NamedTuple):
+    """Whether to watch DRA's kinds, and what RBAC refuses where the API serves them (the
+    inventory's conditions say so: its numbers leave out every DRA GPU)."""
+
+    watch: bool
+    refused: tuple[str, ...] = ()
+
+
+async def served(*, delay: float = 0.5) -> Discovery:
     """Whether `resource.k8s.io/v1` serves all three kinds with list and watch; logs the
     verdict either way. Waits (with backoff) while the API server does not answer."""
     while True:
@@ -52,7 +60,7 @@ async def served(*, delay: float = 0.5) -> bool:
                     VERSION,
                     status,
                 )
-                return False
+                return Discovery(watch=False)
             logger.warning("cannot discover %s/%s yet (%s); retrying", GROUP, VERSION, error)
             await asyncio.sleep(delay)
             delay = min(MAX_DELAY, delay * 2)
@@ -65,7 +73,7 @@ async def served(*, delay: float = 0.5) -> bool:
                 VERSION,
                 ", ".join(missing),
             )
-            return False
+            return Discovery(watch=False)
         if refused:
             logger.warning(
                 "Dynamic Resource Allocation (%s/%s) is served, but RBAC does not let this"
@@ -75,14 +83,14 @@ async def served(*, delay: float = 0.5) -> bool:
                 VERSION,
                 ", ".join(refused),
             )
-            return False
+            return Discovery(watch=False, refused=tuple(refused))
         logger.info(
             "Dynamic Resource Allocation (%s/%s) is served: watching %s",
             GROUP,
             VERSION,
             ", ".join(sorted(kind.value for kind in DRA_KINDS)),
         )
-        return True
+        return Discovery(watch=True)
 
 
 def _discover() -> tuple[list[str], list[str]]:

@@ -65,7 +65,8 @@ def test_without_rbac_for_dra_the_operator_counts_device_plugin_gpus_and_says_wh
     start_operator: Any, kube: Any, operator_account: tuple[str, Any]
 ) -> None:
     """The shipped rules without resource.k8s.io (an older chart, or rules copied by hand) on
-    a cluster that serves DRA: no watch stuck on 403s, a current inventory, one warning."""
+    a cluster that serves DRA: no watch stuck on 403s, a current inventory whose Degraded
+    condition says DRA's GPUs are left out and which verbs are missing, one warning."""
     role, kubeconfig = operator_account
     rules = [r for r in shipped_rules() if "resource.k8s.io" not in r["apiGroups"]]
     assert len(rules) == len(shipped_rules()) - 1
@@ -75,9 +76,12 @@ def test_without_rbac_for_dra_the_operator_counts_device_plugin_gpus_and_says_wh
 
     def current(status: dict[str, Any]) -> None:
         assert kube.condition(status, "Ready") == ("True", "InventoryCurrent")
+        assert kube.condition(status, "Degraded") == ("True", "DRANotCounted")
         assert status["summary"]["capacity"] == 2
 
-    kube.wait_for(current, timeout=30, what="a current inventory without DRA's watches")
+    status = kube.wait_for(current, timeout=30, what="a current inventory without DRA's watches")
+    degraded = next(c for c in status["conditions"] if c["type"] == "Degraded")
+    assert "list deviceclasses" in degraded["message"], degraded
     log = operator.log()
     assert log.count("RBAC does not let this operator") == 1, log
     assert "list deviceclasses, watch deviceclasses, list resourceclaims" in log, log
