@@ -61,6 +61,10 @@ G, V = constants.GROUP, constants.VERSION
 OPERATOR = str(Path(sys.executable).with_name("gpu-inventory-operator"))
 
 
+Change = tuple[float, str, int]
+"""A change sent: (monotonic time sent, node, the allocated value its row must show)."""
+
+
 class Inventory:
     """Watches GPUInventory/cluster; keeps each observation's time and node rows."""
 
@@ -108,6 +112,23 @@ class Inventory:
                     return None
                 self.lock.wait(left)
             return self.seen_at
+
+    def resolve(self, pending: list[Change], latencies: list[float]) -> list[Change]:
+        """The changes not yet reflected; the latency of each that now is goes to `latencies`."""
+        with self.lock:
+            rows, seen_at = self.rows, self.seen_at
+        return _resolve(pending, rows, seen_at, latencies)
+
+    def settle(
+        self, pending: list[Change], latencies: list[float], timeout: float = 30
+    ) -> list[Change]:
+        """After a churn: wait up to `timeout` for the changes still pending; those left."""
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            with self.lock:
+                self.lock.wait(0.5)
+            pending = self.resolve(pending, latencies)
+        return pending
 
     def stop(self) -> None:
         self._stop = True
@@ -249,7 +270,7 @@ def main() -> int:
         allocated = dict.fromkeys(nodes, 0)
         with inventory.lock:
             allocated.update(inventory.rows)
-        pending: list[tuple[float, str, int]] = []  # (sent, node, expected allocated)
+        pending: list[Change] = []  # (sent, node, expected allocated)
         latencies: list[float] = []
         churn_pods: list[tuple[str, str, str]] = []
         # Churn only where the CR has a row (beyond spec.maxNodeRows it lists only the nodes
@@ -286,16 +307,9 @@ def main() -> int:
                 allocated[node] -= 1
             pending.append((time.monotonic(), node, allocated[node]))
             events += 1
-            with inventory.lock:
-                rows, seen_at = inventory.rows, inventory.seen_at
-            pending = _resolve(pending, rows, seen_at, latencies)
+            pending = inventory.resolve(pending, latencies)
         churn_took = time.monotonic() - churn_began
-        deadline = time.monotonic() + 30
-        while pending and time.monotonic() < deadline:
-            with inventory.lock:
-                inventory.lock.wait(0.5)
-                rows, seen_at = inventory.rows, inventory.seen_at
-            pending = _resolve(pending, rows, seen_at, latencies)
+        pending = inventory.settle(pending, latencies)
         after = scrape(metrics_port)
         claim_churn = dra_load.churn(inventory, args) if dra_load is not None else None
 
@@ -438,7 +452,7 @@ class DraLoad:
         allocated = dict.fromkeys(self.nodes, 0)
         with inventory.lock:
             allocated.update({n: v for n, v in inventory.rows.items() if n in allocated})
-        waiting: list[tuple[float, str, int]] = []
+        waiting: list[Change] = []
         latencies: list[float] = []
         api = client.ResourceV1Api(api_client(self.plane, 4))
         touched: dict[str, float] = {}
@@ -486,16 +500,9 @@ class DraLoad:
             api.patch_namespaced_resource_claim_status(claim[1], claim[0], {"status": status})
             waiting.append((time.monotonic(), node, allocated[node]))
             events += 1
-            with inventory.lock:
-                rows, seen_at = inventory.rows, inventory.seen_at
-            waiting = _resolve(waiting, rows, seen_at, latencies)
+            waiting = inventory.resolve(waiting, latencies)
         took = time.monotonic() - began
-        deadline = time.monotonic() + 30
-        while waiting and time.monotonic() < deadline:
-            with inventory.lock:
-                inventory.lock.wait(0.5)
-                rows, seen_at = inventory.rows, inventory.seen_at
-            waiting = _resolve(waiting, rows, seen_at, latencies)
+        waiting = inventory.settle(waiting, latencies)
         line = (
             f"claim churn                {events / took:8.1f} events/s for {took:.0f} s, "
             f"{len(latencies)} measured, {len(waiting)} unresolved"
@@ -510,11 +517,11 @@ class DraLoad:
 
 
 def _resolve(
-    pending: list[tuple[float, str, int]],
+    pending: list[Change],
     rows: dict[str, int],
     seen_at: float,
     latencies: list[float],
-) -> list[tuple[float, str, int]]:
+) -> list[Change]:
     """Events whose node row now shows the expected value are reflected since `seen_at`."""
     left = []
     for sent, node, expected in pending:

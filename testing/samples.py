@@ -221,9 +221,7 @@ def inventory(
     capacity = sum(
         t.capacity for (name, _), t in resources.items() if name == constants.PRIMARY_RESOURCE
     )
-    synced = now if last_sync == "now" else last_sync
-    if synced is not None:
-        synced = synced.replace(microsecond=0)  # as the operator writes it; the CRD requires it
+    synced = now if last_sync == "now" else last_sync  # the model keeps whole UTC seconds
     return GPUInventory(
         metadata=ObjectMeta(name=constants.INVENTORY_NAME, generation=1),
         spec=spec or GPUInventorySpec(),

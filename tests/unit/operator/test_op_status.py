@@ -10,12 +10,11 @@ import pytest
 
 from gpu_inventory.api.models import GPUInventorySpec, GPUInventoryStatus, KubernetesView
 from gpu_inventory.operator import status
-from gpu_inventory.operator.aggregates import FactsCache
 from gpu_inventory.operator.facts import node_facts
 from gpu_inventory.operator.store import Phase, Store
 from gpu_inventory.operator.verdicts import OperatorHealth, Refusal
 from gpu_inventory.testing.builders import make_gpunode, make_node, make_pod
-from gpu_inventory.testing.streams import synced_store, with_uid
+from gpu_inventory.testing.streams import facts_cache_of, synced_store, with_uid
 
 NOW = datetime(2026, 6, 1, 12, 0, 0, tzinfo=UTC)
 GPU = "nvidia.com/gpu"
@@ -45,15 +44,7 @@ def compute(
     now: datetime = NOW,
 ) -> GPUInventoryStatus:
     spec = spec or GPUInventorySpec()
-    cache = FactsCache()
-    cache.update(
-        nodes=store.nodes.live,
-        gpunodes=store.gpunodes.live,
-        allocated=store.allocated,
-        dirty=(),
-        spec=spec,
-        now=now,
-    )
+    cache = facts_cache_of(store, spec=spec, now=now)
     return status.desired_status(
         cache,
         spec,
