@@ -161,7 +161,7 @@ def listed_gpus(node: NodeProjection, dra: NodeCounts | None) -> tuple[int, str]
 
     A device-plugin node: GFD's `nvidia.com/gpu.count`. A DRA node: the GPUs its driver
     publishes, or the label where it counts more (GPUs the driver does not publish, a pool
-    being republished). A node with both: the device plugin's whole GPUs (its
+    never seen complete). A node with both: the device plugin's whole GPUs (its
     `nvidia.com/gpu` capacity, divided by GFD's `nvidia.com/gpu.replicas` under time-slicing or
     MPS, when that label is kept) plus DRA's, capped by the label, which counts every GPU NVML
     sees; a sum above it means some GPU is offered both ways.
@@ -203,8 +203,8 @@ def _added(
 def agent_bound(node: NodeProjection, dra: NodeCounts | None) -> int | None:
     """The most GPUs the node's agent may report; None: nothing Kubernetes says bounds it.
 
-    A DRA count can fall short of the GPUs there: a pool being republished counts none of its
-    devices until it is complete again (pools_stable.go GatherPools), and NVIDIA's driver
+    A DRA count can fall short of the GPUs there: a pool never seen complete counts none of
+    its devices (pools_stable.go GatherPools), and NVIDIA's driver
     publishes nothing for a MIG-enabled GPU without MIG devices (k8s-dra-driver-gpu nvlib.go,
     GetPerGpuAllocatableDevices). So the bound is the larger of it and what the Node says (GFD
     `nvidia.com/gpu.count`, device-plugin capacity), and an empty DRA count bounds nothing: a

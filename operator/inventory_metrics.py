@@ -136,7 +136,8 @@ def _families() -> dict[str, GaugeMetricFamily]:
         ),
         "last_write": gauge(
             "status_last_write_timestamp_seconds",
-            "Unix time of this replica's last successful GPUInventory status write.",
+            "Unix time of the GPUInventory status' last write, exported by the Lease holder "
+            "only: its own last write, or after a takeover the CR's lastSyncTime.",
         ),
     }
 

@@ -83,7 +83,7 @@ class Runtime:
         metrics.registry.register(
             InventoryCollector(
                 status=lambda: inventory_writer.latest_status if shared.is_leader() else None,
-                last_write=inventory_writer.last_written,
+                last_write=lambda: inventory_writer.last_written() if shared.is_leader() else None,
             )
         )
         if config.metrics_port:

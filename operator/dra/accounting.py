@@ -159,12 +159,14 @@ def carry_over(newest: Pool | None, previous: Pool | None) -> Pool | None:
 
     A driver republishes a pool one slice at a time (the kubelet's resourceslice controller,
     `syncPool`, writes one slice per API call after bumping the generation), so a pool of
-    several slices is briefly incomplete at each change. The scheduler keeps allocating from
-    it meanwhile: GatherPools (pools_stable.go) only marks it `IsIncomplete`, and the
-    allocator (allocator_stable.go) refuses such a pool only for `allocationMode: All`; so its
-    GPUs have not gone away, and the last complete gathering stands until the new generation is
-    complete. A pool never seen complete counts nothing; an invalid one (duplicate device
-    names) counts nothing either, as the allocator refuses it outright.
+    several slices is briefly incomplete at each change. The scheduler meanwhile allocates
+    from the newest generation's slices present so far (GatherPools in pools_stable.go keeps
+    only them and marks the pool `IsIncomplete`); counting only those would show GPUs vanishing
+    for the seconds of each republish. This is a choice, not the scheduler's rule: the last
+    complete gathering stands until the new generation is complete (a driver that dies
+    mid-publish leaves it standing; the log says so once per generation). A pool never seen
+    complete counts nothing; an invalid one (duplicate device names) counts nothing either, as
+    the allocator refuses it outright.
     """
     if newest is None or not newest.incomplete or previous is None or not previous.counted:
         return newest
